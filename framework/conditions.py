@@ -1,0 +1,420 @@
+"""Conditions: specs with null kinds, per-sample presence, the conditioner, and dropout.
+
+One mechanism serves training and sampling: a :class:`Conditions` batch carries, per
+condition, a value tensor and a per-sample *present* mask. The :class:`Conditioner`
+substitutes each condition's null wherever a sample's condition is absent. Training drops
+conditions per sample with a :class:`DropoutSpec`; guidance branches set the masks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .guidance.expr import Expr
+
+__all__ = [
+    "ConditionError",
+    "ConditionSpec",
+    "Conditioner",
+    "Conditions",
+    "DropoutSpec",
+    "UntrainedSubsetWarning",
+]
+
+NullKind = Literal["learned", "zeros", "mask"]
+CondKind = Literal["categorical", "vector", "sequence"]
+
+
+class ConditionError(ValueError):
+    """A condition name, value or shape that does not fit the model."""
+
+
+class UntrainedSubsetWarning(UserWarning):
+    """Guidance asks for a condition subset that training never dropped to."""
+
+
+def _unknown(kind: str, name: Any, valid: Iterable[str]) -> ConditionError:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    return ConditionError(f"unknown {kind} {name!r}{hint} Valid: {', '.join(map(str, valid)) or '(none)'}")
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """One named condition of a model.
+
+    Attributes:
+        name: e.g. ``"text"``, ``"shape"``.
+        kind: ``categorical`` (an int label per sample, value ``[B]``), ``vector`` (``[B, dim]``)
+            or ``sequence`` (``[B, L, dim]``).
+        labels: for categorical conditions, the label names (``"red"`` → its index).
+        dim: feature size of vector/sequence conditions.
+        null: ``learned`` (a trained null embedding, the default), ``zeros``, or ``mask``
+            (a mask token; needs no dropout, the masking objective covers it).
+    """
+
+    name: str
+    kind: CondKind = "categorical"
+    labels: tuple[str, ...] | None = None
+    dim: int | None = None
+    null: NullKind = "learned"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("categorical", "vector", "sequence"):
+            raise ConditionError(f"condition {self.name!r}: unknown kind {self.kind!r}")
+        if self.null not in ("learned", "zeros", "mask"):
+            raise ConditionError(f"condition {self.name!r}: unknown null kind {self.null!r}; "
+                                 f"use 'learned', 'zeros' or 'mask'")
+        if self.kind == "categorical" and not self.labels:
+            raise ConditionError(f"categorical condition {self.name!r} needs labels")
+        if self.kind != "categorical" and not self.dim:
+            raise ConditionError(f"{self.kind} condition {self.name!r} needs dim")
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+
+    @property
+    def needs_dropout(self) -> bool:
+        """Whether the null must be learned through condition dropout."""
+        return self.null != "mask"
+
+    def encode(self, raw: Any, n: int) -> torch.Tensor:
+        """Turn one raw value (a label, an int, a tensor) or a per-sample list into a value batch.
+
+        Returns ``[n]`` long for categorical, ``[n, dim]`` / ``[n, L, dim]`` float otherwise.
+        """
+        if self.kind == "categorical":
+            if isinstance(raw, torch.Tensor):
+                idx = raw.long().reshape(-1)
+            else:
+                items = raw if isinstance(raw, (list, tuple)) else [raw]
+                idx = torch.tensor([self._label_index(v) for v in items], dtype=torch.long)
+            if idx.numel() == 1:
+                idx = idx.expand(n).clone()
+            if idx.shape != (n,):
+                raise ConditionError(f"condition {self.name!r}: got {idx.numel()} values for a "
+                                     f"batch of {n}")
+            if bool(((idx < 0) | (idx >= len(self.labels))).any()):
+                raise ConditionError(f"condition {self.name!r}: label index out of range "
+                                     f"0..{len(self.labels) - 1}: {idx.tolist()}")
+            return idx
+        value = torch.as_tensor(raw, dtype=torch.float32)
+        per_sample = 1 if self.kind == "vector" else 2
+        if value.ndim == per_sample:
+            value = value.unsqueeze(0).expand(n, *value.shape).clone()
+        if value.ndim != per_sample + 1 or value.shape[0] != n or value.shape[-1] != self.dim:
+            want = "[B, dim]" if self.kind == "vector" else "[B, L, dim]"
+            raise ConditionError(f"condition {self.name!r}: expected shape {want} with B={n}, "
+                                 f"dim={self.dim}; got {tuple(value.shape)}")
+        return value
+
+    def _label_index(self, v: Any) -> int:
+        if isinstance(v, (int,)) and not isinstance(v, bool):
+            if 0 <= v < len(self.labels):
+                return v
+            raise ConditionError(f"condition {self.name!r}: label index {v} out of range "
+                                 f"0..{len(self.labels) - 1}")
+        if str(v) in self.labels:
+            return self.labels.index(str(v))
+        raise _unknown(f"value for condition {self.name!r}:", v, self.labels)
+
+
+@dataclass
+class Conditions:
+    """A batch of condition values with per-sample presence.
+
+    Attributes:
+        values: name → value tensor, batch first (``[B]``, ``[B, D]`` or ``[B, L, D]``).
+        present: name → bool ``[B]``; ``False`` rows get the condition's null.
+        cads: name → ``[B, 3]`` rows of ``(√γ, s, ψ)`` for CADS condition noise (optional).
+        generator: random source for CADS noise in the conditioner.
+    """
+
+    values: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor] = field(default_factory=dict)
+    cads: dict[str, torch.Tensor] = field(default_factory=dict)
+    generator: torch.Generator | None = None
+
+    def __post_init__(self) -> None:
+        sizes = {k: v.shape[0] for k, v in self.values.items()}
+        if len(set(sizes.values())) > 1:
+            raise ConditionError(f"conditions disagree on the batch size: {sizes}")
+        for k, v in self.values.items():
+            if k not in self.present:
+                self.present[k] = torch.ones(v.shape[0], dtype=torch.bool, device=v.device)
+            elif self.present[k].shape != (v.shape[0],):
+                raise ConditionError(f"condition {k!r}: present mask has shape "
+                                     f"{tuple(self.present[k].shape)}, expected ({v.shape[0]},)")
+
+    @classmethod
+    def from_raw(cls, specs: Mapping[str, ConditionSpec], raw: Mapping[str, Any], n: int
+                 ) -> Conditions:
+        """Build a batch of ``n`` from raw values, e.g. ``{"shape": "triangle", "color": [0, 1]}``.
+
+        Conditions of ``specs`` missing from ``raw`` are absent (null) for every sample.
+        """
+        for name in raw:
+            if name not in specs:
+                raise _unknown("condition", name, specs)
+        values, present = {}, {}
+        for name, spec in specs.items():
+            if name in raw and raw[name] is not None:
+                values[name] = spec.encode(raw[name], n)
+                present[name] = torch.ones(n, dtype=torch.bool)
+            else:
+                values[name] = spec.encode(0, n) if spec.kind == "categorical" else (
+                    torch.zeros(n, spec.dim) if spec.kind == "vector" else torch.zeros(n, 1, spec.dim))
+                present[name] = torch.zeros(n, dtype=torch.bool)
+        return cls(values, present)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.values.values())).shape[0] if self.values else 0
+
+    def to(self, device: torch.device | str) -> Conditions:
+        return Conditions({k: v.to(device) for k, v in self.values.items()},
+                          {k: v.to(device) for k, v in self.present.items()},
+                          {k: v.to(device) for k, v in self.cads.items()}, self.generator)
+
+    def index(self, rows: slice | torch.Tensor) -> Conditions:
+        """The rows ``rows`` of every tensor."""
+        return Conditions({k: v[rows] for k, v in self.values.items()},
+                          {k: v[rows] for k, v in self.present.items()},
+                          {k: v[rows] for k, v in self.cads.items()}, self.generator)
+
+    @staticmethod
+    def cat(parts: Sequence[Conditions]) -> Conditions:
+        """Concatenate batches along the batch dimension (used to pack branches)."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        values = {k: torch.cat([p.values[k] for p in parts]) for k in first.values}
+        present = {k: torch.cat([p.present[k] for p in parts]) for k in first.values}
+        cads = {}
+        for k in {k for p in parts for k in p.cads}:
+            cads[k] = torch.cat([p.cads[k] if k in p.cads else _no_cads(p.batch_size, p.values[k])
+                                 for p in parts])
+        return Conditions(values, present, cads, first.generator)
+
+
+def _no_cads(n: int, like: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(n, 3, device=like.device)
+    out[:, 0] = 1.0  # √γ = 1, s = 0: no noise
+    return out
+
+
+class Conditioner(nn.Module):
+    """Embeds every condition to ``dim`` features and substitutes nulls where absent.
+
+    Categorical → ``nn.Embedding``; vector/sequence → ``nn.Linear``. The null is a learned
+    vector (``learned``), zeros (``zeros``), or an extra mask-token embedding (``mask``).
+    CADS noise, when a branch requests it, is applied to the embedding of present rows.
+
+    ``forward`` returns name → ``[B, dim]`` (categorical/vector) or ``[B, L, dim]`` (sequence).
+    """
+
+    def __init__(self, specs: Sequence[ConditionSpec], dim: int) -> None:
+        super().__init__()
+        self.specs = {s.name: s for s in specs}
+        self.dim = dim
+        self.embed = nn.ModuleDict()
+        self.null = nn.ParameterDict()
+        for s in specs:
+            if s.kind == "categorical":
+                self.embed[s.name] = nn.Embedding(len(s.labels) + (s.null == "mask"), dim)
+            else:
+                self.embed[s.name] = nn.Linear(s.dim, dim)
+            if s.null == "learned":
+                self.null[s.name] = nn.Parameter(torch.randn(dim) * 0.02)
+
+    def forward(self, conditions: Conditions) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, spec in self.specs.items():
+            if name not in conditions.values:
+                raise ConditionError(f"the model expects condition {name!r}, the batch has "
+                                     f"{list(conditions.values)}")
+            value, present = conditions.values[name], conditions.present[name]
+            emb = self.embed[name](value)
+            if name in conditions.cads:
+                emb = _cads_noise(emb, conditions.cads[name], conditions.generator)
+            if spec.null == "learned":
+                null = self.null[name].to(emb.dtype).expand_as(emb)
+            elif spec.null == "zeros":
+                null = torch.zeros_like(emb)
+            else:  # the extra embedding row is the mask token
+                mask_id = torch.full(value.shape[:1], len(spec.labels), dtype=torch.long,
+                                     device=value.device) if spec.kind == "categorical" else None
+                null = (self.embed[name](mask_id) if mask_id is not None else torch.zeros_like(emb))
+            keep = present.view(-1, *[1] * (emb.ndim - 1))
+            out[name] = torch.where(keep, emb, null)
+        return out
+
+
+def _cads_noise(emb: torch.Tensor, params: torch.Tensor, generator: torch.Generator | None
+                ) -> torch.Tensor:
+    """CADS: ``ĉ = √γ·c + s·√(1−γ)·n``, then ψ-rescale to ``c``'s per-sample mean/std."""
+    shape = (-1, *[1] * (emb.ndim - 1))
+    sg, s, psi = (params[:, i].to(emb.dtype).view(shape) for i in range(3))
+    noise = torch.randn(emb.shape, generator=generator, device=emb.device, dtype=emb.dtype)
+    noised = sg * emb + s * (1 - sg * sg).clamp_min(0).sqrt() * noise
+    dims = tuple(range(1, emb.ndim))
+    mean_c, std_c = emb.mean(dims, keepdim=True), emb.std(dims, keepdim=True)
+    mean_n, std_n = noised.mean(dims, keepdim=True), noised.std(dims, keepdim=True).clamp_min(1e-6)
+    rescaled = (noised - mean_n) / std_n * std_c + mean_c
+    return psi * rescaled + (1 - psi) * noised
+
+
+class DropoutSpec:
+    """Per-sample condition dropout with per-condition and joint probabilities.
+
+    ``DropoutSpec({"text": 0.05, "image": 0.05, ("text", "image"): 0.05})`` drops, per
+    sample: both together with probability 0.05 (tuple keys are mutually exclusive events),
+    and on top each condition independently with its own probability. A condition not
+    listed is never dropped.
+    """
+
+    def __init__(self, rates: Mapping[str | tuple[str, ...], float] | None = None) -> None:
+        self.single: dict[str, float] = {}
+        self.joint: dict[frozenset[str], float] = {}
+        for key, p in (rates or {}).items():
+            if not 0.0 <= float(p) <= 1.0:
+                raise ConditionError(f"dropout probability for {key!r} must be in [0, 1], got {p}")
+            if isinstance(key, str):
+                self.single[key] = float(p)
+            else:  # a tuple is one exclusive event, even of a single condition
+                group = frozenset(key)
+                self.joint[group] = self.joint.get(group, 0.0) + float(p)
+        total = sum(self.joint.values())
+        if total > 1.0 + 1e-9:
+            raise ConditionError(f"joint dropout probabilities sum to {total:.3f} > 1")
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.single) | frozenset(n for j in self.joint for n in j)
+
+    def __repr__(self) -> str:
+        items = [f"{k!r}: {v:g}" for k, v in self.single.items()]
+        items += [f"{tuple(sorted(k))!r}: {v:g}" for k, v in self.joint.items()]
+        return f"DropoutSpec({{{', '.join(items)}}})"
+
+    def validate(self, names: Iterable[str]) -> None:
+        """Raise if the spec names a condition the model does not have."""
+        names = set(names)
+        for n in self.names:
+            if n not in names:
+                raise _unknown("condition in DropoutSpec", n, names)
+
+    def sample(self, names: Sequence[str], batch_size: int,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Draw per-sample keep masks: name → bool ``[B]`` (``False`` = dropped)."""
+        self.validate(names)
+        drop = {n: torch.zeros(batch_size, dtype=torch.bool) for n in names}
+        if self.joint:
+            u = torch.rand(batch_size, generator=generator)
+            lo = 0.0
+            for group, p in self.joint.items():
+                hit = (u >= lo) & (u < lo + p)
+                for n in group:
+                    drop[n] |= hit
+                lo += p
+        for n, p in self.single.items():
+            drop[n] |= torch.rand(batch_size, generator=generator) < p
+        return {n: ~d for n, d in drop.items()}
+
+    def apply(self, conditions: Conditions, generator: torch.Generator | None = None) -> Conditions:
+        """A copy of ``conditions`` with dropped samples marked absent."""
+        keep = self.sample(conditions.names, conditions.batch_size, generator)
+        present = {n: conditions.present[n] & keep[n].to(conditions.present[n].device)
+                   for n in conditions.names}
+        return Conditions(dict(conditions.values), present, dict(conditions.cads),
+                          conditions.generator)
+
+    def trains(self, absent: Iterable[str], names: Iterable[str]) -> bool:
+        """Whether exactly the conditions ``absent`` (of ``names``) are dropped with probability > 0."""
+        absent, names = frozenset(absent), frozenset(names)
+        if not absent:
+            return all(self.single.get(n, 0.0) < 1.0 for n in names) and \
+                sum(self.joint.values()) < 1.0
+        events = [(g, p) for g, p in self.joint.items() if p > 0]
+        if sum(self.joint.values()) < 1.0:
+            events.append((frozenset(), 1.0))
+        for group, _ in events:
+            if not group <= absent:
+                continue
+            rest_ok = all(self.single.get(n, 0.0) > 0 for n in absent - group)
+            kept_ok = all(self.single.get(n, 0.0) < 1.0 for n in names - absent)
+            if rest_ok and kept_ok:
+                return True
+        return False
+
+    def check(self, expr: Expr, specs: Mapping[str, ConditionSpec] | Iterable[str],
+              strict: bool = False) -> list[frozenset[str]]:
+        """Check that training covers every subset ``expr`` evaluates on the main network.
+
+        Returns the untrained subsets (non-null condition names). Warns with
+        :class:`UntrainedSubsetWarning` naming each, or raises :class:`ConditionError`
+        when ``strict``. Conditions with a ``mask`` null need no dropout.
+        """
+        specs_map = specs if isinstance(specs, Mapping) else {n: None for n in specs}
+        names = frozenset(specs_map)
+        trainable = frozenset(n for n, s in specs_map.items() if s is None or s.needs_dropout)
+        missing = []
+        for subset in sorted(expr.required_subsets(), key=lambda s: (len(s), sorted(s))):
+            unknown = subset - names
+            if unknown:
+                raise _unknown("condition", sorted(unknown)[0], names)
+            absent = (names - subset) & trainable
+            if not self.trains(absent, trainable):
+                missing.append(subset)
+        if missing:
+            desc = "; ".join(_subset_str(s, names) for s in missing)
+            msg = (f"guidance {expr!r} evaluates condition subsets the model was never trained "
+                   f"on: {desc}. Training dropout was {self!r}.")
+            if strict:
+                raise ConditionError(msg)
+            warnings.warn(msg, UntrainedSubsetWarning, stacklevel=2)
+        return missing
+
+    @classmethod
+    def for_guidance(cls, exprs: Expr | Sequence[Expr], specs: Mapping[str, ConditionSpec]
+                     | Iterable[str], rate: float = 0.1) -> DropoutSpec:
+        """A dropout spec that trains exactly the subsets the given guidance evaluates.
+
+        Every required absent-pattern gets an equal share of ``rate`` as a joint rule, so the
+        model sees each null pattern the sampler will ask for (e.g. nested guidance's
+        ``(c1, ∅)``) and nothing else is spent on patterns no expression uses.
+        """
+        exprs = [exprs] if not isinstance(exprs, Sequence) else list(exprs)
+        specs_map = specs if isinstance(specs, Mapping) else {n: None for n in specs}
+        trainable = frozenset(n for n, s in specs_map.items() if s is None or s.needs_dropout)
+        patterns = set()
+        for e in exprs:
+            for subset in e.required_subsets():
+                absent = trainable - subset
+                if absent:
+                    patterns.add(frozenset(absent))
+        if not patterns:
+            return cls({})
+        share = rate / len(patterns)
+        # exclusive (tuple) events only, so the total drop rate is exactly `rate`
+        return cls({tuple(sorted(p)): share
+                    for p in sorted(patterns, key=lambda s: (len(s), sorted(s)))})
+
+
+def _subset_str(subset: frozenset[str], names: frozenset[str]) -> str:
+    kept = ", ".join(sorted(subset)) or "∅"
+    dropped = ", ".join(sorted(names - subset)) or "nothing"
+    return f"{{{kept}}} (dropping {dropped})"
+

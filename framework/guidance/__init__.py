@@ -1,0 +1,39 @@
+"""The multi-condition guidance algebra.
+
+Write guidance as mathematics over model branches::
+
+    from framework.guidance import cond, uncond, presets as G
+    g = uncond() + 1.5 * (cond("image") - uncond()) + 7.5 * (cond("image", "text") - cond("image"))
+    G.nested(["image", "text"], [1.5, 7.5])     # the same expression
+
+and evaluate it with a :class:`Guider`, which plans the fewest batched forward passes.
+"""
+
+from . import presets
+from .branches import (
+    AttnBlur,
+    AttnIdentity,
+    Branch,
+    Perturbation,
+    SkipLayers,
+    TimeShift,
+    cond,
+    independent,
+    noised,
+    uncond,
+)
+from .engine import GuidanceState, GuidedOutput, Guider, Perturbations, StepStats
+from .expr import AffineError, Expr, Linear, Window
+from .ops import Adaptive, Project, Renoised, Renormalize, Rescale, ZeroStar
+from .schedules import Weight, const, cosine, linear, piecewise, schedule, window
+from .spaces import DiscreteSpaces, FlowSpaces, SpaceConverter, SpaceError, VPSpaces
+from .syntax import GuidanceSyntaxError, parse
+
+__all__ = [
+    "Adaptive", "AffineError", "AttnBlur", "AttnIdentity", "Branch", "DiscreteSpaces", "Expr",
+    "FlowSpaces", "GuidanceState", "GuidanceSyntaxError", "GuidedOutput", "Guider", "Linear",
+    "Perturbation", "Perturbations", "Project", "Renoised", "Renormalize", "Rescale",
+    "SkipLayers", "SpaceConverter", "SpaceError", "StepStats", "TimeShift", "VPSpaces",
+    "Weight", "Window", "ZeroStar", "cond", "const", "cosine", "independent", "linear",
+    "noised", "parse", "piecewise", "presets", "schedule", "uncond", "window",
+]

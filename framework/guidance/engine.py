@@ -1,0 +1,381 @@
+"""The pass planner and evaluator.
+
+Per step the :class:`Guider`: evaluates the weights at τ; drops zero-weight terms and the
+branches only they needed; de-duplicates branches shared between terms; groups branches by
+network; packs each group into **one batched forward** (chunked under ``max_batch`` rows);
+converts outputs into the spaces the expression's operations declare; combines; and
+returns a :class:`GuidedOutput` with exact per-step statistics.
+
+Model contract (every network)::
+
+    model(x: [N, ...], t: [N], conditions: Conditions[N]) -> [N, ...]
+    model(..., perturbations=Perturbations)   # only when a branch is perturbed
+
+where ``N`` = branches × batch. Rows of one branch are contiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..conditions import ConditionError, Conditions, ConditionSpec, DropoutSpec, _unknown
+from .branches import KEEP, Branch, Independent, Noised, Perturbation, Replace, TimeShift
+from .expr import Expr, Linear
+from .ops.base import Op
+from .ops.cfg_pp import Renoised
+from .spaces import SpaceConverter, SpaceError
+
+__all__ = ["GuidanceState", "GuidedOutput", "Guider", "Perturbations", "StepStats"]
+
+ModelFn = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Perturbations:
+    """Which rows of a batched forward are perturbed, and how.
+
+    Attributes:
+        ids: ``[N]`` long, index into ``table`` per row, ``-1`` for unperturbed rows.
+        table: the distinct perturbations of this forward.
+    """
+
+    ids: torch.Tensor
+    table: tuple[Perturbation, ...]
+
+    def rows(self, perturbation: Perturbation) -> torch.Tensor:
+        """Bool ``[N]``: rows carrying ``perturbation``."""
+        return self.ids == self.table.index(perturbation)
+
+    def __iter__(self):
+        for i, p in enumerate(self.table):
+            yield p, self.ids == i
+
+
+@dataclass
+class StepStats:
+    """What one guided step cost and did."""
+
+    step: int
+    tau: float
+    branches: tuple[str, ...]
+    nfe: int  # branch evaluations (model evaluations of the batch)
+    forward_calls: int  # batched forward passes actually launched
+    guidance_norm: float | None = None  # mean ‖guided − unguided‖ when the reference was evaluated
+    cosine: float | None = None  # mean cos(guided, unguided)
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class GuidedOutput:
+    """The evaluated guidance of one step.
+
+    Attributes:
+        denoise: the guided prediction ``[B, ...]`` in ``space``.
+        renoise: a separate prediction for re-noising (CFG++), else ``None``.
+        space: the prediction space of ``denoise``/``renoise``.
+        stats: per-step statistics.
+        preds: raw per-branch outputs in the model's native space.
+    """
+
+    denoise: torch.Tensor
+    renoise: torch.Tensor | None
+    space: str
+    stats: StepStats
+    preds: dict[Branch, torch.Tensor]
+
+
+class GuidanceState:
+    """Per-run state: step counter, per-node state (momentum, switches), random source, history.
+
+    Create a fresh one per sampling run with :meth:`Guider.new_state`.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.step = 0
+        self.generator = generator
+        self.history: list[StepStats] = []
+        self._nodes: dict[int, dict[str, Any]] = {}
+
+    def of(self, node: Expr) -> dict[str, Any]:
+        """The mutable state dict of one expression node."""
+        return self._nodes.setdefault(id(node), {})
+
+    @property
+    def nfe(self) -> int:
+        """Total branch evaluations so far in this run."""
+        return sum(s.nfe for s in self.history)
+
+
+class _StepContext:
+    """What expression nodes see while evaluating one step."""
+
+    def __init__(self, x, t, tau, state, converter, native, preds):
+        self.x, self.t, self.tau, self.state = x, t, tau, state
+        self.converter, self.native, self.preds = converter, native, preds
+        self._converted: dict[tuple[Branch, str], torch.Tensor] = {}
+        self._coefs: dict[int, dict[Expr, float]] = {}
+        self.records: dict[str, float] = {}
+
+    def pred(self, branch: Branch, space: str) -> torch.Tensor:
+        key = (branch, space)
+        if key not in self._converted:
+            if branch not in self.preds:
+                raise RuntimeError(f"branch {branch!r} was not planned at τ={self.tau:g}; "
+                                   f"an operation's needed() is inconsistent with its value()")
+            self._converted[key] = self.convert(self.preds[branch], self.native, space)
+        return self._converted[key]
+
+    def convert(self, value: torch.Tensor, src: str, dst: str, mass: float = 1.0) -> torch.Tensor:
+        return self.converter.convert(value, src, dst, x=self.x, t=self.t, mass=mass)
+
+    def coefficients(self, node: Linear) -> dict[Expr, float]:
+        if id(node) not in self._coefs:
+            self._coefs[id(node)] = node.coefficients(self.tau)
+        return self._coefs[id(node)]
+
+    def record(self, key: str, value: float) -> None:
+        self.records[key] = value
+
+
+class Guider:
+    """Evaluates a guidance expression against one or more networks, step by step.
+
+    Args:
+        expr: the guidance expression (coefficients must sum to 1; checked).
+        models: a callable for ``"main"``, or a mapping network name → callable.
+        native_space: the space the networks predict in (``"eps"``, ``"flow_v"``, ``"logits"``...).
+        converter: the family's :class:`~framework.guidance.spaces.SpaceConverter`.
+        specs: the model's condition specs; used to encode replacement values and validate
+            names. Without them, names are validated against each step's batch.
+        max_batch: upper bound on rows per forward call (``None``: one call per network).
+        output_space: the space of the returned prediction (default ``native_space``).
+        dropout: the model's training :class:`DropoutSpec`; when given, untrained condition
+            subsets are reported (warning, or error with ``strict``).
+    """
+
+    def __init__(self, expr: Expr, models: ModelFn | Mapping[str, ModelFn], *, native_space: str,
+                 converter: SpaceConverter, specs: Mapping[str, ConditionSpec] | None = None,
+                 max_batch: int | None = None, output_space: str | None = None,
+                 dropout: DropoutSpec | None = None, strict: bool = False) -> None:
+        if not isinstance(expr, Expr):
+            raise TypeError(f"guidance must be an expression, got {type(expr).__name__}")
+        self.expr = expr
+        self.models = dict(models) if isinstance(models, Mapping) else {"main": models}
+        self.native = native_space
+        self.converter = converter
+        self.specs = dict(specs) if specs is not None else None
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
+        self.max_batch = max_batch
+        self.output_space = output_space or native_space
+        self._validate()
+        if dropout is not None and self.specs is not None:
+            dropout.check(expr, self.specs, strict=strict)
+        self._replacements: dict[tuple[str, Replace], torch.Tensor] = {}
+        self._reference = expr.reference()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        expr = self.expr
+        expr.check()
+        for s in (self.native, self.output_space):
+            if s not in self.converter.spaces:
+                raise SpaceError(f"space {s!r} is not one of this family's "
+                                 f"{sorted(self.converter.spaces)}")
+        for node in expr.walk():
+            if isinstance(node, Op) and node.space is not None and \
+                    node.space not in self.converter.spaces:
+                raise SpaceError(
+                    f"{type(node).__name__} acts in {node.space!r} space, which this family "
+                    f"cannot convert to from {self.native!r} (available: "
+                    f"{sorted(self.converter.spaces)}): {node!r}")
+            if isinstance(node, Renoised) and node is not expr:
+                raise ValueError("cfg_pp (a separate renoise prediction) must be the whole "
+                                 "guidance expression, not a part of it")
+        for b in expr.branches():
+            if b.network not in self.models:
+                raise ValueError(f"branch {b!r} runs on network {b.network!r}, but only "
+                                 f"{sorted(self.models)} were given")
+            if self.specs is not None:
+                for name in b.names:
+                    if name not in self.specs:
+                        raise _unknown(f"condition in branch {b!r}:", name, self.specs)
+            for name, v in b.conds:
+                if isinstance(v, Independent) and v.sampler == "prior":
+                    spec = (self.specs or {}).get(name)
+                    if spec is None or spec.kind != "categorical":
+                        raise ConditionError(
+                            f"branch {b!r}: independent('prior') needs a categorical spec for "
+                            f"{name!r}; use independent('shuffle') for other conditions")
+
+    # ------------------------------------------------------------------ running
+    def new_state(self, generator: torch.Generator | None = None) -> GuidanceState:
+        """Fresh per-run state (momentum buffers, switches and counters start empty)."""
+        return GuidanceState(generator)
+
+    def plan(self, tau: float, state: GuidanceState) -> dict[str, list[Branch]]:
+        """Branches to evaluate at ``τ``, grouped by network, in a deterministic order."""
+        groups: dict[str, list[Branch]] = {}
+        renoise = self.expr.renoise.needed(tau, state) if isinstance(self.expr, Renoised) else ()
+        for b in sorted(self.expr.needed(tau, state) | frozenset(renoise), key=repr):
+            groups.setdefault(b.network, []).append(b)
+        return groups
+
+    def step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
+             state: GuidanceState) -> GuidedOutput:
+        """Evaluate the guided prediction at state ``x`` (``[B, ...]``), model time ``t``
+        (``[B]`` or scalar), progress ``τ`` and a condition batch of ``B``."""
+        B = x.shape[0]
+        t = torch.as_tensor(t, device=x.device)
+        t = t.expand(B) if t.ndim == 0 else t
+        if t.shape != (B,):
+            raise ValueError(f"t must be a scalar or shape ({B},), got {tuple(t.shape)}")
+        if conditions.batch_size not in (B, 0):
+            raise ConditionError(f"conditions have batch size {conditions.batch_size}, x has {B}")
+        if self.specs is None:
+            for b in self.expr.branches():
+                for name in b.names:
+                    if name not in conditions.values:
+                        raise _unknown(f"condition in branch {b!r}:", name, conditions.values)
+
+        groups = self.plan(tau, state)
+        preds: dict[Branch, torch.Tensor] = {}
+        calls = 0
+        for network, branches in groups.items():
+            out, n_calls = self._forward(network, branches, x, t, tau, conditions, state)
+            calls += n_calls
+            for i, b in enumerate(branches):
+                preds[b] = out[i * B:(i + 1) * B]
+
+        ctx = _StepContext(x, t, tau, state, self.converter, self.native, preds)
+        guided = self.expr.value(ctx, self.output_space)
+        renoise = (self.expr.renoise.value(ctx, self.output_space)
+                   if isinstance(self.expr, Renoised) else None)
+        if not bool(torch.isfinite(guided).all()):
+            bad = [repr(b) for b, p in preds.items() if not bool(torch.isfinite(p).all())]
+            raise FloatingPointError(
+                f"guided prediction at step {state.step} (τ={tau:g}) is not finite; "
+                + (f"non-finite branch outputs: {', '.join(bad)}" if bad else
+                   f"every branch was finite, so the combination {self.expr!r} overflowed"))
+        stats = StepStats(step=state.step, tau=float(tau),
+                          branches=tuple(repr(b) for bs in groups.values() for b in bs),
+                          nfe=len(preds), forward_calls=calls, extras=ctx.records)
+        if self._reference in preds:
+            ref = ctx.pred(self._reference, self.output_space)
+            diff = (guided - ref).reshape(B, -1).float()
+            stats.guidance_norm = float(diff.norm(dim=1).mean())
+            stats.cosine = float(torch.nn.functional.cosine_similarity(
+                guided.reshape(B, -1).float(), ref.reshape(B, -1).float(), dim=1).mean())
+        state.history.append(stats)
+        state.step += 1
+        return GuidedOutput(guided, renoise, self.output_space, stats, preds)
+
+    # ------------------------------------------------------------------ batching
+    def _forward(self, network: str, branches: list[Branch], x: torch.Tensor, t: torch.Tensor,
+                 tau: float, conditions: Conditions, state: GuidanceState
+                 ) -> tuple[torch.Tensor, int]:
+        """One batched forward of every branch of one network → ``[len(branches)·B, ...]``."""
+        B, k = x.shape[0], len(branches)
+        xs = x if k == 1 else x.repeat(k, *[1] * (x.ndim - 1))
+        ts = t if k == 1 else t.repeat(k)
+        shifts = [b.perturbation.delta if isinstance(b.perturbation, TimeShift) else 0.0
+                  for b in branches]
+        if any(shifts):
+            ts = ts + torch.tensor(shifts, dtype=ts.dtype if ts.is_floating_point() else
+                                   torch.float32, device=ts.device).repeat_interleave(B)
+        conds = Conditions.cat([self._branch_conditions(b, conditions, tau, state)
+                                for b in branches])
+        table = tuple(dict.fromkeys(b.perturbation for b in branches
+                                    if b.perturbation is not None
+                                    and not isinstance(b.perturbation, TimeShift)))
+        perturb = None
+        if table:
+            ids = torch.tensor([table.index(b.perturbation) if b.perturbation in table else -1
+                                for b in branches], device=x.device).repeat_interleave(B)
+            perturb = Perturbations(ids, table)
+        model = self.models[network]
+        rows = k * B
+        step = self.max_batch or rows
+        outs = []
+        for lo in range(0, rows, step):
+            hi = min(rows, lo + step)
+            sl = slice(lo, hi)
+            kwargs = {}
+            if perturb is not None:
+                kwargs["perturbations"] = Perturbations(perturb.ids[sl], perturb.table)
+            c = conds if (lo, hi) == (0, rows) else conds.index(sl)
+            try:
+                out = model(xs[sl], ts[sl], c, **kwargs)
+            except TypeError as e:
+                if perturb is not None and "perturbations" in str(e):
+                    raise TypeError(f"network {network!r} does not accept perturbations, but "
+                                    f"branches {[repr(b) for b in branches if b.perturbation]} "
+                                    f"need them: {e}") from e
+                raise
+            if out.shape[0] != hi - lo:
+                raise ValueError(f"network {network!r} returned {out.shape[0]} rows for a batch "
+                                 f"of {hi - lo} (branches {[repr(b) for b in branches]})")
+            outs.append(out)
+        return (outs[0] if len(outs) == 1 else torch.cat(outs)), len(outs)
+
+    def _branch_conditions(self, branch: Branch, conds: Conditions, tau: float,
+                           state: GuidanceState) -> Conditions:
+        """The condition batch one branch sees: kept, replaced, independent, noised or null."""
+        B = conds.batch_size
+        values, present, cads = dict(conds.values), {}, {}
+        for name in conds.names:
+            v = branch.value_of(name)
+            dev = conds.values[name].device
+            if v is None:
+                present[name] = torch.zeros(B, dtype=torch.bool, device=dev)
+            elif v is KEEP:
+                present[name] = conds.present[name]
+            elif isinstance(v, Replace):
+                values[name] = self._replacement(name, v, conds.values[name])
+                present[name] = torch.ones(B, dtype=torch.bool, device=dev)
+            elif isinstance(v, Independent):
+                values[name], present[name] = self._independent(name, v, conds, state)
+            elif isinstance(v, Noised):
+                present[name] = conds.present[name]
+                g = min(max(v.gamma(tau), 0.0), 1.0)
+                cads[name] = torch.tensor([[g ** 0.5, v.s, v.psi]], device=dev).expand(B, 3)
+        return Conditions(values, present, cads, state.generator)
+
+    def _replacement(self, name: str, rep: Replace, like: torch.Tensor) -> torch.Tensor:
+        key = (name, rep)
+        if key not in self._replacements:
+            if isinstance(rep.value, torch.Tensor):
+                value = rep.value
+            elif self.specs is not None:
+                value = self.specs[name].encode(rep.value, 1)[0]
+            else:
+                value = torch.as_tensor(rep.value)
+            self._replacements[key] = value.to(like.device)
+        value = self._replacements[key]
+        if value.shape == like.shape:
+            return value.to(like.dtype)
+        if value.shape != like.shape[1:]:
+            raise ConditionError(f"replacement for condition {name!r} has shape "
+                                 f"{tuple(value.shape)}; one sample's value has shape "
+                                 f"{tuple(like.shape[1:])}")
+        return value.to(like.dtype).expand_as(like)
+
+    def _independent(self, name: str, ind: Independent, conds: Conditions,
+                     state: GuidanceState) -> tuple[torch.Tensor, torch.Tensor]:
+        B = conds.batch_size
+        value, present = conds.values[name], conds.present[name]
+        if ind.sampler == "prior":
+            n = len(self.specs[name].labels)
+            draw = torch.randint(n, (B,), generator=state.generator).to(value.device)
+            return draw, torch.ones_like(present)
+        if B < 2:
+            raise ConditionError(f"ICG: independent('shuffle') for {name!r} needs a batch of at "
+                                 f"least 2 samples to shuffle; use independent('prior')")
+        # a random cyclic shift is a derangement: no sample keeps its own condition
+        shift = int(torch.randint(1, B, (1,), generator=state.generator))
+        perm = (torch.arange(B) + shift) % B
+        return value[perm.to(value.device)], present[perm.to(present.device)]

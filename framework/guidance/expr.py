@@ -1,0 +1,266 @@
+"""Guidance expressions: mathematics over model branches.
+
+An expression is a tree whose leaves are :class:`~framework.guidance.branches.Branch`
+evaluations. Python operators build weighted sums (:class:`Linear`); non-affine
+operations (APG, CFG-rescale, CFG-Zero*, ...) are nodes that declare the prediction
+space they act in. Every node has a *mass* — the sum of its coefficients over branches:
+1 for a prediction, 0 for a direction such as ``cond("text") - uncond()``. A guided
+prediction must have mass 1; that is what makes the affine part valid in every
+prediction space (an affine map ``T(p) = a·x + b·p`` commutes with combinations whose
+coefficients sum to 1, and maps a direction to ``b·Δ``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .schedules import Weight, WeightLike, as_weight
+
+if TYPE_CHECKING:
+    import torch
+
+    from .branches import Branch
+
+__all__ = ["AffineError", "Expr", "Linear", "Window"]
+
+# Coefficients smaller than this are treated as exactly zero: the term and the branches
+# only it needed are not evaluated (e.g. ``uncond`` in ``uncond + 1*(cond - uncond)``).
+ZERO_TOL = 1e-9
+# Probe points used to validate τ-dependent masses at construction time.
+PROBE_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+class AffineError(ValueError):
+    """A guided prediction whose coefficients do not sum to 1 (or a direction that is not 0)."""
+
+
+class Expr:
+    """Base class of guidance expressions. See the module docstring."""
+
+    #: Sum of coefficients for leaves and non-affine nodes (Linear computes its own).
+    mass_value: float = 1.0
+
+    # ------------------------------------------------------------------ algebra
+    def __add__(self, other: Any) -> Expr:
+        return Linear.of((1.0, self), (1.0, _expr_operand(other, "+")))
+
+    def __radd__(self, other: Any) -> Expr:
+        if other == 0:  # lets sum([...]) work
+            return self
+        return Linear.of((1.0, _expr_operand(other, "+")), (1.0, self))
+
+    def __sub__(self, other: Any) -> Expr:
+        return Linear.of((1.0, self), (-1.0, _expr_operand(other, "-")))
+
+    def __rsub__(self, other: Any) -> Expr:
+        return Linear.of((1.0, _expr_operand(other, "-")), (-1.0, self))
+
+    def __mul__(self, w: WeightLike) -> Expr:
+        if isinstance(w, Expr):
+            raise TypeError("cannot multiply two guidance expressions: weights are numbers or "
+                            "schedules of τ, e.g. 7.5 * (cond('text') - uncond())")
+        return Linear.of((as_weight(w), self))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, w: float) -> Expr:
+        if not isinstance(w, (int, float)) or w == 0:
+            raise TypeError(f"an expression can only be divided by a non-zero number, got {w!r}")
+        return Linear.of((1.0 / w, self))
+
+    def __neg__(self) -> Expr:
+        return Linear.of((-1.0, self))
+
+    def within(self, lo: float, hi: float, outside: Expr | None = None) -> Window:
+        """Apply this guidance only for ``lo ≤ τ ≤ hi``; elsewhere evaluate ``outside``.
+
+        ``outside`` defaults to :meth:`reference` — the plain conditional prediction, one
+        branch — so outside the window no extra model evaluations are spent.
+        """
+        return Window(self, lo, hi, outside if outside is not None else self.reference())
+
+    # ------------------------------------------------------------------ introspection
+    def children(self) -> tuple[Expr, ...]:
+        """Direct sub-expressions."""
+        return ()
+
+    def walk(self) -> Iterator[Expr]:
+        """Every node of the tree, depth first (shared nodes once per occurrence)."""
+        yield self
+        for c in self.children():
+            yield from c.walk()
+
+    def branches(self) -> frozenset[Branch]:
+        """Every branch this expression may evaluate, at any τ."""
+        out: frozenset[Branch] = frozenset()
+        for c in self.children():
+            out |= c.branches()
+        return out
+
+    def mass(self, tau: float = 0.5) -> float:
+        """Sum of coefficients at ``τ``: 1 for a prediction, 0 for a direction."""
+        return self.mass_value
+
+    def coefficients(self, tau: float = 0.5) -> dict[Expr, float]:
+        """The affine coefficients at ``τ``, keyed by branch (non-affine nodes are opaque keys).
+
+        Zero coefficients are removed. ``cfg("text", 7.5).coefficients()`` is
+        ``{uncond(): -6.5, cond('text'): 7.5}``.
+        """
+        out: dict[Expr, float] = {}
+        self._flatten(tau, 1.0, out)
+        return {k: v for k, v in out.items() if abs(v) > ZERO_TOL}
+
+    def _flatten(self, tau: float, scale: float, out: dict[Expr, float]) -> None:
+        out[self] = out.get(self, 0.0) + scale
+
+    def required_subsets(self) -> set[frozenset[str]]:
+        """The condition subsets the main network must have been trained with.
+
+        One frozenset of non-null condition names per ``"main"``-network branch: a branch
+        that nulls a condition needs the model to have seen that condition dropped. Weak or
+        other networks are excluded (they carry their own training).
+        """
+        return {b.names for b in self.branches() if b.network == "main"}
+
+    def reference(self) -> Branch:
+        """The unguided prediction: every condition any main branch keeps, unperturbed."""
+        from .branches import KEEP, Branch
+
+        names = set()
+        for b in self.branches():
+            if b.network == "main":
+                names |= b.kept
+        return Branch(tuple(sorted((n, KEEP) for n in names)))
+
+    def check(self, taus: tuple[float, ...] = PROBE_TAUS, expect: float = 1.0) -> None:
+        """Raise :class:`AffineError` unless the mass is ``expect`` at every probe τ."""
+        for tau in taus:
+            m = self.mass(tau)
+            if not math.isclose(m, expect, rel_tol=1e-6, abs_tol=1e-6):
+                coefs = ", ".join(f"{k!r}: {v:+.4g}" for k, v in self.coefficients(tau).items())
+                kind = "a guided prediction" if expect == 1.0 else "a direction"
+                hint = (" — did you forget the base term, e.g. `uncond() + w * (cond(...) - "
+                        "uncond())`?") if expect == 1.0 else ""
+                raise AffineError(
+                    f"{kind} must have coefficients summing to {expect:g}, but at τ={tau:g} "
+                    f"they sum to {m:.6g} ({coefs}){hint}\n  expression: {self!r}")
+
+    # ------------------------------------------------------------------ evaluation protocol
+    def needed(self, tau: float, state: Any) -> frozenset[Branch]:
+        """Branches that must be evaluated at this step (zero-weight terms pruned)."""
+        out: frozenset[Branch] = frozenset()
+        for c in self.children():
+            out |= c.needed(tau, state)
+        return out
+
+    def value(self, ctx: Any, space: str) -> torch.Tensor:
+        """Evaluate in prediction ``space`` from the step context's branch predictions."""
+        raise NotImplementedError
+
+
+def _expr_operand(other: Any, op: str) -> Expr:
+    if isinstance(other, Expr):
+        return other
+    raise TypeError(
+        f"cannot use {op!r} between a guidance expression and {type(other).__name__} "
+        f"{other!r}: numbers only weight expressions, e.g. uncond() + 7.5 * (cond('text') - "
+        f"uncond())")
+
+
+class Linear(Expr):
+    """A weighted sum ``Σ_i w_i(τ)·e_i`` of sub-expressions."""
+
+    def __init__(self, terms: tuple[tuple[Weight, Expr], ...]) -> None:
+        self.terms = terms
+
+    @classmethod
+    def of(cls, *terms: tuple[WeightLike, Expr]) -> Linear:
+        flat: list[tuple[Weight, Expr]] = []
+        for w, e in terms:
+            w = as_weight(w)
+            if isinstance(e, Linear) and w.constant == 1.0:
+                flat.extend(e.terms)  # splice unit-weight sums: keeps reprs flat
+            else:
+                flat.append((w, e))
+        return cls(tuple(flat))
+
+    def children(self) -> tuple[Expr, ...]:
+        return tuple(e for _, e in self.terms)
+
+    def mass(self, tau: float = 0.5) -> float:
+        return sum(w(tau) * e.mass(tau) for w, e in self.terms)
+
+    def _flatten(self, tau: float, scale: float, out: dict[Expr, float]) -> None:
+        for w, e in self.terms:
+            wt = w(tau)
+            if wt != 0.0:
+                e._flatten(tau, scale * wt, out)
+
+    def needed(self, tau: float, state: Any) -> frozenset[Branch]:
+        out: frozenset[Branch] = frozenset()
+        for leaf in self.coefficients(tau):
+            out |= leaf.needed(tau, state)
+        return out
+
+    def value(self, ctx: Any, space: str) -> torch.Tensor:
+        total = None
+        for leaf, c in ctx.coefficients(self).items():
+            v = leaf.value(ctx, space)
+            total = v * c if total is None else total + v * c
+        if total is None:
+            raise AffineError(f"every term of {self!r} has weight 0 at τ={ctx.tau:g}")
+        return total
+
+    def __repr__(self) -> str:
+        parts = []
+        for i, (w, e) in enumerate(self.terms):
+            inner = repr(e)
+            if isinstance(e, Linear) and len(e.terms) > 1:
+                inner = f"({inner})"
+            c = w.constant
+            if c == 1.0:
+                s = inner
+            elif c == -1.0:
+                s = f"-{inner}"
+            else:
+                s = f"{w!r}*{inner}"
+            if i and s.startswith("-"):
+                parts.append(f" - {s[1:]}")
+            elif i:
+                parts.append(f" + {s}")
+            else:
+                parts.append(s)
+        return "".join(parts)
+
+
+class Window(Expr):
+    """``inner`` for ``lo ≤ τ ≤ hi``, ``outside`` elsewhere (guidance interval, staged guidance)."""
+
+    def __init__(self, inner: Expr, lo: float, hi: float, outside: Expr) -> None:
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"within() needs 0 ≤ lo ≤ hi ≤ 1, got lo={lo}, hi={hi}")
+        self.inner, self.lo, self.hi, self.outside = inner, float(lo), float(hi), outside
+
+    def active(self, tau: float) -> Expr:
+        return self.inner if self.lo <= tau <= self.hi else self.outside
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner, self.outside)
+
+    def mass(self, tau: float = 0.5) -> float:
+        return self.active(tau).mass(tau)
+
+    def _flatten(self, tau: float, scale: float, out: dict[Expr, float]) -> None:
+        self.active(tau)._flatten(tau, scale, out)
+
+    def needed(self, tau: float, state: Any) -> frozenset[Branch]:
+        return self.active(tau).needed(tau, state)
+
+    def value(self, ctx: Any, space: str) -> torch.Tensor:
+        return self.active(ctx.tau).value(ctx, space)
+
+    def __repr__(self) -> str:
+        return f"({self.inner!r}).within({self.lo:g}, {self.hi:g}, outside={self.outside!r})"

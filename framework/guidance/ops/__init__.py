@@ -1,0 +1,11 @@
+"""Non-affine guidance operations, one file per method. Each declares the space it acts in."""
+
+from .adaptive import Adaptive
+from .apg import Project
+from .base import Op
+from .cfg_pp import Renoised
+from .renormalize import Renormalize
+from .rescale import Rescale
+from .zero_star import ZeroStar
+
+__all__ = ["Adaptive", "Op", "Project", "Renoised", "Renormalize", "Rescale", "ZeroStar"]

@@ -1,0 +1,306 @@
+"""Named guidance methods. Each preset is sugar: it returns an ordinary expression.
+
+Weights follow the framework convention ``ε̃ = ε_u + w(ε_c − ε_u)``: ``w = 0`` is
+unconditional, ``w = 1`` conditional, ``w > 1`` guided. A ``cond`` argument is a
+condition name, a tuple of names (kept together), or a :class:`Branch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .branches import (
+    AttnBlur,
+    AttnIdentity,
+    Branch,
+    Perturbation,
+    SkipLayers,
+    TimeShift,
+)
+from .branches import (
+    cond as _cond,
+)
+from .branches import (
+    independent as _independent,
+)
+from .branches import (
+    noised as _noised,
+)
+from .branches import (
+    uncond as _uncond,
+)
+from .expr import PROBE_TAUS, Expr
+from .ops import Adaptive, Project, Renoised, Rescale, ZeroStar
+from .schedules import WeightLike, as_weight, schedule, window
+
+__all__ = [
+    "adaptive", "apg", "autoguidance", "cads", "cfg", "cfg_pp", "cfg_zero_star", "double",
+    "icg", "independent", "interval", "joint", "negative", "nested", "pag", "rescale", "seg",
+    "skip_layers", "tsg",
+]
+
+CondLike = str | Sequence[str] | Branch
+
+
+def _branch(c: CondLike) -> Branch:
+    if isinstance(c, Branch):
+        return c
+    if isinstance(c, str):
+        return _cond(c)
+    return _cond(*c)
+
+
+def _split_cfg(e: Expr) -> tuple[Branch, Branch, WeightLike]:
+    """``(cond, uncond, w)`` of a two-branch guidance such as ``cfg`` or ``negative``."""
+    ref = e.reference()
+    branches = e.branches()
+    if len(branches) != 2 or ref not in branches:
+        raise ValueError(
+            f"expected a two-branch guidance (cfg, negative, icg, autoguidance); got {e!r}. "
+            f"For multi-condition guidance, project each direction with "
+            f"framework.guidance.Project.")
+    (other,) = branches - {ref}
+    w = lambda tau: e.coefficients(tau).get(ref, 0.0)
+    values = {w(tau) for tau in PROBE_TAUS}
+    return ref, other, values.pop() if len(values) == 1 else schedule(w, f"w[{e!r}]")
+
+
+def _cfg_parts(c: CondLike | Expr, w: WeightLike | None) -> tuple[Branch, Branch, WeightLike]:
+    if isinstance(c, Expr) and not isinstance(c, Branch):
+        if w is not None:
+            raise TypeError("give either a guidance expression or a condition with w, not both")
+        return _split_cfg(c)
+    if w is None:
+        raise TypeError("a guidance weight w is required")
+    return _branch(c), _uncond(), w
+
+
+# ------------------------------------------------------------------ single condition
+def cfg(cond: CondLike, w: WeightLike) -> Expr:
+    """Classifier-free guidance — *Classifier-Free Diffusion Guidance* (Ho & Salimans, 2022);
+    for flows, *Guided Flows* (2023); for logits, *Make-A-Scene* (2022).
+
+    ``ε̃ = ε_u + w·(ε_c − ε_u)``. 2 branches.
+    """
+    return _uncond() + w * (_branch(cond) - _uncond())
+
+
+def negative(cond: CondLike, name: str, value: object, w: WeightLike) -> Expr:
+    """Negative prompt (standard): ``ε̃ = ε_n + w·(ε_c − ε_n)``, ``ε_n = ε(x, name=value)``.
+
+    ``negative("color", "color", "red", 3.0)`` steers away from red. 2 branches.
+    """
+    pos = _branch(cond)
+    neg = Branch(tuple(sorted({**dict(pos.conds), **dict(_cond(**{name: value}).conds)}.items())),
+                 pos.network, pos.perturbation)
+    return neg + w * (pos - neg)
+
+
+def interval(cond: CondLike, w: WeightLike, lo: float, hi: float) -> Expr:
+    """Guidance interval — *Applying Guidance in a Limited Interval Improves Sample and
+    Distribution Quality in Diffusion Models* (Kynkäänniemi et al., 2024).
+
+    ``ε̃ = ε_c + (w(τ) − 1)·(ε_c − ε_u)`` with the guidance active only for ``lo ≤ τ ≤ hi``;
+    outside it ``ε̃ = ε_c`` and only 1 branch is evaluated.
+    """
+    c = _branch(cond)
+    return c + window(lo, hi, as_weight(w) - 1.0) * (c - _uncond())
+
+
+def adaptive(guidance: Expr, threshold: float = 0.99) -> Expr:
+    """Adaptive Guidance — *Adaptive Guidance: Training-free Acceleration of Conditional
+    Diffusion Models* (Castillo et al., 2023).
+
+    Guide until ``cos(ε_c, ε̃) > γ̄`` for the whole batch, then ``ε̃ = ε_c`` (1 branch) for the
+    rest of the run. See :mod:`framework.guidance.ops.adaptive`.
+    """
+    return Adaptive(guidance, threshold)
+
+
+def cfg_pp(cond: CondLike, lam: float) -> Expr:
+    """CFG++ — *CFG++: Manifold-constrained Classifier Free Guidance for Diffusion Models* (2024).
+
+    Denoise with ``ε̃_λ = ε_u + λ(ε_c − ε_u)``, ``λ ∈ [0, 1]``; re-noise with ``ε_u``.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"CFG++ uses λ in [0, 1] (it replaces w > 1 by a manifold step), got {lam}")
+    u = _uncond()
+    return Renoised(u + lam * (_branch(cond) - u), u)
+
+
+def apg(cond: CondLike | Expr, w: WeightLike | None = None, *, eta: float = 0.0,
+        momentum: float = -0.5, norm_threshold: float = 0.0, space: str = "x0") -> Expr:
+    """Adaptive projected guidance — *Eliminating Oversaturation and Artifacts of High Guidance
+    Scales in Diffusion Models* (Sadat et al., 2024).
+
+    ``D̃ = D_c + (w − 1)·(Δ⊥ + η·Δ∥)`` in x0 space, with ``Δ = D_c − D_u`` after momentum
+    ``β`` and norm threshold ``r``. Takes a condition and ``w``, or a two-branch guidance
+    such as ``cfg("text", 9.0)``. See :mod:`framework.guidance.ops.apg`.
+    """
+    c, u, w = _cfg_parts(cond, w)
+    return c + (as_weight(w) - 1.0) * Project(c - u, c, eta=eta, momentum=momentum,
+                                              norm_threshold=norm_threshold, space=space)
+
+
+def rescale(guidance: Expr, phi: float = 0.7, space: str = "x0") -> Expr:
+    """CFG-rescale — *Common Diffusion Noise Schedules and Sample Steps are Flawed* (2023).
+
+    ``x̃ = φ·x_cfg·std(x_c)/std(x_cfg) + (1 − φ)·x_cfg`` with ``x_c`` the unguided prediction.
+    """
+    return Rescale(guidance, guidance.reference(), phi=phi, space=space)
+
+
+def cfg_zero_star(cond: CondLike | Expr, w: WeightLike | None = None, *,
+                  zero_init_steps: int = 1, space: str = "flow_v") -> Expr:
+    """CFG-Zero* — *CFG-Zero*: Improved Classifier-Free Guidance for Flow Matching Models* (2025).
+
+    ``s* = ⟨v_c, v_u⟩/‖v_u‖²``, ``ṽ = s*·v_u + w·(v_c − s*·v_u)``; ``ṽ = 0`` (NFE 0) for the
+    first ``zero_init_steps`` steps.
+    """
+    c, u, w = _cfg_parts(cond, w)
+    return ZeroStar(c, u, as_weight(w), zero_init_steps=zero_init_steps, space=space)
+
+
+def cads(cond: CondLike, w: WeightLike, tau1: float = 0.6, tau2: float = 0.9, s: float = 0.25,
+         psi: float = 1.0) -> Expr:
+    """CADS — *CADS: Unleashing the Diversity of Diffusion Models through Condition-Annealed
+    Sampling* (Sadat et al., 2023).
+
+    CFG on a noised condition ``ĉ = √γ·c + s·√(1−γ)·n``; with diffusion time ``t = 1 − τ``,
+    ``γ = 1`` for ``t ≤ τ1`` and falls linearly to 0 at ``t ≥ τ2``. Optional ψ-rescale.
+    """
+    if not 0.0 <= tau1 < tau2 <= 1.0:
+        raise ValueError(f"CADS needs 0 ≤ tau1 < tau2 ≤ 1, got {tau1}, {tau2}")
+    c = _branch(cond)
+
+    def gamma(tau: float) -> float:
+        t = 1.0 - tau
+        return min(1.0, max(0.0, (tau2 - t) / (tau2 - tau1)))
+
+    g = schedule(gamma, f"cads_gamma({tau1:g}, {tau2:g})")
+    noisy = Branch(tuple((n, _noised(g, s, psi)) for n, _ in c.conds), c.network, c.perturbation)
+    return _uncond() + w * (noisy - _uncond())
+
+
+def icg(cond: CondLike, w: WeightLike, sampler: str = "shuffle") -> Expr:
+    """Independent condition guidance — *No Training, No Problem: Rethinking Classifier-Free
+    Guidance for Diffusion Models* (Sadat et al., 2024).
+
+    ``ε̃ = ε(x, ĉ) + w·(ε(x, c) − ε(x, ĉ))`` with ``ĉ`` independent of ``x`` (another sample's
+    condition, or a prior draw). Needs no condition dropout.
+    """
+    c = _branch(cond)
+    ind = Branch(tuple((n, _independent(sampler)) for n, _ in c.conds), c.network, c.perturbation)
+    return ind + w * (c - ind)
+
+
+def autoguidance(cond: CondLike, w: WeightLike, weak: str = "weak") -> Expr:
+    """Autoguidance — *Guiding a Diffusion Model with a Bad Version of Itself* (Karras et al., 2024).
+
+    ``D̃ = D_weak + w·(D_main − D_weak)`` with the same condition; 1 main + 1 weak branch.
+    """
+    c = _branch(cond)
+    return c.on(weak) + w * (c - c.on(weak))
+
+
+def _perturbed(p: Perturbation, s: WeightLike, cond: CondLike, base: Expr | None) -> Expr:
+    c = _branch(cond) if cond != () else _uncond()
+    return (base if base is not None else c) + s * (c - c.perturbed(p))
+
+
+def pag(s: WeightLike, cond: CondLike = (), layers: Sequence[int] | None = None,
+        base: Expr | None = None) -> Expr:
+    """Perturbed-attention guidance — *Self-Rectifying Diffusion Sampling with
+    Perturbed-Attention Guidance* (Ahn et al., 2024).
+
+    ``base + s·(ε_c − ε̂_c)`` where ``ε̂`` has self-attention maps replaced by the identity;
+    ``base`` defaults to ``ε_c``. With ``base=cfg(...)``: ``ε_u + w(ε_c − ε_u) + s(ε_c − ε̂_c)``.
+    """
+    return _perturbed(AttnIdentity(_layers(layers)), s, cond, base)
+
+
+def seg(s: WeightLike, cond: CondLike = (), sigma: float = 10.0,
+        layers: Sequence[int] | None = None, base: Expr | None = None) -> Expr:
+    """Smoothed energy guidance — *Smoothed Energy Guidance: Guiding Diffusion Models with
+    Reduced Energy Curvature of Attention* (Hong, 2024).
+
+    ``base + s·(ε − ε_σ)`` where ``ε_σ`` uses attention queries blurred with width ``sigma``.
+    """
+    return _perturbed(AttnBlur(_layers(layers), float(sigma)), s, cond, base)
+
+
+def skip_layers(s: WeightLike, layers: Sequence[int], cond: CondLike = (),
+                base: Expr | None = None) -> Expr:
+    """Skip-layer guidance (as in Stable Diffusion 3.5's SLG): ``base + s·(ε − ε_skip)`` where
+    ``ε_skip`` bypasses the listed blocks."""
+    return _perturbed(SkipLayers(_layers(layers)), s, cond, base)
+
+
+def tsg(s: WeightLike, delta: float, cond: CondLike = (), base: Expr | None = None) -> Expr:
+    """Time-step guidance — *No Training, No Problem* (Sadat et al., 2024).
+
+    ``base + s·(ε(x, t) − ε(x, t + δ))``: the negative branch sees a shifted time input.
+    """
+    return _perturbed(TimeShift(None, float(delta)), s, cond, base)
+
+
+def _layers(layers: Sequence[int] | None) -> tuple[int, ...] | None:
+    return None if layers is None else tuple(int(i) for i in layers)
+
+
+# ------------------------------------------------------------------ several conditions
+def independent(names: Sequence[str], weights: Sequence[WeightLike]) -> Expr:
+    """Composable (independent) guidance — *Compositional Visual Generation with Composable
+    Diffusion Models* (Liu et al., 2022); VoiceLDM's dual CFG (2023).
+
+    ``ε̃ = ε_∅ + Σ_k w_k·(ε_{c_k} − ε_∅)``: order-free, K + 1 branches; ``w_k < 0`` negates.
+    """
+    names, weights = _pairs(names, weights)
+    u = _uncond()
+    return u + sum((w * (_cond(n) - u) for n, w in zip(names, weights, strict=True)), start=_zero())
+
+
+def nested(names: Sequence[str], weights: Sequence[WeightLike]) -> Expr:
+    """Nested (chained) guidance — *InstructPix2Pix* (Brooks et al., 2022).
+
+    ``ε̃ = ε(∅,∅) + s_1·(ε(c1,∅) − ε(∅,∅)) + s_2·(ε(c1,c2) − ε(c1,∅))``: order-sensitive,
+    K + 1 branches (the prefix branches are shared).
+    """
+    names, weights = _pairs(names, weights)
+    prev: Branch = _uncond()
+    out: Expr = prev
+    for i, w in enumerate(weights):
+        nxt = _cond(*names[: i + 1])
+        out = out + w * (nxt - prev)
+        prev = nxt
+    return out
+
+
+def joint(names: Sequence[str], w: WeightLike) -> Expr:
+    """Joint CFG — *STIV* (2024): ``ε̃ = ε(∅,∅) + w·(ε(c1,c2) − ε(∅,∅))``. 2 branches."""
+    return cfg(tuple(names), w)
+
+
+def double(style: str, text: str, alpha: WeightLike, beta: WeightLike) -> Expr:
+    """Double CFG on logits — *Audio Conditioning for Music Generation via Discrete Bottleneck
+    Features* (MusicGen-style, 2024).
+
+    ``ℓ̃ = ℓ_∅ + α·[ℓ_s + β·(ℓ_{t,s} − ℓ_s) − ℓ_∅]``: 3 branches (3 KV caches for AR).
+    """
+    u, s, ts = _uncond(), _cond(style), _cond(style, text)
+    return u + alpha * (s + beta * (ts - s) - u)
+
+
+def _pairs(names: Sequence[str], weights: Sequence[WeightLike]) -> tuple[list[str], list]:
+    names, weights = ([names] if isinstance(names, str) else list(names)), list(weights)
+    if len(names) != len(weights):
+        raise ValueError(f"{len(names)} conditions {names} but {len(weights)} weights {weights}")
+    if not names:
+        raise ValueError("at least one condition is needed")
+    return names, weights
+
+
+def _zero() -> Expr:
+    from .expr import Linear
+
+    return Linear(())

@@ -1,0 +1,97 @@
+"""An analytic toy: 2-D Gaussian mixtures indexed by two categorical conditions.
+
+Component ``(i, j)`` (``shape = i``, ``color = j``) is ``N(μ_ij, s²·I)``. Under the forward
+process ``x_t = α·x0 + σ·ε`` (VP diffusion, or flow matching with ``α = 1 − t``, ``σ = t``)
+every conditional marginal ``p_t(x | S)`` for a subset ``S`` of known conditions is a
+mixture of ``N(α·μ_k, (α²s² + σ²)·I)`` over the components consistent with ``S``, so:
+
+* :meth:`GaussianMixtureToy.eps` is the exact ε-prediction ``E[ε | x_t, S]`` — a model
+  with no training error, in closed form through component responsibilities;
+* :meth:`GaussianMixtureToy.log_prob` is the exact ``log p_t(x | S)``, whose autograd
+  gradient is an independent route to the score (``ε = −σ·∇ log p_t``).
+
+Guidance on this model is therefore checkable against ``p(x|c)^w p(x)^{1−w}`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .conditions import Conditions, ConditionSpec
+
+__all__ = ["GaussianMixtureToy"]
+
+AlphaSigma = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class GaussianMixtureToy:
+    """A grid of 2-D Gaussians: x position by ``shape``, y position by ``color``.
+
+    Args:
+        shapes, colors: label names of the two conditions.
+        spacing: distance between neighbouring component means.
+        std: per-component standard deviation ``s`` (overlap grows with ``std/spacing``).
+        alpha_sigma: maps the model's time input ``t`` (``[B]``) to ``(α_t, σ_t)``.
+    """
+
+    def __init__(self, alpha_sigma: AlphaSigma, shapes: tuple[str, ...] = ("circle", "square",
+                 "triangle", "star"), colors: tuple[str, ...] = ("red", "green", "blue"),
+                 spacing: float = 1.0, std: float = 0.35) -> None:
+        self.shapes, self.colors = tuple(shapes), tuple(colors)
+        self.alpha_sigma, self.std = alpha_sigma, float(std)
+        gx = (torch.arange(len(shapes), dtype=torch.float64) - (len(shapes) - 1) / 2) * spacing
+        gy = (torch.arange(len(colors), dtype=torch.float64) - (len(colors) - 1) / 2) * spacing
+        self.means = torch.stack(torch.meshgrid(gx, gy, indexing="ij"), dim=-1)  # [S, C, 2]
+
+    @property
+    def specs(self) -> dict[str, ConditionSpec]:
+        return {"shape": ConditionSpec("shape", labels=self.shapes),
+                "color": ConditionSpec("color", labels=self.colors)}
+
+    def _mask(self, conditions: Conditions) -> torch.Tensor:
+        """``[B, S, C]`` bool: components consistent with each sample's present conditions."""
+        B = conditions.batch_size
+        S, C = len(self.shapes), len(self.colors)
+        m = torch.ones(B, S, C, dtype=torch.bool)
+        if "shape" in conditions.values:
+            on = conditions.present["shape"]
+            hit = torch.nn.functional.one_hot(conditions.values["shape"].long(), S).bool()
+            m &= torch.where(on[:, None], hit, True)[:, :, None]
+        if "color" in conditions.values:
+            on = conditions.present["color"]
+            hit = torch.nn.functional.one_hot(conditions.values["color"].long(), C).bool()
+            m &= torch.where(on[:, None], hit, True)[:, None, :]
+        return m.reshape(B, -1)
+
+    def _component_logp(self, x: torch.Tensor, t: torch.Tensor):
+        a, s = (v.double().reshape(-1, 1) for v in self.alpha_sigma(t))
+        var = a * a * self.std ** 2 + s * s  # [B, 1]
+        mu = self.means.reshape(-1, 2)  # [K, 2]
+        diff = x.double()[:, None, :] - a[:, :, None] * mu[None]  # [B, K, 2]
+        logp = -0.5 * (diff ** 2).sum(-1) / var - math.log(2 * math.pi) - torch.log(var)
+        return logp, diff, var, s
+
+    def log_prob(self, x: torch.Tensor, t: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        """Exact ``log p_t(x | present conditions)``, ``[B]`` (differentiable in ``x``)."""
+        logp, *_ = self._component_logp(x, t)
+        mask = self._mask(conditions)
+        logp = logp.masked_fill(~mask, -math.inf)
+        return torch.logsumexp(logp, dim=1) - torch.log(mask.sum(1).double())
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        """Exact ``E[ε | x_t, S]`` ``[B, 2]`` through responsibilities (the model callable)."""
+        logp, diff, var, s = self._component_logp(x, t)
+        r = torch.softmax(logp.masked_fill(~self._mask(conditions), -math.inf), dim=1)
+        eps = s * (r[:, :, None] * diff).sum(1) / var
+        return eps.to(x.dtype)
+
+    __call__ = eps
+
+    def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest component mean of clean samples ``x`` ``[B, 2]`` → ``(shape [B], color [B])``."""
+        d = torch.cdist(x.double(), self.means.reshape(-1, 2))
+        k = d.argmin(dim=1)
+        return k // len(self.colors), k % len(self.colors)
