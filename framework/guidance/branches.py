@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import torch
+
 from .expr import Expr
 from .schedules import Weight, WeightLike, as_weight
 
@@ -66,11 +68,15 @@ class Replace:
 
     def __init__(self, value: Any) -> None:
         self.value = value
-        try:
-            hash(value)
-            self._key: Any = ("value", value)
-        except TypeError:
-            self._key = ("id", id(value))
+        # tensors hash by identity but compare element-wise: key them by identity explicitly
+        if isinstance(value, torch.Tensor):
+            self._key: Any = ("id", id(value))
+        else:
+            try:
+                hash(value)
+                self._key = ("value", value)
+            except TypeError:
+                self._key = ("id", id(value))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Replace) and self._key == other._key
