@@ -156,3 +156,18 @@ def test_for_guidance_trains_exactly_what_the_guidance_needs(expr):
     patterns = {(bool(keep["shape"][i]), bool(keep["color"][i])) for i in range(10_000)}
     wanted = {tuple(n in s for n in NAMES) for s in expr.required_subsets()} | {(True, True)}
     assert patterns == wanted
+
+
+def test_guider_reports_untrained_subsets_when_given_the_training_dropout():
+    from framework.guidance import Guider, VPSpaces
+
+    specs = {n: ConditionSpec(n, labels=("a", "b")) for n in NAMES}
+    kwargs = dict(native_space="eps", converter=VPSpaces(lambda t: (t, t)), specs=specs,
+                  dropout=DropoutSpec({("shape", "color"): 0.1}))
+    with pytest.warns(UntrainedSubsetWarning, match=r"\{shape\} \(dropping color\)"):
+        Guider(G.nested(NAMES, [2, 3]), lambda x, t, c: x, **kwargs)
+    with pytest.raises(ConditionError, match=r"never trained on: \{shape\}"):
+        Guider(G.nested(NAMES, [2, 3]), lambda x, t, c: x, strict=True, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Guider(G.joint(NAMES, 3), lambda x, t, c: x, strict=True, **kwargs)  # joint dropout suffices
