@@ -1,0 +1,5 @@
+"""Shared neural network modules: the conditional backbone and adapters."""
+
+from .backbone import Backbone, BackboneConfig, KVCache
+
+__all__ = ["Backbone", "BackboneConfig", "KVCache"]

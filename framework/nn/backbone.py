@@ -1,0 +1,273 @@
+"""The shared conditional transformer used by every family and modality.
+
+* continuous tokens ``[B, L, in_dim]`` enter through a linear projection, discrete token ids
+  ``[B, L]`` through an embedding; learned positional embeddings;
+* a time embedding (iterative families) and pooled conditions (categorical / vector) are
+  summed into one vector that modulates every block through adaptive layer norm
+  (adaLN-Zero, as in DiT); sequence conditions (``[B, M, dim]``) enter by cross-attention;
+* ``causal=True`` gives a causal mask and an incremental KV cache for autoregressive use;
+* perturbation hooks act **per row** inside one batch, so perturbed guidance branches
+  (PAG attention identity, SEG attention blur, skipped layers) batch with ordinary ones.
+
+Call contract (the guidance engine's model contract)::
+
+    backbone(x, t, conditions, perturbations=None, cache=None) -> [B, L, out_dim]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..conditions import Conditioner, Conditions, ConditionSpec
+from ..guidance.branches import AttnBlur, AttnIdentity, Perturbation, SkipLayers
+from ..guidance.engine import Perturbations
+
+__all__ = ["Backbone", "BackboneConfig", "KVCache"]
+
+
+@dataclass
+class BackboneConfig:
+    """Hyper-parameters of :class:`Backbone` (stored in checkpoints to rebuild the model).
+
+    Attributes:
+        seq_len: maximum number of tokens.
+        in_dim: feature size of continuous tokens (``None`` for discrete input).
+        vocab_size: number of token ids for discrete input (``None`` for continuous input).
+        out_dim: output features per token (``in_dim`` or ``vocab_size`` by default).
+        dim, depth, heads, mlp_ratio: transformer size.
+        time: whether a time input is embedded (diffusion, flow, masked); ``False`` for AR.
+        time_scale: multiplies ``t`` before the sinusoidal embedding: 1 for integer diffusion
+            steps (0..999), ~1000 for continuous time in [0, 1] (flow, masked).
+        causal: causal self-attention with a KV cache (autoregressive).
+        conditions: the condition specs; categorical/vector are pooled, sequence ones cross-attended.
+        perturb_layers: default block indices for perturbations that name no layers (middle block).
+    """
+
+    seq_len: int
+    in_dim: int | None = None
+    vocab_size: int | None = None
+    out_dim: int | None = None
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    time: bool = True
+    time_scale: float = 1.0
+    causal: bool = False
+    conditions: Sequence[ConditionSpec] = field(default_factory=tuple)
+    perturb_layers: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.in_dim is None) == (self.vocab_size is None):
+            raise ValueError("BackboneConfig needs exactly one of in_dim (continuous) "
+                             "or vocab_size (discrete)")
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
+        if self.out_dim is None:
+            self.out_dim = self.in_dim if self.in_dim is not None else self.vocab_size
+        if self.perturb_layers is None:
+            self.perturb_layers = (self.depth // 2,)
+
+
+class KVCache:
+    """Per-layer keys/values ``[B, H, T, D]`` for incremental causal decoding.
+
+    Rows are batch rows, so each guidance branch owns its rows; :meth:`select` keeps a
+    subset of rows (a branch that stops being needed is sliced out).
+    """
+
+    def __init__(self, depth: int) -> None:
+        self.k: list[torch.Tensor | None] = [None] * depth
+        self.v: list[torch.Tensor | None] = [None] * depth
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k[0] is None else self.k[0].shape[2]
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """A cache holding only ``rows`` (bool ``[B]`` or index ``[R]``)."""
+        out = KVCache(len(self.k))
+        out.k = [None if k is None else k[rows] for k in self.k]
+        out.v = [None if v is None else v[rows] for v in self.v]
+        return out
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
+    """Sinusoidal features of ``t`` ``[B]`` → ``[B, dim]``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def _gaussian_blur_tokens(q: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur queries ``[R, H, L, D]`` along the token axis; ``sigma = inf`` → the token mean (SEG)."""
+    L = q.shape[2]
+    if math.isinf(sigma):
+        return q.mean(dim=2, keepdim=True).expand_as(q)
+    radius = min(L - 1, max(1, math.ceil(3 * sigma)))
+    offsets = torch.arange(-radius, radius + 1, device=q.device, dtype=q.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    R, H, _, D = q.shape
+    flat = q.permute(0, 1, 3, 2).reshape(R * H * D, 1, L)
+    flat = F.conv1d(F.pad(flat, (radius, radius), mode="replicate"), kernel.view(1, 1, -1))
+    return flat.reshape(R, H, D, L).permute(0, 1, 3, 2)
+
+
+class _Block(nn.Module):
+    def __init__(self, cfg: BackboneConfig, index: int, cross: bool) -> None:
+        super().__init__()
+        d, self.heads, self.index, self.causal = cfg.dim, cfg.heads, index, cfg.causal
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.cross = cross
+        if cross:
+            self.norm_x = nn.LayerNorm(d)
+            self.xq, self.xkv, self.xproj = nn.Linear(d, d), nn.Linear(d, 2 * d), nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False)
+        hidden = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.ada = nn.Linear(d, 6 * d)
+        nn.init.zeros_(self.ada.weight)  # adaLN-Zero: every block starts as the identity
+        nn.init.zeros_(self.ada.bias)
+
+    def _split(self, h: torch.Tensor) -> torch.Tensor:
+        B, L, D = h.shape
+        return h.view(B, L, self.heads, D // self.heads).transpose(1, 2)
+
+    def attention(self, h: torch.Tensor, perturb: list[tuple[Perturbation, torch.Tensor]],
+                  cache: KVCache | None) -> torch.Tensor:
+        B, L, D = h.shape
+        q, k, v = (self._split(z) for z in self.qkv(h).chunk(3, dim=-1))
+        if cache is not None:
+            k, v = cache.append(self.index, k, v)
+        causal = self.causal and L > 1
+        if causal and cache is not None and k.shape[2] != L:
+            # incremental prefill after earlier tokens: explicit mask over the cached prefix
+            offset = k.shape[2] - L
+            mask = torch.ones(L, k.shape[2], dtype=torch.bool, device=h.device).tril(offset)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        for p, rows in perturb:
+            if isinstance(p, AttnIdentity):  # attention map → identity: each token passes its value
+                out = torch.where(rows.view(-1, 1, 1, 1), v[:, :, -L:], out)
+            elif isinstance(p, AttnBlur):  # recompute only the perturbed rows with blurred queries
+                idx = rows.nonzero().squeeze(1)
+                qb = _gaussian_blur_tokens(q[idx], p.sigma)
+                out = out.index_copy(0, idx, F.scaled_dot_product_attention(
+                    qb, k[idx], v[idx], is_causal=causal and cache is None))
+        return self.proj(out.transpose(1, 2).reshape(B, L, D))
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor, seq: torch.Tensor | None,
+                perturb: list[tuple[Perturbation, torch.Tensor]], cache: KVCache | None) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c))[:, None].chunk(6, dim=-1)
+        attn_p = [(p, r) for p, r in perturb if isinstance(p, (AttnIdentity, AttnBlur))]
+        out = h + gate1 * self.attention(self.norm1(h) * (1 + scale1) + shift1, attn_p, cache)
+        if self.cross and seq is not None:
+            B, L, D = out.shape
+            q = self._split(self.xq(self.norm_x(out)))
+            k, v = (self._split(z) for z in self.xkv(seq).chunk(2, dim=-1))
+            out = out + self.xproj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, D))
+        out = out + gate2 * self.mlp(self.norm2(out) * (1 + scale2) + shift2)
+        for p, rows in perturb:
+            if isinstance(p, SkipLayers):
+                out = torch.where(rows.view(-1, 1, 1), h, out)
+        return out
+
+
+class Backbone(nn.Module):
+    """One conditional transformer for every family (see the module docstring)."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        if cfg.vocab_size is not None:
+            self.embed_in: nn.Module = nn.Embedding(cfg.vocab_size, d)
+        else:
+            self.embed_in = nn.Linear(cfg.in_dim, d)
+        self.pos = nn.Parameter(torch.randn(cfg.seq_len, d) * 0.02)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d)) if cfg.time else None
+        self.conditioner = Conditioner(list(cfg.conditions), d)
+        self.pooled = tuple(s.name for s in cfg.conditions if s.kind != "sequence")
+        self.sequence = tuple(s.name for s in cfg.conditions if s.kind == "sequence")
+        self.blocks = nn.ModuleList(_Block(cfg, i, cross=bool(self.sequence)) for i in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False)
+        self.ada_out = nn.Linear(d, 2 * d)
+        self.head = nn.Linear(d, cfg.out_dim)
+        nn.init.zeros_(self.ada_out.weight)
+        nn.init.zeros_(self.ada_out.bias)
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache (causal backbones only)."""
+        if not self.cfg.causal:
+            raise ValueError("a KV cache needs a causal backbone (BackboneConfig(causal=True))")
+        return KVCache(self.cfg.depth)
+
+    def _layer_perturbations(self, perturbations: Perturbations | None
+                             ) -> list[list[tuple[Perturbation, torch.Tensor]]]:
+        per_layer: list[list] = [[] for _ in range(self.cfg.depth)]
+        if perturbations is None:
+            return per_layer
+        for p, rows in perturbations:
+            if not isinstance(p, (AttnIdentity, AttnBlur, SkipLayers)):
+                raise ValueError(f"the backbone does not implement perturbation {p!r}")
+            layers = p.layers if p.layers is not None else self.cfg.perturb_layers
+            for i in layers:
+                if not 0 <= i < self.cfg.depth:
+                    raise ValueError(f"{p!r} names block {i}, but the backbone has blocks "
+                                     f"0..{self.cfg.depth - 1}")
+                per_layer[i].append((p, rows))
+        return per_layer
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None, conditions: Conditions,
+                perturbations: Perturbations | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """Predict per token.
+
+        Args:
+            x: ``[B, L, in_dim]`` continuous tokens or ``[B, L]`` token ids.
+            t: ``[B]`` time input (ignored when ``cfg.time`` is False; may be ``None`` then).
+            conditions: a :class:`Conditions` batch of ``B`` with the model's condition specs.
+            perturbations: per-row perturbations from the guidance engine.
+            cache: a :class:`KVCache` for incremental causal decoding; ``x`` then holds only
+                the new tokens, positioned after the cached ones.
+
+        Returns:
+            ``[B, L, out_dim]``.
+        """
+        B, L = x.shape[0], x.shape[1]
+        start = cache.length if cache is not None else 0
+        if start + L > self.cfg.seq_len:
+            raise ValueError(f"sequence of {start + L} tokens exceeds the backbone's "
+                             f"seq_len={self.cfg.seq_len}")
+        h = self.embed_in(x) + self.pos[start:start + L]
+        c = torch.zeros(B, self.cfg.dim, device=h.device, dtype=h.dtype)
+        if self.time_mlp is not None:
+            if t is None:
+                raise ValueError("this backbone embeds time; pass t of shape [B]")
+            c = c + self.time_mlp(timestep_embedding(
+                t.reshape(-1).expand(B) * self.cfg.time_scale, self.cfg.dim).to(h.dtype))
+        emb = self.conditioner(conditions)
+        for name in self.pooled:
+            c = c + emb[name]
+        seq = torch.cat([emb[n] for n in self.sequence], dim=1) if self.sequence else None
+        for block, perturb in zip(self.blocks, self._layer_perturbations(perturbations), strict=True):
+            h = block(h, c, seq, perturb, cache)
+        shift, scale = self.ada_out(F.silu(c))[:, None].chunk(2, dim=-1)
+        return self.head(self.norm_out(h) * (1 + scale) + shift)
