@@ -4,7 +4,7 @@ The import package is ``framework``; the distribution and CLI are ``polyguide``.
 """
 
 from . import conditions, guidance
-from .conditions import ConditionSpec, Conditions, DropoutSpec
+from .conditions import Conditions, ConditionSpec, DropoutSpec
 
 __version__ = "0.1.0"
 __all__ = ["ConditionSpec", "Conditions", "DropoutSpec", "__version__", "conditions", "guidance"]

@@ -90,6 +90,14 @@ class GaussianMixtureToy:
 
     __call__ = eps
 
+    def x0(self, x: torch.Tensor, t: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        """Exact ``E[x0 | x_t, S]`` ``[B, 2]``; defined at every ``t`` (also pure noise, α = 0)."""
+        logp, diff, var, _ = self._component_logp(x, t)
+        a = self.alpha_sigma(t)[0].double().reshape(-1, 1, 1)
+        r = torch.softmax(logp.masked_fill(~self._mask(conditions), -math.inf), dim=1)
+        post = self.means.reshape(1, -1, 2) + a * self.std ** 2 * diff / var[:, :, None]
+        return (r[:, :, None] * post).sum(1).to(x.dtype)
+
     def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest component mean of clean samples ``x`` ``[B, 2]`` → ``(shape [B], color [B])``."""
         d = torch.cdist(x.double(), self.means.reshape(-1, 2))

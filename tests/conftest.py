@@ -5,10 +5,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from framework.toy import GaussianMixtureToy  # noqa: E402
+from framework.toy import GaussianMixtureToy
 
 
 def constant_alpha_sigma(alpha: float = 0.6, sigma: float = 0.8):

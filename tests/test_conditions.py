@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from framework.conditions import (
-    ConditionError,
     Conditioner,
+    ConditionError,
     Conditions,
     ConditionSpec,
     DropoutSpec,
@@ -32,7 +32,7 @@ def test_from_raw_encodes_labels_and_marks_missing_conditions_absent():
     ({"color": "purple"}, r"unknown value for condition 'color': 'purple' Valid: blue, green, red"),
     ({"color": 7}, r"label index 7 out of range 0..2"),
     ({"color": ["red", "blue"]}, r"got 2 values for a batch of 3"),
-    ({"text": torch.zeros(3, 4)}, r"condition 'text': expected shape \[B, dim\] with B=3, dim=5; got \(3, 4\)"),
+    ({"text": torch.zeros(3, 4)}, r"'text': expected shape \[B, dim\] with B=3, dim=5; got \(3, 4\)"),
 ])
 def test_bad_condition_values_are_named(raw, message):
     with pytest.raises(ConditionError, match=message):

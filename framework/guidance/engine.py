@@ -260,7 +260,8 @@ class Guider:
             raise FloatingPointError(
                 f"guided prediction at step {state.step} (τ={tau:g}) is not finite; "
                 + (f"non-finite branch outputs: {', '.join(bad)}" if bad else
-                   f"every branch was finite, so the combination {self.expr!r} overflowed"))
+                   f"every branch was finite, so converting between spaces or combining "
+                   f"{self.expr!r} overflowed at t={t[0].item():g}"))
         stats = StepStats(step=state.step, tau=float(tau),
                           branches=tuple(repr(b) for bs in groups.values() for b in bs),
                           nfe=len(preds), forward_calls=calls, extras=ctx.records)

@@ -118,3 +118,10 @@ def test_guidance_sharpens_samples_towards_the_condition(toy):
         shape, color = toy.classify(x)
         acc[w] = float(((shape == 1) & (color == 1)).double().mean())
     assert acc[4.0] > acc[1.0] + 0.1, acc
+
+
+def test_toy_x0_and_eps_predictions_agree(toy, x):
+    conds = Conditions.from_raw(toy.specs, dict(SQ), x.shape[0])
+    t = torch.zeros(x.shape[0])
+    eps, x0 = toy.eps(x, t, conds), toy.x0(x, t, conds)
+    torch.testing.assert_close(x, 0.6 * x0 + SIGMA * eps)  # x_t = α·E[x0] + σ·E[ε]

@@ -72,7 +72,8 @@ def test_non_affine_expression_is_rejected_with_its_coefficients():
     with pytest.raises(AffineError, match=r"sum to 7.5 .*did you forget the base term"):
         Guider(7.5 * cond("text"), lambda x, t, c: x, native_space="eps",
                converter=VPSpaces(lambda t: (t, t)), specs=SPECS)
-    with pytest.raises(AffineError, match=r"at τ=0.25 they sum to 1.25 \(cond\('text'\): \+1, cond\('image'\): \+0.25\)"):
+    expected = r"at τ=0.25 they sum to 1.25 \(cond\('text'\): \+1, cond\('image'\): \+0.25\)"
+    with pytest.raises(AffineError, match=expected):
         (cond("text") + linear(0.0, 1.0) * cond("image")).check()
 
 

@@ -38,7 +38,7 @@ class Recorder:
             e = torch.where(c.present[n][:, None], self.emb[n][c.values[n]], self.null[n])
             h = h + torch.tanh(e * x)
         if perturbations is not None:
-            for p, rows in perturbations:
+            for _p, rows in perturbations:
                 h = torch.where(rows[:, None], h * 0.5, h)
         return h
 
@@ -117,7 +117,7 @@ def test_zero_weight_window_drops_the_direction_and_its_branches():
 
 
 def test_adaptive_guidance_stops_evaluating_the_unconditional_branch():
-    outs, state = _run(G.adaptive(G.cfg("shape", 1.05), threshold=0.99), Recorder(), steps=6)
+    outs, _ = _run(G.adaptive(G.cfg("shape", 1.05), threshold=0.99), Recorder(), steps=6)
     nfe = [o.stats.nfe for o in outs]
     assert nfe[0] == 2 and nfe[-1] == 1 and nfe == sorted(nfe, reverse=True)
     # once switched, the output is exactly the conditional branch

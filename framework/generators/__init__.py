@@ -1,0 +1,7 @@
+"""Generator families: each owns its loss, prediction spaces and samplers; all share the guidance engine."""
+
+from .base import Family, SampleOutput
+from .diffusion import Diffusion
+from .flow import Flow
+
+__all__ = ["Diffusion", "Family", "Flow", "SampleOutput"]

@@ -1,0 +1,142 @@
+"""What every generator family shares: the sampling entry point and its result.
+
+A family owns its training loss, its prediction spaces (a
+:class:`~framework.guidance.spaces.SpaceConverter`) and its sampler loop; all of them
+evaluate guidance through the same :class:`~framework.guidance.Guider`. No family
+re-implements guidance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ..conditions import Conditions, ConditionSpec, DropoutSpec
+from ..guidance import GuidanceState, GuidedOutput, Guider, StepStats
+from ..guidance.expr import Expr
+from ..guidance.spaces import SpaceConverter
+from ..guidance.syntax import parse
+
+__all__ = ["Family", "SampleOutput", "StepCallback"]
+
+#: ``callback(step, x, out)`` after every step: ``x`` is the updated state.
+StepCallback = Callable[[int, torch.Tensor, GuidedOutput], None]
+ModelFn = Callable[..., torch.Tensor]
+
+
+@dataclass
+class SampleOutput:
+    """Samples and what producing them cost.
+
+    Attributes:
+        samples: ``[B, ...]`` final states (continuous data or token ids).
+        stats: one :class:`StepStats` per step.
+        seconds: wall time of the sampling loop.
+    """
+
+    samples: torch.Tensor
+    stats: list[StepStats] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def nfe(self) -> int:
+        """Total branch evaluations (each a model evaluation of the whole batch)."""
+        return sum(s.nfe for s in self.stats)
+
+    @property
+    def branches_per_step(self) -> list[int]:
+        return [s.nfe for s in self.stats]
+
+
+class Family:
+    """Base class of the four families (diffusion, flow, masked, autoregressive).
+
+    Subclasses set :attr:`native_space` (what the network predicts), :attr:`converter`,
+    :attr:`output_space` (what the sampler integrates), and implement :meth:`loss`,
+    :meth:`init_state` and :meth:`run`.
+    """
+
+    name: str = "family"
+    native_space: str
+    output_space: str
+    converter: SpaceConverter
+
+    # ------------------------------------------------------------------ training
+    def loss(self, model: ModelFn, x0: torch.Tensor, conditions: Conditions,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """The scalar training loss of ``model`` on clean data ``x0`` ``[B, ...]``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ sampling
+    def guider(self, guidance: Expr | str, models: ModelFn | Mapping[str, ModelFn], *,
+               specs: Mapping[str, ConditionSpec] | None = None, max_batch: int | None = None,
+               dropout: DropoutSpec | None = None, strict: bool = False) -> Guider:
+        """A :class:`Guider` for this family's spaces (text guidance is parsed)."""
+        expr = parse(guidance) if isinstance(guidance, str) else guidance
+        return Guider(expr, models, native_space=self.native_space, converter=self.converter,
+                      specs=specs, max_batch=max_batch, output_space=self.output_space,
+                      dropout=dropout, strict=strict)
+
+    def sample(self, models: ModelFn | Mapping[str, ModelFn], guidance: Expr | str,
+               conditions: Conditions, shape: tuple[int, ...], steps: int, *,
+               specs: Mapping[str, ConditionSpec] | None = None,
+               generator: torch.Generator | None = None, progress: bool = False,
+               callback: StepCallback | None = None, max_batch: int | None = None,
+               dropout: DropoutSpec | None = None, strict: bool = False,
+               device: torch.device | str | None = None) -> SampleOutput:
+        """Sample ``conditions.batch_size`` items of per-item ``shape`` with guidance.
+
+        Args:
+            models: the network (``"main"``) or networks by name (``"weak"`` for autoguidance).
+            guidance: an expression or its text form.
+            conditions: a batch of ``B`` condition values (what each sample asks for).
+            shape: one sample's shape, e.g. ``(L, D)`` tokens or ``(C, H, W)`` pixels.
+            steps: sampling steps (tokens for autoregressive models).
+            generator: the random source (seeded for reproducible samples).
+            progress: show a progress bar.
+            callback: ``callback(step, x, out)`` after each step.
+
+        Returns:
+            A :class:`SampleOutput` with samples ``[B, *shape]`` and per-step statistics.
+        """
+        if steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {steps}")
+        guider = self.guider(guidance, models, specs=specs, max_batch=max_batch, dropout=dropout,
+                             strict=strict)
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        conditions = conditions.to(device)
+        state = guider.new_state(generator)
+        start = time.perf_counter()
+        with torch.no_grad():
+            x = self.init_state(conditions.batch_size, shape, generator, device)
+            bar = tqdm(total=steps, disable=not progress, desc=f"{self.name} sampling", leave=False)
+            try:
+                x = self.run(guider, state, x, conditions, steps, generator, bar, callback)
+            finally:
+                bar.close()
+        return SampleOutput(x, list(state.history), time.perf_counter() - start)
+
+    def init_state(self, n: int, shape: tuple[int, ...], generator: torch.Generator | None,
+                   device: torch.device) -> torch.Tensor:
+        """The starting state ``[n, *shape]`` (noise, or all-mask tokens)."""
+        raise NotImplementedError
+
+    def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
+            steps: int, generator: torch.Generator | None, bar: tqdm,
+            callback: StepCallback | None) -> torch.Tensor:
+        """The sampler loop; calls ``guider.step`` once per step and returns final samples."""
+        raise NotImplementedError
+
+
+def progress_tau(i: int, steps: int) -> float:
+    """Normalised progress of step ``i`` of ``steps``: 0 at the first step, 1 at the last."""
+    return i / (steps - 1) if steps > 1 else 1.0
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Gaussian noise drawn on the CPU generator (reproducible across devices), moved to ``device``."""
+    return torch.randn(shape, generator=generator).to(device)
