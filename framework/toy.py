@@ -22,7 +22,7 @@ import torch
 
 from .conditions import Conditions, ConditionSpec
 
-__all__ = ["GaussianMixtureToy"]
+__all__ = ["CategoricalMixtureToy", "GaussianMixtureToy"]
 
 AlphaSigma = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -103,3 +103,82 @@ class GaussianMixtureToy:
         d = torch.cdist(x.double(), self.means.reshape(-1, 2))
         k = d.argmin(dim=1)
         return k // len(self.colors), k % len(self.colors)
+
+
+class CategoricalMixtureToy:
+    """Token sequences drawn i.i.d. from a categorical chosen by two conditions.
+
+    Component ``(i, j)`` emits its shape token ``i`` with probability ``purity``, its colour
+    token ``S + j`` with probability ``purity`` and any other token uniformly. Given the visible
+    tokens of a sequence and a subset of known conditions, the exact predictive distribution of
+    any other position is ``Σ_k p(k | visible, S)·p(· | k)`` — closed form. The same predictive
+    is the exact masked-diffusion ``x0`` model and the exact next-token model.
+
+    Token ids ``0..vocab-1``; ``mask_id = vocab`` marks masked positions (masked family) and
+    ``-1`` may pad unused positions.
+    """
+
+    def __init__(self, shapes: tuple[str, ...] = ("circle", "square", "triangle", "star"),
+                 colors: tuple[str, ...] = ("red", "green", "blue"), noise_tokens: int = 5,
+                 purity: float = 0.25) -> None:
+        self.shapes, self.colors = tuple(shapes), tuple(colors)
+        S, C = len(shapes), len(colors)
+        self.vocab = S + C + noise_tokens
+        self.mask_id = self.vocab
+        rest = (1.0 - 2 * purity) / (self.vocab - 2)
+        if rest <= 0:
+            raise ValueError(f"purity {purity} leaves no mass for the other tokens")
+        probs = torch.full((S, C, self.vocab), rest, dtype=torch.float64)
+        for i in range(S):
+            for j in range(C):
+                probs[i, j, i] = purity
+                probs[i, j, S + j] = purity
+        self.probs = probs.reshape(S * C, self.vocab)  # [K, V]
+
+    @property
+    def specs(self) -> dict[str, ConditionSpec]:
+        return {"shape": ConditionSpec("shape", labels=self.shapes),
+                "color": ConditionSpec("color", labels=self.colors)}
+
+    _mask = GaussianMixtureToy._mask
+
+    def _posterior(self, counts: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        """``[B, K]`` posterior over components given token counts ``[B, V]``."""
+        loglik = counts.double() @ self.probs.log().T
+        return torch.softmax(loglik.masked_fill(~self._mask(conditions), -math.inf), dim=1)
+
+    def _counts(self, tokens: torch.Tensor) -> torch.Tensor:
+        visible = (tokens >= 0) & (tokens < self.vocab)
+        onehot = torch.nn.functional.one_hot(tokens.clamp(0, self.vocab - 1), self.vocab)
+        return (onehot * visible[..., None]).sum(1)
+
+    def masked_logits(self, tokens: torch.Tensor, t: torch.Tensor | None, conditions: Conditions
+                      ) -> torch.Tensor:
+        """Exact ``log p(x0_i = v | visible tokens, S)`` for every position: ``[B, L, V]``."""
+        post = self._posterior(self._counts(tokens), conditions)
+        logp = (post @ self.probs).log().float()
+        return logp[:, None, :].expand(tokens.shape[0], tokens.shape[1], self.vocab)
+
+    __call__ = masked_logits
+
+    def next_logits(self, tokens: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        """Exact next-token ``log p(x_{n+1} | x_≤n, S)`` at every position: ``[B, L, V]``."""
+        visible = ((tokens >= 0) & (tokens < self.vocab))[..., None]
+        onehot = torch.nn.functional.one_hot(tokens.clamp(0, self.vocab - 1), self.vocab) * visible
+        cum = onehot.double().cumsum(dim=1)  # counts of the prefix up to and including each position
+        loglik = cum @ self.probs.log().T  # [B, L, K]
+        mask = self._mask(conditions)[:, None, :]
+        post = torch.softmax(loglik.masked_fill(~mask, -math.inf), dim=-1)
+        return (post @ self.probs).log().float()
+
+    def sample_data(self, conditions: Conditions, length: int, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+        """Draw sequences ``[B, length]`` from the components the conditions name."""
+        comp = conditions.values["shape"].long() * len(self.colors) + conditions.values["color"].long()
+        return torch.multinomial(self.probs[comp].float(), length, replacement=True, generator=generator)
+
+    def classify(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Most frequent shape token and colour token of each sequence → ``(shape [B], color [B])``."""
+        counts = self._counts(tokens)
+        S = len(self.shapes)
+        return counts[:, :S].argmax(1), counts[:, S:S + len(self.colors)].argmax(1)

@@ -3,5 +3,6 @@
 from .base import Family, SampleOutput
 from .diffusion import Diffusion
 from .flow import Flow
+from .masked import Masked
 
-__all__ = ["Diffusion", "Family", "Flow", "SampleOutput"]
+__all__ = ["Diffusion", "Family", "Flow", "Masked", "SampleOutput"]

@@ -1,0 +1,131 @@
+"""Masked (absorbing-state) discrete diffusion on token ids — MDLM / MaskGIT style.
+
+Forward process: each token is replaced by ``[MASK]`` independently with probability
+``t ∈ (0, 1]``. The network sees the partly masked sequence and predicts ``logits`` for the
+clean token at every position (``[B, L, V]``; the mask id is ``V``, an extra input token).
+
+Training minimises the MDLM bound for the linear schedule,
+``E_t[(1/t)·Σ_{masked i} −log p(x0_i | x_t)] / L`` — an upper bound on the per-token
+negative log-likelihood, so ``exp`` of it bounds perplexity (:meth:`Masked.nll_bound`).
+
+Sampling starts fully masked and commits tokens over ``steps`` steps (cosine schedule of
+how many stay masked). At each step guidance combines per-branch log-probabilities, the
+family renormalises them with ``log_softmax``, draws a token for every masked position
+(temperature), and commits the most confident draws (``order="confidence"``, MaskGIT) or a
+random subset (``order="random"``, MDLM-style ancestral order). Committed tokens never change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..conditions import Conditions
+from ..guidance import GuidanceState, Guider
+from ..guidance.spaces import DiscreteSpaces
+from .base import Family, StepCallback, progress_tau
+
+__all__ = ["Masked"]
+
+
+class Masked(Family):
+    """Absorbing-state discrete diffusion.
+
+    Args:
+        vocab_size: number of data tokens ``V``; the mask token id is ``V``.
+        order: ``confidence`` (MaskGIT) or ``random`` unmasking.
+        temperature: sampling temperature applied after guidance and renormalisation.
+        t_min: smallest training mask rate (keeps the 1/t weight finite).
+    """
+
+    name = "masked"
+    native_space = "logits"
+    output_space = "logprobs"
+
+    def __init__(self, vocab_size: int, order: Literal["confidence", "random"] = "confidence",
+                 temperature: float = 1.0, t_min: float = 1e-3) -> None:
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size must be ≥ 2, got {vocab_size}")
+        if order not in ("confidence", "random"):
+            raise ValueError(f"unmasking order must be 'confidence' or 'random', got {order!r}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.vocab_size, self.mask_id = int(vocab_size), int(vocab_size)
+        self.order, self.temperature, self.t_min = order, float(temperature), float(t_min)
+        self.converter = DiscreteSpaces()
+
+    # ------------------------------------------------------------------ training
+    def corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask each token of ``x0`` ``[B, L]`` with probability ``t`` ``[B]`` → ``(x_t, masked)``."""
+        masked = torch.rand(x0.shape, generator=generator).to(x0.device) < t[:, None]
+        return torch.where(masked, torch.full_like(x0, self.mask_id), x0), masked
+
+    def loss(self, model, x0: torch.Tensor, conditions: Conditions,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """The MDLM bound in nats per token, averaged over the batch."""
+        self._check_tokens(x0)
+        t = torch.rand(x0.shape[0], generator=generator).to(x0.device).clamp_min(self.t_min)
+        xt, masked = self.corrupt(x0, t, generator)
+        logits = model(xt, t, conditions)
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
+                              reduction="none").view_as(x0)
+        return ((nll * masked).sum(1) / t / x0.shape[1]).mean()
+
+    @torch.no_grad()
+    def nll_bound(self, model, x0: torch.Tensor, conditions: Conditions, samples: int = 8,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+        """Monte-Carlo estimate of the per-token NLL bound (nats) of each sequence, ``[B]``."""
+        total = torch.zeros(x0.shape[0], device=x0.device)
+        for _ in range(samples):
+            t = torch.rand(x0.shape[0], generator=generator).to(x0.device).clamp_min(self.t_min)
+            xt, masked = self.corrupt(x0, t, generator)
+            logits = model(xt, t, conditions)
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
+                                  reduction="none").view_as(x0)
+            total += (nll * masked).sum(1) / t / x0.shape[1]
+        return total / samples
+
+    def _check_tokens(self, x: torch.Tensor) -> None:
+        if x.dtype not in (torch.long, torch.int32, torch.int64):
+            raise TypeError(f"masked diffusion works on token ids; got dtype {x.dtype}")
+        if bool(((x < 0) | (x >= self.vocab_size)).any()):
+            raise ValueError(f"token ids must be in 0..{self.vocab_size - 1}; "
+                             f"found {int(x.min())}..{int(x.max())}")
+
+    # ------------------------------------------------------------------ sampling
+    def init_state(self, n, shape, generator, device):
+        if len(shape) != 1:
+            raise ValueError(f"masked diffusion samples token sequences of shape (L,), got {shape}")
+        return torch.full((n, *shape), self.mask_id, dtype=torch.long, device=device)
+
+    def still_masked(self, i: int, steps: int, length: int) -> int:
+        """How many positions remain masked after step ``i`` (cosine schedule, 0 after the last)."""
+        return math.floor(length * math.cos(math.pi / 2 * (i + 1) / steps))
+
+    def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
+            steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:
+        B, L = x.shape
+        for i in range(steps):
+            masked = x == self.mask_id
+            t = masked.float().mean(1)  # the current mask rate is the model's time input
+            out = guider.step(x, t, progress_tau(i, steps), conditions, state)
+            logp = torch.log_softmax(out.denoise.float() / self.temperature, dim=-1)
+            draw = torch.multinomial(logp.exp().reshape(-1, self.vocab_size), 1,
+                                     generator=generator).view(B, L).to(x.device)
+            if self.order == "confidence":
+                score = logp.gather(-1, draw[..., None]).squeeze(-1)
+            else:
+                score = torch.rand((B, L), generator=generator).to(x.device)
+            score = score.masked_fill(~masked, -math.inf)
+            n_commit = masked.sum(1) - self.still_masked(i, steps, L)
+            rank = score.argsort(dim=1, descending=True).argsort(dim=1)
+            commit = masked & (rank < n_commit[:, None])
+            x = torch.where(commit, draw, x)
+            bar.update(1)
+            if callback is not None:
+                callback(i, x, out)
+        return x
