@@ -22,7 +22,7 @@ import torch
 
 from .conditions import Conditions, ConditionSpec
 
-__all__ = ["CategoricalMixtureToy", "GaussianMixtureToy"]
+__all__ = ["CategoricalMixtureToy", "GaussianMixtureToy", "PrefixCache", "ToyLM"]
 
 AlphaSigma = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -182,3 +182,49 @@ class CategoricalMixtureToy:
         counts = self._counts(tokens)
         S = len(self.shapes)
         return counts[:, :S].argmax(1), counts[:, S:S + len(self.colors)].argmax(1)
+
+
+class PrefixCache:
+    """The toy LM's "KV cache": the tokens seen so far, ``[N, n]`` (same protocol as ``KVCache``)."""
+
+    def __init__(self, tokens: torch.Tensor | None = None) -> None:
+        self.tokens = tokens
+
+    @property
+    def length(self) -> int:
+        return 0 if self.tokens is None else self.tokens.shape[1]
+
+    def select(self, rows: torch.Tensor) -> PrefixCache:
+        return PrefixCache(None if self.tokens is None else self.tokens[rows])
+
+    @staticmethod
+    def cat(caches: list[PrefixCache]) -> PrefixCache:
+        parts = [c.tokens for c in caches]
+        if all(p is None for p in parts):
+            return PrefixCache()
+        if any(p is None for p in parts):
+            raise ValueError("cannot concatenate empty and filled caches")
+        return PrefixCache(torch.cat(parts))
+
+
+class ToyLM:
+    """:class:`CategoricalMixtureToy` as an exact next-token LM with the backbone's call contract.
+
+    ``fed`` records how many tokens each call received (to check that caching feeds one token
+    per step).
+    """
+
+    def __init__(self, toy: CategoricalMixtureToy) -> None:
+        self.toy = toy
+        self.fed: list[tuple[int, int]] = []
+
+    def new_cache(self) -> PrefixCache:
+        return PrefixCache()
+
+    def __call__(self, tokens: torch.Tensor, t: torch.Tensor | None, conditions: Conditions,
+                 cache: PrefixCache | None = None) -> torch.Tensor:
+        self.fed.append(tuple(tokens.shape))
+        full = tokens if cache is None or cache.tokens is None else torch.cat([cache.tokens, tokens], 1)
+        if cache is not None:
+            cache.tokens = full
+        return self.toy.next_logits(full, conditions)[:, -tokens.shape[1]:]

@@ -87,7 +87,8 @@ class Family:
                generator: torch.Generator | None = None, progress: bool = False,
                callback: StepCallback | None = None, max_batch: int | None = None,
                dropout: DropoutSpec | None = None, strict: bool = False,
-               device: torch.device | str | None = None) -> SampleOutput:
+               device: torch.device | str | None = None, init: torch.Tensor | None = None
+               ) -> SampleOutput:
         """Sample ``conditions.batch_size`` items of per-item ``shape`` with guidance.
 
         Args:
@@ -99,6 +100,8 @@ class Family:
             generator: the random source (seeded for reproducible samples).
             progress: show a progress bar.
             callback: ``callback(step, x, out)`` after each step.
+            init: a starting state instead of the family's default (noise, all-mask tokens,
+                BOS): e.g. a partly masked sequence to infill, or an autoregressive prompt.
 
         Returns:
             A :class:`SampleOutput` with samples ``[B, *shape]`` and per-step statistics.
@@ -112,7 +115,7 @@ class Family:
         state = guider.new_state(generator)
         start = time.perf_counter()
         with torch.no_grad():
-            x = self.init_state(conditions.batch_size, shape, generator, device)
+            x = self.init_state(conditions.batch_size, shape, generator, device, init)
             bar = tqdm(total=steps, disable=not progress, desc=f"{self.name} sampling", leave=False)
             try:
                 x = self.run(guider, state, x, conditions, steps, generator, bar, callback)
@@ -121,9 +124,13 @@ class Family:
         return SampleOutput(x, list(state.history), time.perf_counter() - start)
 
     def init_state(self, n: int, shape: tuple[int, ...], generator: torch.Generator | None,
-                   device: torch.device) -> torch.Tensor:
-        """The starting state ``[n, *shape]`` (noise, or all-mask tokens)."""
-        raise NotImplementedError
+                   device: torch.device, init: torch.Tensor | None = None) -> torch.Tensor:
+        """The starting state ``[n, *shape]``: ``init`` if given (checked), else noise."""
+        if init is not None:
+            if tuple(init.shape) != (n, *shape):
+                raise ValueError(f"init has shape {tuple(init.shape)}, expected {(n, *shape)}")
+            return init.to(device)
+        return randn((n, *shape), generator, device)
 
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator: torch.Generator | None, bar: tqdm,

@@ -76,9 +76,6 @@ class Diffusion(Family):
         target = {"eps": eps, "x0": x0, "v": sched.get_velocity(x0, eps, t)}[self.native_space]
         return F.mse_loss(model(xt, t, conditions), target)
 
-    def init_state(self, n, shape, generator, device):
-        return randn((n, *shape), generator, device)
-
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:
         sched = self.make_scheduler()

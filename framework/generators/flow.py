@@ -67,9 +67,6 @@ class Flow(Family):
         target = {"flow_v": eps - x0, "eps": eps, "x0": x0}[self.native_space]
         return F.mse_loss(model(xt, t, conditions), target)
 
-    def init_state(self, n, shape, generator, device):
-        return randn((n, *shape), generator, device)
-
     def times(self, steps: int, device: torch.device) -> torch.Tensor:
         """``steps + 1`` integration times from ``t_max`` down to ``t_min``."""
         return torch.linspace(self.t_max, self.t_min, steps + 1, device=device)

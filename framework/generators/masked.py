@@ -97,9 +97,12 @@ class Masked(Family):
                              f"found {int(x.min())}..{int(x.max())}")
 
     # ------------------------------------------------------------------ sampling
-    def init_state(self, n, shape, generator, device):
+    def init_state(self, n, shape, generator, device, init=None):
+        """All ``[MASK]``, or ``init`` (``[n, L]`` with ``mask_id`` where tokens are to be infilled)."""
         if len(shape) != 1:
             raise ValueError(f"masked diffusion samples token sequences of shape (L,), got {shape}")
+        if init is not None:
+            return super().init_state(n, shape, generator, device, init.long())
         return torch.full((n, *shape), self.mask_id, dtype=torch.long, device=device)
 
     def still_masked(self, i: int, steps: int, length: int) -> int:

@@ -10,6 +10,7 @@ Model contract (every network)::
 
     model(x: [N, ...], t: [N], conditions: Conditions[N]) -> [N, ...]
     model(..., perturbations=Perturbations)   # only when a branch is perturbed
+    model(..., branches=(Branch, ...))         # only if ``model.branch_aware`` (per-branch KV caches)
 
 where ``N`` = branches × batch. Rows of one branch are contiguous.
 """
@@ -301,11 +302,18 @@ class Guider:
         model = self.models[network]
         rows = k * B
         step = self.max_batch or rows
+        aware = {}
+        if getattr(model, "branch_aware", False):
+            # the network keeps per-branch state (e.g. KV caches) and must see whole branches
+            if step < rows:
+                raise ValueError(f"network {network!r} keeps per-branch state (KV caches) and cannot be "
+                                 f"chunked: max_batch={self.max_batch} < {rows} rows")
+            aware["branches"] = tuple(branches)
         outs = []
         for lo in range(0, rows, step):
             hi = min(rows, lo + step)
             sl = slice(lo, hi)
-            kwargs = {}
+            kwargs = dict(aware)
             if perturb is not None:
                 kwargs["perturbations"] = Perturbations(perturb.ids[sl], perturb.table)
             c = conds if (lo, hi) == (0, rows) else conds.index(sl)

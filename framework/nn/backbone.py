@@ -97,6 +97,19 @@ class KVCache:
         self.k[layer], self.v[layer] = k, v
         return k, v
 
+    @staticmethod
+    def cat(caches: Sequence[KVCache]) -> KVCache:
+        """Concatenate caches of equal length along the batch (row blocks in order)."""
+        out = KVCache(len(caches[0].k))
+        for i in range(len(out.k)):
+            ks = [c.k[i] for c in caches if c.k[i] is not None]
+            vs = [c.v[i] for c in caches if c.v[i] is not None]
+            if ks and len(ks) != len(caches):
+                raise ValueError("cannot concatenate empty and filled KV caches")
+            out.k[i] = torch.cat(ks) if ks else None
+            out.v[i] = torch.cat(vs) if vs else None
+        return out
+
     def select(self, rows: torch.Tensor) -> KVCache:
         """A cache holding only ``rows`` (bool ``[B]`` or index ``[R]``)."""
         out = KVCache(len(self.k))

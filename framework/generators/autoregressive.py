@@ -1,0 +1,172 @@
+"""Autoregressive next-token models with per-branch KV caches.
+
+Training is next-token cross-entropy with a BOS token (id ``V``) in front. Sampling emits one
+token per step: guidance combines per-branch log-probabilities of the next token, the family
+renormalises (``log_softmax``) and only then applies temperature, top-k and top-p — guidance
+acts on the model's distributions, not on the filtered ones.
+
+Every guidance branch is a distinct conditioning of the same prefix, so it needs its own KV
+cache. :class:`BranchCaches` keeps them as row blocks of one batched cache: while the set of
+branches is unchanged each step feeds only the new token; a branch that stops being needed
+(a guidance interval ends, adaptive guidance switches) is sliced out; a branch that appears
+is prefilled over the prefix.
+
+Networks follow the backbone's contract: ``lm(tokens [N, L], t, conditions, cache=..., [perturbations])
+-> logits [N, L, V]`` and ``lm.new_cache()``; caches support ``select(rows)``, ``length`` and
+``type(cache).cat(list)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..conditions import Conditions, ConditionSpec, DropoutSpec
+from ..guidance import GuidanceState, Guider, Perturbations
+from ..guidance.branches import Branch
+from ..guidance.expr import Expr
+from ..guidance.spaces import DiscreteSpaces
+from .base import Family, StepCallback, progress_tau
+
+__all__ = ["Autoregressive", "BranchCaches", "filter_logprobs"]
+
+
+class BranchCaches:
+    """Wraps one network for one sampling run; keeps a KV cache per guidance branch."""
+
+    branch_aware = True
+
+    def __init__(self, lm: Any) -> None:
+        self.lm = lm
+        self.cache: Any = None
+        self.order: tuple[Branch, ...] = ()
+        self.length = 0  # tokens already in the cache
+
+    def _call(self, tokens, t, conditions, perturbations, cache):
+        kw = {"perturbations": perturbations} if perturbations is not None else {}
+        return self.lm(tokens, t, conditions, cache=cache, **kw)
+
+    def _reorder(self, x, t, conditions: Conditions, perturbations: Perturbations | None,
+                 branches: tuple[Branch, ...], B: int) -> None:
+        blocks = []
+        for j, b in enumerate(branches):
+            if self.cache is not None and b in self.order:
+                i = self.order.index(b)
+                blocks.append(self.cache.select(torch.arange(i * B, (i + 1) * B, device=x.device)))
+                continue
+            cache = self.lm.new_cache()
+            if self.length > 0:  # a branch joining mid-way: prefill it over the prefix
+                rows = slice(j * B, (j + 1) * B)
+                p = (None if perturbations is None
+                     else Perturbations(perturbations.ids[rows], perturbations.table))
+                self._call(x[rows, :self.length], t[rows], conditions.index(rows), p, cache)
+            blocks.append(cache)
+        self.cache = type(blocks[0]).cat(blocks)
+        self.order = branches
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, conditions: Conditions,
+                 perturbations: Perturbations | None = None, branches: tuple[Branch, ...] = ()
+                 ) -> torch.Tensor:
+        if not branches:
+            raise ValueError("BranchCaches needs the guidance engine's branch layout")
+        B = x.shape[0] // len(branches)
+        if branches != self.order:
+            self._reorder(x, t, conditions, perturbations, branches, B)
+        logits = self._call(x[:, self.length:], t, conditions, perturbations, self.cache)
+        self.length = x.shape[1]
+        return logits[:, -1:]  # next-token logits [N, 1, V]
+
+
+def filter_logprobs(logp: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None) -> torch.Tensor:
+    """Temperature, top-k and nucleus filtering of normalised log-probs ``[B, V]`` (−inf = removed)."""
+    logp = logp / temperature
+    if top_k is not None and top_k < logp.shape[-1]:
+        kth = logp.topk(top_k, dim=-1).values[..., -1:]
+        logp = logp.masked_fill(logp < kth, -torch.inf)
+    if top_p is not None and top_p < 1.0:
+        sorted_lp, idx = logp.sort(dim=-1, descending=True)
+        cum = sorted_lp.softmax(-1).cumsum(-1)
+        drop = cum - sorted_lp.softmax(-1) >= top_p  # keep the smallest set reaching top_p
+        logp = logp.masked_fill(drop.scatter(-1, idx, drop), -torch.inf)
+    return torch.log_softmax(logp, dim=-1)
+
+
+class Autoregressive(Family):
+    """Next-token language model family.
+
+    Args:
+        vocab_size: data tokens ``V``; the BOS id is ``V`` (the network embeds ``V + 1`` ids).
+        temperature: 0 means greedy decoding.
+        top_k, top_p: optional filters applied after guidance and renormalisation.
+        eos_id: once emitted, a sequence keeps emitting it.
+    """
+
+    name = "autoregressive"
+    native_space = "logits"
+    output_space = "logprobs"
+
+    def __init__(self, vocab_size: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, eos_id: int | None = None) -> None:
+        if temperature < 0:
+            raise ValueError(f"temperature must be ≥ 0 (0 = greedy), got {temperature}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.vocab_size, self.bos_id = int(vocab_size), int(vocab_size)
+        self.temperature, self.top_k, self.top_p, self.eos_id = float(temperature), top_k, top_p, eos_id
+        self.converter = DiscreteSpaces()
+
+    def with_bos(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Prefix a BOS column: ``[B, L]`` → ``[B, L + 1]``."""
+        return torch.cat([torch.full_like(tokens[:, :1], self.bos_id), tokens], dim=1)
+
+    def loss(self, model, x0: torch.Tensor, conditions: Conditions,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.nll(model, x0, conditions).mean()
+
+    def nll(self, model, x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        """Per-sequence mean next-token NLL in nats, ``[B]`` (``exp`` of the mean is perplexity)."""
+        if bool(((x0 < 0) | (x0 >= self.vocab_size)).any()):
+            raise ValueError(f"token ids must be in 0..{self.vocab_size - 1}")
+        logits = model(self.with_bos(x0)[:, :-1], None, conditions)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
+                               reduction="none").view_as(x0).mean(1)
+
+    def guider(self, guidance: Expr | str, models: Any | Mapping[str, Any], *,
+               specs: Mapping[str, ConditionSpec] | None = None, max_batch: int | None = None,
+               dropout: DropoutSpec | None = None, strict: bool = False) -> Guider:
+        nets = dict(models) if isinstance(models, Mapping) else {"main": models}
+        return super().guider(guidance, {k: BranchCaches(m) for k, m in nets.items()}, specs=specs,
+                              max_batch=max_batch, dropout=dropout, strict=strict)
+
+    def init_state(self, n, shape, generator, device, init=None):
+        if init is None:
+            return torch.full((n, 1), self.bos_id, dtype=torch.long, device=device)
+        if init.shape[0] != n:
+            raise ValueError(f"prompt has {init.shape[0]} rows for {n} samples")
+        return self.with_bos(init.to(device).long())
+
+    def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
+            steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:
+        B, start = x.shape[0], x.shape[1]
+        t = torch.zeros(B, device=x.device)
+        done = torch.zeros(B, dtype=torch.bool, device=x.device)
+        for i in range(steps):
+            out = guider.step(x, t, progress_tau(i, steps), conditions, state)
+            logp = torch.log_softmax(out.denoise[:, -1].float(), dim=-1)  # renormalise the guidance
+            if self.temperature == 0:
+                nxt = logp.argmax(-1)
+            else:
+                probs = filter_logprobs(logp, self.temperature, self.top_k, self.top_p).exp()
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(x.device)
+            if self.eos_id is not None:
+                nxt = torch.where(done, torch.full_like(nxt, self.eos_id), nxt)
+                done |= nxt == self.eos_id
+            x = torch.cat([x, nxt[:, None]], dim=1)
+            bar.update(1)
+            if callback is not None:
+                callback(i, x, out)
+        return x[:, start:]
