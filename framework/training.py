@@ -1,0 +1,199 @@
+"""The LightningModule every recipe trains: backbone + family + conditions + dropout.
+
+Everything needed to rebuild the model is a constructor argument (saved by
+``save_hyperparameters``), so a checkpoint alone restores it: ``framework.load(path)``.
+EMA of the weights comes from Lightning's ``EMAWeightAveraging`` callback (its checkpoints
+hold the averaged weights in ``state_dict``); checkpoints are written by Lightning inside an
+fsspec transaction (temporary file, then move), so an interrupted save leaves no torn file.
+
+Condition dropout is per sample. By default it is *derived from the guidance the model will
+be sampled with*: ``guidance=["nested([shape, color], [2, 4])", ...]`` trains exactly the
+condition subsets those expressions evaluate (:meth:`DropoutSpec.for_guidance`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+
+from .conditions import Conditions, ConditionSpec, DropoutSpec
+from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
+from .guidance.branches import cond
+from .guidance.expr import Expr
+from .guidance.syntax import parse
+from .nn import Backbone, BackboneConfig
+
+__all__ = ["FAMILIES", "GenerativeModule", "load"]
+
+FAMILIES: dict[str, type[Family]] = {"diffusion": Diffusion, "flow": Flow, "masked": Masked,
+                                     "autoregressive": Autoregressive}
+
+
+def _dropout_from_config(rates: Mapping[str, float]) -> DropoutSpec:
+    """YAML keys are strings: ``"text"`` is one condition, ``"text+image"`` a joint event."""
+    return DropoutSpec({(tuple(k.split("+")) if "+" in k else k): float(v) for k, v in rates.items()})
+
+
+class GenerativeModule(L.LightningModule):
+    """A conditional generator of any family on the shared backbone.
+
+    Args:
+        family: ``diffusion``, ``flow``, ``masked`` or ``autoregressive``.
+        family_args: keyword arguments of the family (``vocab_size`` for token families,
+            ``prediction``, ``sampler``/``solver``...).
+        shape: one sample's shape: ``[L, D]`` continuous tokens or ``[L]`` token ids.
+        conditions: condition specs as dicts (``name``, ``kind``, ``labels``, ``dim``, ``null``).
+        backbone: :class:`BackboneConfig` fields (``dim``, ``depth``, ``heads``...); the input,
+            output, time and causal settings follow from the family and ``shape``.
+        guidance: guidance expressions (text) the model will be sampled with; training dropout
+            is derived from them unless ``dropout`` is given, and sampling defaults to the first.
+        dropout: explicit per-condition (``"a"``) and joint (``"a+b"``) dropout probabilities.
+        dropout_rate: total drop rate used when deriving dropout from ``guidance``, or the
+            per-condition rate when neither ``guidance`` nor ``dropout`` is given.
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up.
+        val_guidance: label → guidance text sampled at each validation epoch and scored by the
+            data module's ``score(samples, conditions)`` if it has one.
+        val_samples, val_steps: size and steps of those validation samples.
+    """
+
+    def __init__(self, family: str = "flow", family_args: dict[str, Any] | None = None,
+                 shape: Sequence[int] = (1, 2), conditions: Sequence[dict[str, Any]] = (),
+                 backbone: dict[str, Any] | None = None, guidance: Sequence[str] = (),
+                 dropout: dict[str, float] | None = None, dropout_rate: float = 0.15,
+                 lr: float = 1e-3, weight_decay: float = 0.0, warmup_steps: int = 100,
+                 val_guidance: dict[str, str] | None = None, val_samples: int = 256,
+                 val_steps: int = 20) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
+        self.family: Family = FAMILIES[family](**(family_args or {}))
+        self.shape = tuple(int(s) for s in shape)
+        self.specs = {c["name"]: ConditionSpec(**c) for c in conditions}
+        self.guidance: list[Expr] = [parse(g) for g in guidance]
+        self.backbone = Backbone(self._backbone_config(backbone or {}))
+        self.dropout = self._dropout(dropout, dropout_rate)
+        for g in self.guidance:
+            self.dropout.check(g, self.specs, strict=True)  # the recipe must train what it samples
+
+    # ------------------------------------------------------------------ construction
+    def _backbone_config(self, overrides: dict[str, Any]) -> BackboneConfig:
+        fam, conds = self.family, tuple(self.specs.values())
+        common = dict(conditions=conds, **overrides)
+        if isinstance(fam, (Masked, Autoregressive)):
+            if len(self.shape) != 1:
+                raise ValueError(f"token families sample shape [L]; got {list(self.shape)}")
+            ar = isinstance(fam, Autoregressive)
+            return BackboneConfig(seq_len=self.shape[0] + ar, vocab_size=fam.vocab_size + 1,
+                                  out_dim=fam.vocab_size, time=not ar, causal=ar, time_scale=1000.0, **common)
+        if len(self.shape) != 2:
+            raise ValueError(f"continuous families sample shape [L, D] tokens; got {list(self.shape)}")
+        scale = 1.0 if isinstance(fam, Diffusion) else 1000.0  # integer steps vs t in [0, 1]
+        return BackboneConfig(seq_len=self.shape[0], in_dim=self.shape[1], time_scale=scale, **common)
+
+    def _dropout(self, rates: dict[str, float] | None, rate: float) -> DropoutSpec:
+        if rates is not None:
+            spec = _dropout_from_config(rates)
+            spec.validate(self.specs)
+            return spec
+        if self.guidance:
+            return DropoutSpec.for_guidance(self.guidance, self.specs, rate=rate)
+        return DropoutSpec({n: rate for n, s in self.specs.items() if s.needs_dropout})
+
+    # ------------------------------------------------------------------ training
+    def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, Conditions]:
+        x = batch["x"]
+        values = dict(batch.get("conditions", {}))
+        missing = set(self.specs) - set(values)
+        if missing:
+            raise ValueError(f"batch lacks conditions {sorted(missing)}; it has {sorted(values)}")
+        present = {n: batch["present"][n] for n in batch.get("present", {})}
+        return x, Conditions(values, present)
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        x, conds = self._batch(batch)
+        conds = self.dropout.apply(conds).to(x.device)
+        loss = self.family.loss(self.backbone, x, conds)
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        x, conds = self._batch(batch)
+        gen = torch.Generator().manual_seed(batch_idx)
+        loss = self.family.loss(self.backbone, x, conds.to(x.device), gen)
+        self.log("val/loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        spec = self.hparams.val_guidance
+        if not spec or dm is None or not hasattr(dm, "score") or self.trainer.sanity_checking:
+            return
+        conds = dm.val_conditions(self.hparams.val_samples)
+        for label, g in spec.items():
+            out = self.sample(conds, g, steps=self.hparams.val_steps, seed=0)
+            for k, v in dm.score(out.samples, conds).items():
+                self.log(f"val/{label}/{k}", v, batch_size=conds.batch_size)
+            self.log(f"val/{label}/nfe", float(out.nfe), batch_size=conds.batch_size)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
+                                weight_decay=self.hparams.weight_decay)
+        warm = max(1, self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ sampling
+    def conditions(self, raw: Mapping[str, Any], n: int) -> Conditions:
+        """Raw condition values (labels, tensors) → a batch of ``n`` (unknown names are errors)."""
+        return Conditions.from_raw(self.specs, raw, n)
+
+    @torch.no_grad()
+    def sample(self, conditions: Conditions | Mapping[str, Any], guidance: Expr | str | None = None,
+               *, n: int | None = None, steps: int = 30, seed: int | None = None,
+               progress: bool = False, callback=None, weak: GenerativeModule | None = None,
+               init: torch.Tensor | None = None, strict: bool = False) -> SampleOutput:
+        """Sample with guidance.
+
+        Args:
+            conditions: a :class:`Conditions` batch, or raw values (``{"shape": "circle"}``)
+                broadcast to ``n`` samples.
+            guidance: an expression or text; defaults to the first training guidance, else
+                plain conditional sampling.
+            steps: sampling steps (tokens for autoregressive models).
+            seed: makes sampling reproducible.
+            weak: a weaker model for ``.on("weak")`` branches (autoguidance).
+            strict: raise (instead of warning) if the guidance needs untrained condition subsets.
+
+        Returns:
+            :class:`SampleOutput` with ``samples`` ``[n, *shape]`` and per-step statistics.
+        """
+        if not isinstance(conditions, Conditions):
+            if n is None:
+                raise ValueError("give n when conditions are raw values")
+            conditions = self.conditions(conditions, n)
+        if guidance is None:
+            guidance = self.guidance[0] if self.guidance else cond(*self.specs)
+        models = {"main": self.backbone}
+        if weak is not None:
+            models["weak"] = weak.backbone
+        was_training = self.training
+        self.eval()
+        try:
+            shape = self.shape if not isinstance(self.family, Autoregressive) else (steps,)
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            return self.family.sample(models, guidance, conditions, shape, steps, specs=self.specs,
+                                      generator=gen, progress=progress, callback=callback,
+                                      dropout=self.dropout, strict=strict, device=self.device, init=init)
+        finally:
+            self.train(was_training)
+
+
+def load(checkpoint: str, map_location: str | torch.device = "cpu") -> GenerativeModule:
+    """Rebuild a trained model from a checkpoint alone, ready to sample (eval mode)."""
+    module = GenerativeModule.load_from_checkpoint(checkpoint, map_location=map_location)
+    return module.eval()
+
