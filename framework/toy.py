@@ -27,6 +27,12 @@ __all__ = ["CategoricalMixtureToy", "GaussianMixtureToy", "PrefixCache", "ToyLM"
 AlphaSigma = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+def flow_alpha_sigma(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rectified flow's ``(α, σ) = (1 − t, t)``."""
+    t = t.double()
+    return 1 - t, t
+
+
 class GaussianMixtureToy:
     """A grid of 2-D Gaussians: x position by ``shape``, y position by ``color``.
 

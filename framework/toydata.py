@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .conditions import Conditions
-from .toy import CategoricalMixtureToy, GaussianMixtureToy
+from .toy import CategoricalMixtureToy, GaussianMixtureToy, flow_alpha_sigma
 
 __all__ = ["MixtureData"]
 
@@ -53,7 +53,7 @@ class MixtureData(L.LightningDataModule):
         self.kind, self.n_train, self.n_val, self.batch_size = kind, n_train, n_val, batch_size
         self.length, self.seed = length, seed
         if kind == "points":
-            self.toy: Any = GaussianMixtureToy(lambda t: (1 - t, t), std=std)
+            self.toy: Any = GaussianMixtureToy(flow_alpha_sigma, std=std)
         else:
             self.toy = CategoricalMixtureToy(purity=purity)
         self.specs = self.toy.specs

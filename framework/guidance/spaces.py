@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["DiscreteSpaces", "FlowSpaces", "SpaceConverter", "SpaceError", "VPSpaces"]
+__all__ = ["CumprodSchedule", "DiscreteSpaces", "FlowSpaces", "SpaceConverter", "SpaceError", "VPSpaces"]
 
 
 class SpaceError(ValueError):
@@ -79,6 +79,17 @@ class _AffineSpaces(SpaceConverter):
         return out if mass == 0.0 else out + offset * x
 
 
+class CumprodSchedule:
+    """``t ↦ (√ᾱ_t, √(1 − ᾱ_t))`` for integer timesteps ``t`` (picklable, unlike a closure)."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor) -> None:
+        self.alphas_cumprod = alphas_cumprod.double()
+
+    def __call__(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.alphas_cumprod.to(t.device)[t.long()]
+        return a.sqrt(), (1 - a).sqrt()
+
+
 class VPSpaces(_AffineSpaces):
     """Diffusion ``x_t = α_t·x0 + σ_t·ε``: spaces ``eps``, ``x0``, ``v``, ``score``.
 
@@ -94,13 +105,7 @@ class VPSpaces(_AffineSpaces):
     @classmethod
     def from_alphas_cumprod(cls, alphas_cumprod: torch.Tensor) -> VPSpaces:
         """For integer timesteps indexing a (diffusers) scheduler's ``alphas_cumprod``."""
-        ac = alphas_cumprod.double()
-
-        def alpha_sigma(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            a = ac.to(t.device)[t.long()]
-            return a.sqrt(), (1 - a).sqrt()
-
-        return cls(alpha_sigma)
+        return cls(CumprodSchedule(alphas_cumprod))
 
     def _as(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, s = self.alpha_sigma(t)
