@@ -103,3 +103,15 @@ class MixtureData(L.LightningDataModule):
         ok_c = c.cpu() == conditions.values["color"].cpu()
         return {"acc_shape": float(ok_s.float().mean()), "acc_color": float(ok_c.float().mean()),
                 "acc_both": float((ok_s & ok_c).float().mean())}
+
+
+def guidance_sweep(model: Any, data: MixtureData, guidances: dict[str, str], n: int = 400,
+                   steps: int = 20, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Sample ``n`` requests per guidance and score them: label → accuracies, NFE per step, seconds."""
+    conds = data.val_conditions(n)
+    rows = {}
+    for label, g in guidances.items():
+        out = model.sample(conds, g, steps=steps, seed=seed)
+        rows[label] = {**data.score(out.samples, conds), "nfe_per_step": out.nfe / len(out.stats),
+                       "seconds": out.seconds}
+    return rows
