@@ -25,7 +25,8 @@ def _as_native(toy, family):
     Diffusion converts from ε; flow converts from ``E[x0|x_t]``, which (unlike ε) still
     determines the velocity at pure noise, t = 1.
     """
-    src, predict = ("eps", toy.eps) if isinstance(family, Diffusion) else ("x0", toy.x0)
+    by_eps = isinstance(family, Diffusion) and not family.zero_terminal_snr  # ε says nothing at ᾱ_T = 0
+    src, predict = ("eps", toy.eps) if by_eps else ("x0", toy.x0)
 
     def model(x, t, c):
         return family.converter.convert(predict(x, t, c), src, family.native_space, x=x, t=t)
@@ -39,8 +40,9 @@ def _accuracy(toy, x) -> float:
 
 FAMILIES = [Diffusion(sampler="ddim"), Diffusion(sampler="dpm++2m"), Diffusion(sampler="ddpm"),
             Diffusion(prediction="v", sampler="ddim"), Diffusion(prediction="x0", sampler="ddim"),
+            Diffusion(prediction="v", sampler="ddim", zero_terminal_snr=True),
             Flow(), Flow(prediction="eps"), Flow(solver="heun")]
-IDS = ["ddim", "dpm++2m", "ddpm", "ddim-v", "ddim-x0", "flow-euler", "flow-eps", "flow-heun"]
+IDS = ["ddim", "dpm++2m", "ddpm", "ddim-v", "ddim-x0", "ddim-v-zsnr", "flow-euler", "flow-eps", "flow-heun"]
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=IDS)
@@ -160,3 +162,11 @@ def test_callback_and_progress_options():
 def test_bad_family_options(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_zero_terminal_snr_starts_from_pure_noise():
+    family = Diffusion(prediction="v", zero_terminal_snr=True)
+    assert float(family.train_scheduler.alphas_cumprod[-1]) == 0.0
+    sched = family.make_scheduler()
+    sched.set_timesteps(10)
+    assert int(sched.timesteps[0]) == 999  # trailing spacing: the first step is the terminal one
