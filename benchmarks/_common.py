@@ -1,0 +1,39 @@
+"""Shared helpers for benchmarks: interleaved timing, environment, JSON + markdown output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of each function, alternating them every repetition (so drift hits all alike)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(reps):
+        for name in names if r % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def environment() -> dict[str, object]:
+    return {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+def write(out: Path, name: str, payload: dict, table: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{name}.md").write_text(table)
