@@ -107,14 +107,15 @@ def interval(cond: CondLike, w: WeightLike, lo: float, hi: float) -> Expr:
     return c + window(lo, hi, as_weight(w) - 1.0) * (c - _uncond())
 
 
-def adaptive(guidance: Expr, threshold: float = 0.99) -> Expr:
+def adaptive(guidance: Expr, threshold: float = 0.99, after: float = 0.0) -> Expr:
     """Adaptive Guidance — *Adaptive Guidance: Training-free Acceleration of Conditional
     Diffusion Models* (Castillo et al., 2023).
 
     Guide until ``cos(ε_c, ε̃) > γ̄`` for the whole batch, then ``ε̃ = ε_c`` (1 branch) for the
-    rest of the run. See :mod:`framework.guidance.ops.adaptive`.
+    rest of the run; switching is considered from progress ``after`` on. See
+    :mod:`framework.guidance.ops.adaptive`.
     """
-    return Adaptive(guidance, threshold)
+    return Adaptive(guidance, threshold, after=after)
 
 
 def cfg_pp(cond: CondLike, lam: float) -> Expr:

@@ -252,3 +252,10 @@ def test_stats_report_norm_and_cosine_against_the_unguided_prediction():
     assert s.guidance_norm is not None and s.guidance_norm > 0 and -1.0 <= s.cosine <= 1.0
     diff = outs[0].denoise - outs[0].preds[cond("shape")]
     assert s.guidance_norm == pytest.approx(float(diff.norm(dim=1).mean()), rel=1e-5)
+
+
+def test_adaptive_guidance_waits_until_after():
+    early, _ = _run(G.adaptive(G.cfg("shape", 1.05), threshold=0.99), Recorder(), steps=6)
+    late, _ = _run(G.adaptive(G.cfg("shape", 1.05), threshold=0.99, after=0.5), Recorder(), steps=6)
+    assert [o.stats.nfe for o in early][1] == 1  # switched after the first step
+    assert [o.stats.nfe for o in late] == [2, 2, 2, 2, 1, 1]  # τ = 0.6 is the first step that may switch
