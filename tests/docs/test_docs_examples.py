@@ -1,11 +1,12 @@
-"""Every ```python block in docs/*.md runs, in order, in one namespace per page."""
+"""Every ```python block in README.md and docs/*.md runs, in order, in one namespace per page."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-DOCS = sorted((Path(__file__).resolve().parents[2] / "docs").glob("*.md"))
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 PAGES = [p for p in DOCS if BLOCK.search(p.read_text())]
 assert PAGES, "no documentation page with python examples found"
