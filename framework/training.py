@@ -139,6 +139,15 @@ class GenerativeModule(L.LightningModule):
                 self.log(f"val/{label}/{k}", v, batch_size=conds.batch_size)
             self.log(f"val/{label}/nfe", float(out.nfe), batch_size=conds.batch_size)
 
+    @torch.no_grad()
+    def val_loss(self, loader) -> float:
+        """Mean training loss over a data loader, with a fixed noise seed per batch (comparable runs)."""
+        losses = []
+        for i, batch in enumerate(loader):
+            x, conds = self._batch(batch)
+            losses.append(self.family.loss(self.backbone, x, conds, torch.Generator().manual_seed(i)))
+        return float(torch.stack(losses).mean())
+
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
                                 weight_decay=self.hparams.weight_decay)

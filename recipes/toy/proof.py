@@ -35,15 +35,6 @@ GUIDANCE = {
 }
 
 
-def val_loss(model, dm: MixtureData) -> float:
-    losses = []
-    with torch.no_grad():
-        for i, batch in enumerate(dm.val_dataloader()):
-            x, conds = model._batch(batch)
-            losses.append(model.family.loss(model.backbone, x, conds, torch.Generator().manual_seed(i)))
-    return float(torch.stack(losses).mean())
-
-
 def run(steps: int, out: Path, root: Path) -> dict:
     results = {}
     for family, recipe in RECIPES.items():
@@ -57,7 +48,8 @@ def run(steps: int, out: Path, root: Path) -> dict:
         dm = MixtureData(**model_data_args(recipe))
         fresh = type(model)(**{k: v for k, v in model.hparams.items()})
         sample_steps = 20 if family in ("flow", "diffusion") else 12
-        results[family] = {"loss_before": val_loss(fresh, dm), "loss_after": val_loss(model, dm),
+        results[family] = {"loss_before": fresh.val_loss(dm.val_dataloader()),
+                           "loss_after": model.val_loss(dm.val_dataloader()),
                            "train_seconds": train_s, "steps": steps,
                            "guidance": guidance_sweep(model, dm, GUIDANCE, n=400, steps=sample_steps)}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,16 +14,6 @@ from framework.toy import CategoricalMixtureToy, ToyLM
 TARGET = {"shape": "square", "color": "green"}
 
 
-@pytest.fixture
-def toy():
-    return CategoricalMixtureToy()
-
-
-def _acc(toy, tokens):
-    s, k = toy.classify(tokens)
-    return float(((s == 1) & (k == 1)).double().mean())
-
-
 def test_ancestral_sampling_with_the_exact_model_reproduces_the_data_distribution(toy):
     fam = Autoregressive(toy.vocab)
     conds = Conditions.from_raw(toy.specs, TARGET, 600)
@@ -33,7 +23,7 @@ def test_ancestral_sampling_with_the_exact_model_reproduces_the_data_distributio
     torch.testing.assert_close(freq, toy.probs[4], atol=0.015, rtol=0)
 
 
-def test_guidance_raises_accuracy_with_exact_branch_counts(toy):
+def test_guidance_raises_accuracy_with_exact_branch_counts(toy, both_right):
     fam = Autoregressive(toy.vocab)
     conds = Conditions.from_raw(toy.specs, TARGET, 400)
     acc, nfe = {}, {}
@@ -41,7 +31,7 @@ def test_guidance_raises_accuracy_with_exact_branch_counts(toy):
                     ("double", G.double("shape", "color", 2.0, 2.0))]:
         out = fam.sample(ToyLM(toy), g, conds, (8,), 8, specs=toy.specs,
                          generator=torch.Generator().manual_seed(1))
-        acc[name], nfe[name] = _acc(toy, out.samples), set(out.branches_per_step)
+        acc[name], nfe[name] = both_right(toy, out.samples), set(out.branches_per_step)
     assert acc["cfg"] > acc["w=1"] + 0.1 and acc["double"] > acc["w=1"] + 0.1, acc
     assert nfe == {"w=1": {1}, "cfg": {2}, "double": {3}}
 

@@ -8,19 +8,8 @@ import torch
 from framework.conditions import Conditions
 from framework.generators import Masked
 from framework.guidance import presets as G
-from framework.toy import CategoricalMixtureToy
 
 TARGET = {"shape": "square", "color": "green"}
-
-
-@pytest.fixture
-def toy():
-    return CategoricalMixtureToy()
-
-
-def _acc(toy, tokens):
-    s, k = toy.classify(tokens)
-    return float(((s == 1) & (k == 1)).double().mean())
 
 
 def test_random_order_sampling_with_the_exact_model_reproduces_the_data_distribution(toy):
@@ -34,7 +23,7 @@ def test_random_order_sampling_with_the_exact_model_reproduces_the_data_distribu
 
 
 @pytest.mark.parametrize("order", ["confidence", "random"])
-def test_guidance_raises_accuracy_and_costs_the_planned_branches(toy, order):
+def test_guidance_raises_accuracy_and_costs_the_planned_branches(toy, order, both_right):
     fam = Masked(toy.vocab, order=order)
     conds = Conditions.from_raw(toy.specs, TARGET, 400)
     acc, nfe = {}, {}
@@ -42,7 +31,7 @@ def test_guidance_raises_accuracy_and_costs_the_planned_branches(toy, order):
                     ("cfg", G.cfg(("shape", "color"), 3.0)),
                     ("independent", G.independent(["shape", "color"], [2.0, 3.0]))]:
         out = fam.sample(toy, g, conds, (12,), 6, specs=toy.specs, generator=torch.Generator().manual_seed(1))
-        acc[name], nfe[name] = _acc(toy, out.samples), set(out.branches_per_step)
+        acc[name], nfe[name] = both_right(toy, out.samples), set(out.branches_per_step)
     assert acc["uncond"] < 0.2 < acc["w=1"]
     assert acc["cfg"] >= acc["w=1"] and acc["independent"] >= acc["w=1"]
     if order == "random":  # confidence order already sharpens at w=1
