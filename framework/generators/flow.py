@@ -81,7 +81,7 @@ class Flow(Family):
             out = guider.step(x, t.expand(B), tau, conditions, state)
             x_euler = x + (t_next - t) * out.denoise
             if self.solver == "heun" and i < steps - 1:
-                out2 = guider.step(x_euler, t_next.expand(B), tau, conditions, state)
+                out2 = guider.step(x_euler, t_next.expand(B), tau, conditions, state, corrector=True)
                 x = x + (t_next - t) * 0.5 * (out.denoise + out2.denoise)
             else:
                 x = x_euler

@@ -92,11 +92,15 @@ class GuidedOutput:
 class GuidanceState:
     """Per-run state: step counter, per-node state (momentum, switches), random source, history.
 
-    Create a fresh one per sampling run with :meth:`Guider.new_state`.
+    Create a fresh one per sampling run with :meth:`Guider.new_state`. ``step`` counts sampler
+    steps, not evaluations: a corrector evaluation (Heun's second stage) sees the same ``step``
+    as its predictor and sets ``corrector``, so stateful operations (APG momentum, the
+    adaptive switch) advance once per sampler step.
     """
 
     def __init__(self, generator: torch.Generator | None = None) -> None:
         self.step = 0
+        self.corrector = False
         self.generator = generator
         self.history: list[StepStats] = []
         self._nodes: dict[int, dict[str, Any]] = {}
@@ -174,7 +178,10 @@ class Guider:
         self.max_batch = max_batch
         self.output_space = output_space or native_space
         self._validate()
-        if dropout is not None and self.specs is not None:
+        if dropout is not None:
+            if self.specs is None:
+                raise ValueError("checking guidance against a dropout spec needs the model's condition "
+                                 "specs: pass specs= together with dropout=")
             dropout.check(expr, self.specs, strict=strict)
         self._replacements: dict[tuple[str, Replace], torch.Tensor] = {}
         self._reference = expr.reference()
@@ -227,9 +234,26 @@ class Guider:
         return groups
 
     def step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
-             state: GuidanceState) -> GuidedOutput:
+             state: GuidanceState, *, corrector: bool = False) -> GuidedOutput:
         """Evaluate the guided prediction at state ``x`` (``[B, ...]``), model time ``t``
-        (``[B]`` or scalar), progress ``τ`` and a condition batch of ``B``."""
+        (``[B]`` or scalar), progress ``τ`` and a condition batch of ``B``.
+
+        ``corrector=True`` marks a further evaluation within the sampler step just taken
+        (e.g. Heun's second stage): it does not advance the step counter or per-run state,
+        and its cost is added to that step's statistics.
+        """
+        if not corrector:
+            return self._step(x, t, tau, conditions, state)
+        if not state.history:
+            raise RuntimeError("a corrector evaluation needs a preceding step in this run")
+        state.step, state.corrector = state.step - 1, True
+        try:
+            return self._step(x, t, tau, conditions, state)
+        finally:
+            state.step, state.corrector = state.step + 1, False
+
+    def _step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
+              state: GuidanceState) -> GuidedOutput:
         B = x.shape[0]
         t = torch.as_tensor(t, device=x.device)
         t = t.expand(B) if t.ndim == 0 else t
@@ -243,11 +267,13 @@ class Guider:
                     if name not in conditions.values:
                         raise _unknown(f"condition in branch {b!r}:", name, conditions.values)
 
+        self.expr.check(taus=(tau,))  # weights are arbitrary callables of τ: check the τ actually used
         groups = self.plan(tau, state)
         preds: dict[Branch, torch.Tensor] = {}
         calls = 0
+        shuffle: dict[int, torch.Tensor] = {}  # one ICG permutation per step, shared by all conditions
         for network, branches in groups.items():
-            out, n_calls = self._forward(network, branches, x, t, tau, conditions, state)
+            out, n_calls = self._forward(network, branches, x, t, tau, conditions, state, shuffle)
             calls += n_calls
             for i, b in enumerate(branches):
                 preds[b] = out[i * B:(i + 1) * B]
@@ -272,14 +298,19 @@ class Guider:
             stats.guidance_norm = float(diff.norm(dim=1).mean())
             stats.cosine = float(torch.nn.functional.cosine_similarity(
                 guided.reshape(B, -1).float(), ref.reshape(B, -1).float(), dim=1).mean())
-        state.history.append(stats)
-        state.step += 1
+        if state.corrector:
+            last = state.history[-1]
+            last.nfe, last.forward_calls = last.nfe + stats.nfe, last.forward_calls + stats.forward_calls
+            stats = last
+        else:
+            state.history.append(stats)
+            state.step += 1
         return GuidedOutput(guided, renoise, self.output_space, stats, preds)
 
     # ------------------------------------------------------------------ batching
     def _forward(self, network: str, branches: list[Branch], x: torch.Tensor, t: torch.Tensor,
-                 tau: float, conditions: Conditions, state: GuidanceState
-                 ) -> tuple[torch.Tensor, int]:
+                 tau: float, conditions: Conditions, state: GuidanceState,
+                 shuffle: dict[int, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """One batched forward of every branch of one network → ``[len(branches)·B, ...]``."""
         B, k = x.shape[0], len(branches)
         xs = x if k == 1 else x.repeat(k, *[1] * (x.ndim - 1))
@@ -289,7 +320,9 @@ class Guider:
         if any(shifts):
             ts = ts + torch.tensor(shifts, dtype=ts.dtype if ts.is_floating_point() else
                                    torch.float32, device=ts.device).repeat_interleave(B)
-        conds = Conditions.cat([self._branch_conditions(b, conditions, tau, state)
+            if self.converter.time_range is not None:  # e.g. t + 50 past the last diffusion step
+                ts = ts.clamp(*self.converter.time_range)
+        conds = Conditions.cat([self._branch_conditions(b, conditions, tau, state, shuffle)
                                 for b in branches])
         table = tuple(dict.fromkeys(b.perturbation for b in branches
                                     if b.perturbation is not None
@@ -332,7 +365,7 @@ class Guider:
         return (outs[0] if len(outs) == 1 else torch.cat(outs)), len(outs)
 
     def _branch_conditions(self, branch: Branch, conds: Conditions, tau: float,
-                           state: GuidanceState) -> Conditions:
+                           state: GuidanceState, shuffle: dict[int, torch.Tensor]) -> Conditions:
         """The condition batch one branch sees: kept, replaced, independent, noised or null."""
         B = conds.batch_size
         values, present, cads = dict(conds.values), {}, {}
@@ -347,7 +380,7 @@ class Guider:
                 values[name] = self._replacement(name, v, conds.values[name])
                 present[name] = torch.ones(B, dtype=torch.bool, device=dev)
             elif isinstance(v, Independent):
-                values[name], present[name] = self._independent(name, v, conds, state)
+                values[name], present[name] = self._independent(name, v, conds, state, shuffle)
             elif isinstance(v, Noised):
                 present[name] = conds.present[name]
                 g = min(max(v.gamma(tau), 0.0), 1.0)
@@ -373,8 +406,8 @@ class Guider:
                                  f"{tuple(like.shape[1:])}")
         return value.to(like.dtype).expand_as(like)
 
-    def _independent(self, name: str, ind: Independent, conds: Conditions,
-                     state: GuidanceState) -> tuple[torch.Tensor, torch.Tensor]:
+    def _independent(self, name: str, ind: Independent, conds: Conditions, state: GuidanceState,
+                     shuffle: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         B = conds.batch_size
         value, present = conds.values[name], conds.present[name]
         if ind.sampler == "prior":
@@ -384,7 +417,10 @@ class Guider:
         if B < 2:
             raise ConditionError(f"ICG: independent('shuffle') for {name!r} needs a batch of at "
                                  f"least 2 samples to shuffle; use independent('prior')")
-        # a random cyclic shift is a derangement: no sample keeps its own condition
-        shift = int(torch.randint(1, B, (1,), generator=state.generator))
-        perm = (torch.arange(B) + shift) % B
+        # a random cyclic shift is a derangement: no sample keeps its own condition. One shift per
+        # step for every shuffled condition, so together they come from one other sample.
+        if B not in shuffle:
+            shift = int(torch.randint(1, B, (1,), generator=state.generator))
+            shuffle[B] = (torch.arange(B) + shift) % B
+        perm = shuffle[B]
         return value[perm.to(value.device)], present[perm.to(present.device)]

@@ -126,14 +126,23 @@ class Expr:
         return {b.names for b in self.branches() if b.network == "main"}
 
     def reference(self) -> Branch:
-        """The unguided prediction: every condition any main branch keeps, unperturbed."""
-        from .branches import KEEP, Branch
+        """The unguided prediction: every condition any main branch keeps, unperturbed.
 
-        names = set()
-        for b in self.branches():
-            if b.network == "main":
-                names |= b.kept
-        return Branch(tuple(sorted((n, KEEP) for n in names)))
+        A condition that is only ever noised (CADS) stays noised: the annealing applies to the
+        conditional prediction with or without guidance.
+        """
+        from .branches import KEEP, Branch, Noised
+
+        values: dict[str, Any] = {}
+        for b in sorted(self.branches(), key=repr):  # sorted: the same reference every run
+            if b.network != "main":
+                continue
+            for name, v in b.conds:
+                if v is KEEP:
+                    values[name] = KEEP
+                elif isinstance(v, Noised):
+                    values.setdefault(name, v)
+        return Branch(tuple(sorted(values.items())))
 
     def check(self, taus: tuple[float, ...] = PROBE_TAUS, expect: float = 1.0) -> None:
         """Raise :class:`AffineError` unless the mass is ``expect`` at every probe τ."""

@@ -38,6 +38,8 @@ class SpaceConverter:
     """
 
     spaces: frozenset[str] = frozenset()
+    #: The model's valid time inputs ``(lo, hi)``; time-shifted branches (TSG) are clamped to it.
+    time_range: tuple[float, float] | None = None
 
     def convert(self, value: torch.Tensor, src: str, dst: str, *, x: torch.Tensor,
                 t: torch.Tensor, mass: float = 1.0) -> torch.Tensor:
@@ -99,13 +101,15 @@ class VPSpaces(_AffineSpaces):
 
     spaces = frozenset({"eps", "x0", "v", "score"})
 
-    def __init__(self, alpha_sigma: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
+    def __init__(self, alpha_sigma: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                 time_range: tuple[float, float] | None = None):
         self.alpha_sigma = alpha_sigma
+        self.time_range = time_range
 
     @classmethod
     def from_alphas_cumprod(cls, alphas_cumprod: torch.Tensor) -> VPSpaces:
         """For integer timesteps indexing a (diffusers) scheduler's ``alphas_cumprod``."""
-        return cls(CumprodSchedule(alphas_cumprod))
+        return cls(CumprodSchedule(alphas_cumprod), time_range=(0, len(alphas_cumprod) - 1))
 
     def _as(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, s = self.alpha_sigma(t)
@@ -144,6 +148,7 @@ class FlowSpaces(_AffineSpaces):
     """
 
     spaces = frozenset({"flow_v", "x0", "eps", "score"})
+    time_range = (0.0, 1.0)
 
     def to_x0(self, src, x, t):
         t = _bcast(t, x)

@@ -66,6 +66,12 @@ def test_reference_is_the_unguided_prediction():
     assert G.nested(["image", "text"], [2, 3]).reference() == cond("image", "text")
     assert G.negative("text", "text", "bad", 3.0).reference() == cond("text")
     assert G.pag(2.0, "text").reference() == cond("text")
+    # CADS anneals the condition with or without guidance: the reference stays noised
+    cads = G.cads("text", 5.0)
+    assert cads.reference() in cads.branches() and cads.reference().names == {"text"}
+    assert cads.reference() != cond("text")
+    # an independent (ICG) value is not the sample's own condition
+    assert G.icg("text", 2.0).reference() == cond("text")
 
 
 def test_non_affine_expression_is_rejected_with_its_coefficients():

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from framework.conditions import ConditionError, Conditions, ConditionSpec
+from framework.conditions import ConditionError, Conditions, ConditionSpec, DropoutSpec
 from framework.guidance import (
+    AffineError,
     AttnIdentity,
     Guider,
     Perturbations,
@@ -207,9 +208,10 @@ def test_icg_feeds_another_samples_condition():
     seen = []
     orig = g._forward
 
-    def spy(network, branches, x, t, tau, conditions, state):
-        seen.append(Conditions.cat([g._branch_conditions(b, conditions, tau, state) for b in branches]))
-        return orig(network, branches, x, t, tau, conditions, state)
+    def spy(network, branches, x, t, tau, conditions, state, shuffle):
+        seen.append(Conditions.cat([g._branch_conditions(b, conditions, tau, state, shuffle)
+                                    for b in branches]))
+        return orig(network, branches, x, t, tau, conditions, state, shuffle)
 
     g._forward = spy
     g.step(torch.randn(B, 3), torch.full((B,), 1.0), 0.0, Conditions.from_raw(SPECS, raw, B),
@@ -259,3 +261,79 @@ def test_adaptive_guidance_waits_until_after():
     late, _ = _run(G.adaptive(G.cfg("shape", 1.05), threshold=0.99, after=0.5), Recorder(), steps=6)
     assert [o.stats.nfe for o in early][1] == 1  # switched after the first step
     assert [o.stats.nfe for o in late] == [2, 2, 2, 2, 1, 1]  # τ = 0.6 is the first step that may switch
+
+
+def test_icg_shuffles_every_independent_condition_with_one_permutation():
+    model = Recorder()
+    raw = {"shape": ["a", "b", "c", "d"], "color": ["d", "c", "b", "a"]}
+    g = Guider(G.icg(("shape", "color"), 3.0), model, native_space="eps", converter=VPSpaces(
+        lambda t: (torch.full(t.shape, 0.8), torch.full(t.shape, 0.6))), specs=SPECS)
+    state = g.new_state(torch.Generator().manual_seed(5))
+    seen = []
+    orig = g._forward
+
+    def spy(network, branches, x, t, tau, conditions, state, shuffle):
+        out = orig(network, branches, x, t, tau, conditions, state, shuffle)
+        seen.append(Conditions.cat([g._branch_conditions(b, conditions, tau, state, shuffle)
+                                    for b in branches]))
+        return out
+
+    g._forward = spy
+    for _ in range(3):
+        g.step(torch.randn(B, 3), torch.full((B,), 1.0), 0.0, Conditions.from_raw(SPECS, raw, B), state)
+    for c in seen:
+        shape, color = c.values["shape"].view(2, B)[1], c.values["color"].view(2, B)[1]
+        # both conditions come from the same other sample: the pairs stay those of the batch
+        pairs = {(int(a), int(b)) for a, b in zip(shape, color, strict=True)}
+        assert pairs == {(0, 3), (1, 2), (2, 1), (3, 0)}
+
+
+def test_time_shift_is_clamped_to_the_schedule():
+    """TSG's shifted time near the end of a 1000-step schedule stays a valid timestep."""
+    alphas = torch.linspace(0.999, 0.01, 1000)
+    seen = []
+
+    def model(x, t, c):
+        seen.append(t.clone())
+        return x * alphas[t.long()].view(-1, 1)  # indexes the schedule, as real models do
+
+    g = Guider(G.tsg(1.5, 50.0, "shape"), model, native_space="eps",
+               converter=VPSpaces.from_alphas_cumprod(alphas), specs=SPECS)
+    conds = Conditions.from_raw(SPECS, {"shape": "a"}, B)
+    out = g.step(torch.randn(B, 3), torch.full((B,), 980), 0.0, conds, g.new_state())
+    assert sorted(set(seen[0].tolist())) == [980, 999] and bool(torch.isfinite(out.denoise).all())
+
+
+def test_weights_are_checked_at_every_step_not_only_at_probe_points():
+    bump = lambda tau: 1.3 if 0.3 < tau < 0.4 else 1.0  # mass 1 at the probe τs
+    g = Guider(bump * uncond(), Recorder(), native_space="eps", converter=VPSpaces(
+        lambda t: (torch.full(t.shape, 0.8), torch.full(t.shape, 0.6))), specs=SPECS)
+    conds, state = Conditions.from_raw(SPECS, {"shape": "a"}, B), g.new_state()
+    g.step(torch.randn(B, 3), torch.ones(B), 0.25, conds, state)
+    with pytest.raises(AffineError, match=r"τ=0\.35 they sum to 1\.3"):
+        g.step(torch.randn(B, 3), torch.ones(B), 0.35, conds, state)
+
+
+def test_dropout_check_needs_specs():
+    with pytest.raises(ValueError, match="pass specs= together with dropout="):
+        Guider(G.cfg("shape", 3.0), Recorder(), native_space="eps", converter=VPSpaces(
+            lambda t: (torch.full(t.shape, 0.8), torch.full(t.shape, 0.6))),
+            dropout=DropoutSpec({"shape": 0.1}))
+
+
+@pytest.mark.parametrize("expr", [G.apg("shape", 6.0, momentum=-0.5, space="eps"),
+                                  G.cfg_zero_star("shape", 4.0, zero_init_steps=1, space="eps")],
+                         ids=["apg", "zero-star"])
+def test_a_corrector_evaluation_shares_its_sampler_step(expr):
+    """Heun's second stage neither advances the step counter nor the per-run state: evaluated at
+    the predictor's own input it reproduces the predictor exactly."""
+    g = Guider(expr, Recorder(), native_space="eps", converter=VPSpaces(
+        lambda t: (torch.full(t.shape, 0.8), torch.full(t.shape, 0.6))), specs=SPECS)
+    conds, state = Conditions.from_raw(SPECS, {"shape": "a"}, B), g.new_state()
+    for i in range(3):
+        x = torch.randn(B, 3, generator=torch.Generator().manual_seed(i))
+        first = g.step(x, torch.ones(B), i / 2, conds, state)
+        again = g.step(x, torch.ones(B), i / 2, conds, state, corrector=True)
+        torch.testing.assert_close(again.denoise, first.denoise)
+    assert state.step == 3 and len(state.history) == 3
+    assert all(s.nfe == 2 * len(s.branches) for s in state.history)  # both evaluations counted

@@ -54,7 +54,7 @@ class Adaptive(Op):
         cos = torch.nn.functional.cosine_similarity(guided.reshape(b, -1).float(),
                                                     ref.reshape(b, -1).float(), dim=1)
         ctx.record("adaptive_cosine", float(cos.min()))
-        if ctx.tau >= self.after and bool((cos > self.threshold).all()):
+        if ctx.tau >= self.after and not ctx.state.corrector and bool((cos > self.threshold).all()):
             state["switched"] = True  # takes effect from the next step on
             state["switched_at_step"] = ctx.state.step
         return guided

@@ -52,10 +52,15 @@ class Project(Op):
     def compute(self, ctx: Any, space: str) -> torch.Tensor:
         d = self.direction.value(ctx, space)
         if self.momentum != 0.0:
+            # The running average advances once per sampler step: a corrector evaluation (Heun)
+            # adds the same previous average as its predictor did.
             state = ctx.state.of(self)
-            if "average" in state:
-                d = d + self.momentum * state["average"]
-            state["average"] = d
+            if not ctx.state.corrector:
+                state["previous"] = state.get("average")
+            if state.get("previous") is not None:
+                d = d + self.momentum * state["previous"]
+            if not ctx.state.corrector:
+                state["average"] = d
         b = d.shape[0]
         if self.norm_threshold > 0:
             norm = d.reshape(b, -1).norm(dim=1).clamp_min(1e-12)
