@@ -83,12 +83,19 @@ class GenerativeModule(L.LightningModule):
     def _backbone_config(self, overrides: dict[str, Any]) -> BackboneConfig:
         fam, conds = self.family, tuple(self.specs.values())
         common = dict(conditions=conds, **overrides)
-        if isinstance(fam, (Masked, Autoregressive)):
+        if isinstance(fam, Masked):
             if len(self.shape) != 1:
-                raise ValueError(f"token families sample shape [L]; got {list(self.shape)}")
-            ar = isinstance(fam, Autoregressive)
-            return BackboneConfig(seq_len=self.shape[0] + ar, vocab_size=fam.vocab_size + 1,
-                                  out_dim=fam.vocab_size, time=not ar, causal=ar, time_scale=1000.0, **common)
+                raise ValueError(f"masked diffusion samples shape [L]; got {list(self.shape)}")
+            return BackboneConfig(seq_len=self.shape[0], vocab_size=fam.vocab_size + 1,
+                                  out_dim=fam.vocab_size, time_scale=1000.0, **common)
+        if isinstance(fam, Autoregressive):
+            K = fam.codebooks
+            if len(self.shape) != (1 if K == 1 else 2):
+                want = "[L]" if K == 1 else f"[{K}, T] (codebooks, frames)"
+                raise ValueError(f"this autoregressive model samples shape {want}; got {list(self.shape)}")
+            steps = self.shape[-1] + K - 1  # + the delay pattern's extra steps
+            return BackboneConfig(seq_len=steps + 1, vocab_size=fam.input_vocab, out_dim=fam.vocab_size,
+                                  time=False, causal=True, codebooks=K, **common)
         if len(self.shape) != 2:
             raise ValueError(f"continuous families sample shape [L, D] tokens; got {list(self.shape)}")
         scale = 1.0 if isinstance(fam, Diffusion) else 1000.0  # integer steps vs t in [0, 1]
@@ -192,7 +199,7 @@ class GenerativeModule(L.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            shape = self.shape if not isinstance(self.family, Autoregressive) else (steps,)
+            shape = self.shape if not isinstance(self.family, Autoregressive) else (*self.shape[:-1], steps)
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
             return self.family.sample(models, guidance, conditions, shape, steps, specs=self.specs,
                                       generator=gen, progress=progress, callback=callback,

@@ -30,6 +30,7 @@ from ..guidance.branches import Branch
 from ..guidance.expr import Expr
 from ..guidance.spaces import DiscreteSpaces
 from .base import Family, StepCallback, progress_tau
+from .delay import delay, pad_mask, undelay
 
 __all__ = ["Autoregressive", "BranchCaches", "filter_logprobs"]
 
@@ -110,17 +111,26 @@ class Autoregressive(Family):
     output_space = "logprobs"
 
     def __init__(self, vocab_size: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, eos_id: int | None = None) -> None:
+                 top_p: float | None = None, eos_id: int | None = None, codebooks: int = 1) -> None:
         if temperature < 0:
             raise ValueError(f"temperature must be ≥ 0 (0 = greedy), got {temperature}")
         if top_p is not None and not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if codebooks < 1 or (codebooks > 1 and eos_id is not None):
+            raise ValueError(f"codebooks must be ≥ 1 (and EOS is single-stream only), got {codebooks}")
         self.vocab_size, self.bos_id = int(vocab_size), int(vocab_size)
         self.temperature, self.top_k, self.top_p, self.eos_id = float(temperature), top_k, top_p, eos_id
+        self.codebooks = int(codebooks)
+        self.pad_id = self.vocab_size + 1  # the delay pattern's padding (multi-codebook only)
         self.converter = DiscreteSpaces()
 
+    @property
+    def input_vocab(self) -> int:
+        """Token ids the network embeds: data, BOS, and the delay padding with several codebooks."""
+        return self.vocab_size + (2 if self.codebooks > 1 else 1)
+
     def with_bos(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Prefix a BOS column: ``[B, L]`` → ``[B, L + 1]``."""
+        """Prefix a BOS step: ``[B, L]`` → ``[B, L + 1]`` (``[B, L, K]`` → ``[B, L + 1, K]``)."""
         return torch.cat([torch.full_like(tokens[:, :1], self.bos_id), tokens], dim=1)
 
     def loss(self, model, x0: torch.Tensor, conditions: Conditions,
@@ -128,12 +138,21 @@ class Autoregressive(Family):
         return self.nll(model, x0, conditions).mean()
 
     def nll(self, model, x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
-        """Per-sequence mean next-token NLL in nats, ``[B]`` (``exp`` of the mean is perplexity)."""
+        """Per-sequence mean next-token NLL in nats, ``[B]`` (``exp`` of the mean is perplexity).
+
+        ``x0``: ``[B, L]`` tokens, or ``[B, K, T]`` codes with several codebooks (delayed here;
+        the pattern's padding is not scored).
+        """
         if bool(((x0 < 0) | (x0 >= self.vocab_size)).any()):
             raise ValueError(f"token ids must be in 0..{self.vocab_size - 1}")
-        logits = model(self.with_bos(x0)[:, :-1], None, conditions)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
-                               reduction="none").view_as(x0).mean(1)
+        target = x0 if self.codebooks == 1 else delay(x0, self.pad_id).transpose(1, 2)  # [B, T+K-1, K]
+        logits = model(self.with_bos(target)[:, :-1], None, conditions)
+        valid = target != self.pad_id
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                              target.clamp(max=self.vocab_size - 1).reshape(-1), reduction="none")
+        nll = nll.view_as(target) * valid
+        dims = tuple(range(1, target.ndim))
+        return nll.sum(dims) / valid.sum(dims)
 
     def guider(self, guidance: Expr | str, models: Any | Mapping[str, Any], *,
                specs: Mapping[str, ConditionSpec] | None = None, max_batch: int | None = None,
@@ -143,25 +162,36 @@ class Autoregressive(Family):
                               max_batch=max_batch, dropout=dropout, strict=strict)
 
     def init_state(self, n, shape, generator, device, init=None):
+        K = self.codebooks
+        if K > 1 and (len(shape) != 2 or shape[0] != K):
+            raise ValueError(f"a {K}-codebook model samples codes of shape ({K}, T), got {shape}")
         if init is None:
-            return torch.full((n, 1), self.bos_id, dtype=torch.long, device=device)
+            return torch.full((n, 1) if K == 1 else (n, 1, K), self.bos_id, dtype=torch.long, device=device)
+        if K > 1:
+            raise ValueError("prompts are supported for single-stream tokens only")
         if init.shape[0] != n:
             raise ValueError(f"prompt has {init.shape[0]} rows for {n} samples")
         return self.with_bos(init.to(device).long())
 
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:
-        B, start = x.shape[0], x.shape[1]
+        B, start, K = x.shape[0], x.shape[1], self.codebooks
+        total = steps + K - 1  # the delay pattern needs K − 1 extra steps
+        pads = pad_mask(K, steps, x.device) if K > 1 else None
+        bar.total = total
         t = torch.zeros(B, device=x.device)
         done = torch.zeros(B, dtype=torch.bool, device=x.device)
-        for i in range(steps):
-            out = guider.step(x, t, progress_tau(i, steps), conditions, state)
-            logp = torch.log_softmax(out.denoise[:, -1].float(), dim=-1)  # renormalise the guidance
+        for i in range(total):
+            out = guider.step(x, t, progress_tau(i, total), conditions, state)
+            logp = torch.log_softmax(out.denoise[:, -1].float(), dim=-1)  # renormalise: [B, V] or [B, K, V]
             if self.temperature == 0:
                 nxt = logp.argmax(-1)
             else:
-                probs = filter_logprobs(logp, self.temperature, self.top_k, self.top_p).exp()
-                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(x.device)
+                probs = filter_logprobs(logp.reshape(-1, logp.shape[-1]), self.temperature, self.top_k,
+                                        self.top_p).exp()
+                nxt = torch.multinomial(probs, 1, generator=generator).view(logp.shape[:-1]).to(x.device)
+            if pads is not None:
+                nxt = torch.where(pads[i], torch.full_like(nxt, self.pad_id), nxt)
             if self.eos_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, self.eos_id), nxt)
                 done |= nxt == self.eos_id
@@ -169,4 +199,5 @@ class Autoregressive(Family):
             bar.update(1)
             if callback is not None:
                 callback(i, x, out)
-        return x[:, start:]
+        out_tokens = x[:, start:]
+        return out_tokens if K == 1 else undelay(out_tokens.transpose(1, 2))

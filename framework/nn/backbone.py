@@ -47,6 +47,8 @@ class BackboneConfig:
         causal: causal self-attention with a KV cache (autoregressive).
         conditions: the condition specs; categorical/vector are pooled, sequence ones cross-attended.
         perturb_layers: default block indices for perturbations that name no layers (middle block).
+        codebooks: parallel token streams per position (discrete input ``[B, L, K]``, output
+            ``[B, L, K, out_dim]``); their embeddings are summed (multi-codebook audio tokens).
     """
 
     seq_len: int
@@ -62,6 +64,7 @@ class BackboneConfig:
     causal: bool = False
     conditions: Sequence[ConditionSpec] = field(default_factory=tuple)
     perturb_layers: tuple[int, ...] | None = None
+    codebooks: int = 1
 
     def __post_init__(self) -> None:
         if (self.in_dim is None) == (self.vocab_size is None):
@@ -73,6 +76,8 @@ class BackboneConfig:
             self.out_dim = self.in_dim if self.in_dim is not None else self.vocab_size
         if self.perturb_layers is None:
             self.perturb_layers = (self.depth // 2,)
+        if self.codebooks > 1 and self.vocab_size is None:
+            raise ValueError("codebooks > 1 needs discrete input (vocab_size)")
 
 
 class KVCache:
@@ -211,8 +216,8 @@ class Backbone(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        if cfg.vocab_size is not None:
-            self.embed_in: nn.Module = nn.Embedding(cfg.vocab_size, d)
+        if cfg.vocab_size is not None:  # one table per codebook, stacked
+            self.embed_in: nn.Module = nn.Embedding(cfg.vocab_size * cfg.codebooks, d)
         else:
             self.embed_in = nn.Linear(cfg.in_dim, d)
         self.pos = nn.Parameter(torch.randn(cfg.seq_len, d) * 0.02)
@@ -223,7 +228,7 @@ class Backbone(nn.Module):
         self.blocks = nn.ModuleList(_Block(cfg, i, cross=bool(self.sequence)) for i in range(cfg.depth))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False)
         self.ada_out = nn.Linear(d, 2 * d)
-        self.head = nn.Linear(d, cfg.out_dim)
+        self.head = nn.Linear(d, cfg.out_dim * cfg.codebooks)
         nn.init.zeros_(self.ada_out.weight)
         nn.init.zeros_(self.ada_out.bias)
 
@@ -254,7 +259,8 @@ class Backbone(nn.Module):
         """Predict per token.
 
         Args:
-            x: ``[B, L, in_dim]`` continuous tokens or ``[B, L]`` token ids.
+            x: ``[B, L, in_dim]`` continuous tokens, ``[B, L]`` token ids, or ``[B, L, K]`` ids
+                of ``K`` codebooks.
             t: ``[B]`` time input (ignored when ``cfg.time`` is False; may be ``None`` then).
             conditions: a :class:`Conditions` batch of ``B`` with the model's condition specs.
             perturbations: per-row perturbations from the guidance engine.
@@ -262,14 +268,14 @@ class Backbone(nn.Module):
                 the new tokens, positioned after the cached ones.
 
         Returns:
-            ``[B, L, out_dim]``.
+            ``[B, L, out_dim]`` (``[B, L, K, out_dim]`` with ``K`` codebooks).
         """
         B, L = x.shape[0], x.shape[1]
         start = cache.length if cache is not None else 0
         if start + L > self.cfg.seq_len:
             raise ValueError(f"sequence of {start + L} tokens exceeds the backbone's "
                              f"seq_len={self.cfg.seq_len}")
-        h = self.embed_in(x) + self.pos[start:start + L]
+        h = self._embed(x) + self.pos[start:start + L]
         c = torch.zeros(B, self.cfg.dim, device=h.device, dtype=h.dtype)
         if self.time_mlp is not None:
             if t is None:
@@ -283,4 +289,16 @@ class Backbone(nn.Module):
         for block, perturb in zip(self.blocks, self._layer_perturbations(perturbations), strict=True):
             h = block(h, c, seq, perturb, cache)
         shift, scale = self.ada_out(F.silu(c))[:, None].chunk(2, dim=-1)
-        return self.head(self.norm_out(h) * (1 + scale) + shift)
+        out = self.head(self.norm_out(h) * (1 + scale) + shift)
+        if self.cfg.codebooks > 1:
+            out = out.view(B, L, self.cfg.codebooks, self.cfg.out_dim)
+        return out
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        K = self.cfg.codebooks
+        if K == 1:
+            return self.embed_in(x)
+        if x.ndim != 3 or x.shape[-1] != K:
+            raise ValueError(f"a {K}-codebook backbone takes tokens [B, L, {K}], got {tuple(x.shape)}")
+        offsets = torch.arange(K, device=x.device) * self.cfg.vocab_size
+        return self.embed_in(x + offsets).sum(dim=2)
