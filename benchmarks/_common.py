@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -13,8 +14,10 @@ from pathlib import Path
 import torch
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 3) -> dict[str, float]:
-    """Median seconds of each function, alternating them every repetition (so drift hits all alike)."""
+def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 3,
+                stat: Callable[[list[float]], float] = statistics.median) -> dict[str, float]:
+    """Seconds of each function (``stat`` over repetitions: median by default, ``min`` for long runs
+    on a noisy machine), alternating the functions every repetition so drift hits all alike."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -25,7 +28,7 @@ def interleaved(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 3
             start = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: stat(v) for k, v in times.items()}
 
 
 def environment() -> dict[str, object]:
@@ -37,3 +40,13 @@ def write(out: Path, name: str, payload: dict, table: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
     (out / f"{name}.md").write_text(table)
+
+
+def main(doc: str | None, run: Callable[..., dict], table: Callable[[dict], str]) -> None:
+    """The command line every benchmark shares: ``--out``, ``--quick``, ``--threads``; prints the table."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    print(table(run(args.out, quick=args.quick, threads=args.threads)))

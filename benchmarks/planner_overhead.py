@@ -15,14 +15,13 @@ The ratio guided / raw is the engine's overhead. Target: ≤ 1.05 at batch ≥ 8
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, interleaved, write
+from _common import environment, interleaved, main, write
 
 from framework.conditions import Conditions, ConditionSpec
 from framework.guidance import Guider, VPSpaces
@@ -56,7 +55,7 @@ def measure(model: Backbone, expr, batch: int, reps: int, tokens: int, in_dim: i
     (branches,) = guider.plan(0.5, state).values()
     k = len(branches)
     xs, ts = x.repeat(k, 1, 1), t.repeat(k)
-    cs = Conditions.cat([guider._branch_conditions(b, conds, 0.5, state) for b in branches])
+    cs = Conditions.cat([guider._branch_conditions(b, conds, 0.5, state, {}) for b in branches])
     with torch.inference_mode():
         raw = model(xs, ts, cs)
         out = guider.step(x, t, 0.5, conds, state)
@@ -102,9 +101,4 @@ def table(payload: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    print(table(run(args.out, quick=args.quick, threads=args.threads)))
+    main(__doc__, run, table)

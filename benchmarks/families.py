@@ -1,0 +1,83 @@
+"""Samples/s and NFE for each generator family × guidance preset, one fixed small backbone.
+
+Every family runs the shared backbone (width 64, 2 blocks) on its toy data shape — 2-D points
+(one continuous token) for diffusion and flow, 12-token sequences for masked and
+autoregressive — with random weights (speed does not depend on training). For each guidance:
+total NFE, NFE per step, forward calls per step and samples/s, plus samples/s relative to the
+same family's unguided sampling.
+
+    python benchmarks/families.py [--out benchmarks/results] [--quick]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, main, write
+
+from framework.training import GenerativeModule
+
+PAIR = ("shape", "color")
+CONDITIONS = [{"name": "shape", "labels": ["circle", "square", "triangle", "star"]},
+              {"name": "color", "labels": ["red", "green", "blue"]}]
+FAMILIES = {"diffusion": ({}, [1, 2], 20), "flow": ({}, [1, 2], 20),
+            "masked": ({"vocab_size": 12}, [12], 12), "autoregressive": ({"vocab_size": 12}, [12], 12)}
+GUIDANCE = {
+    "none (w=1)": "cond(shape, color)",
+    "cfg": "cfg((shape, color), 3)",
+    "nested": "nested([shape, color], [2, 4])",
+    "independent": "independent([shape, color], [2, 2])",
+    "interval": "interval((shape, color), 3, 0.3, 0.7)",
+    "apg": "apg((shape, color), 6, space=x0)",
+    "adaptive": "adaptive(cfg((shape, color), 3), 0.995)",
+}
+CONTINUOUS_ONLY = {"apg"}
+
+
+def run(out: Path, quick: bool = False, threads: int = 2, batch: int = 64) -> dict:
+    torch.set_num_threads(threads)
+    rows = []
+    for family, (fargs, shape, steps) in FAMILIES.items():
+        torch.manual_seed(0)
+        model = GenerativeModule(family=family, family_args=fargs, shape=shape, conditions=CONDITIONS,
+                                 backbone={"dim": 64, "depth": 2, "heads": 4}).eval()
+        conds = model.conditions({"shape": "square", "color": "green"}, batch)
+        base = None
+        for label, text in GUIDANCE.items():
+            if label in CONTINUOUS_ONLY and family in ("masked", "autoregressive"):
+                continue
+            model.sample(conds, text, steps=steps, seed=0)  # warm-up
+            best = float("inf")
+            for _ in range(1 if quick else 3):
+                start = time.perf_counter()
+                res = model.sample(conds, text, steps=steps, seed=0)
+                best = min(best, time.perf_counter() - start)
+            sps = batch / best
+            base = sps if base is None else base
+            rows.append({"family": family, "guidance": label, "expression": text, "steps": len(res.stats),
+                         "nfe": res.nfe, "nfe_per_step": res.nfe / len(res.stats),
+                         "forward_calls_per_step": sum(s.forward_calls for s in res.stats) / len(res.stats),
+                         "samples_per_s": sps, "relative_to_unguided": sps / base})
+    payload = {"benchmark": "families", "batch": batch, "environment": environment(), "rows": rows}
+    write(out, "families", payload, table(payload))
+    return payload
+
+
+def table(payload: dict) -> str:
+    lines = [f"Samples/s per family × guidance (batch {payload['batch']}; backbone width 64, 2 blocks)", "",
+             "| family | guidance | steps | NFE | NFE/step | forwards/step | samples/s | vs unguided |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in payload["rows"]:
+        lines.append(f"| {r['family']} | {r['guidance']} | {r['steps']} | {r['nfe']} | "
+                     f"{r['nfe_per_step']:.2f} | {r['forward_calls_per_step']:.0f} | "
+                     f"{r['samples_per_s']:.0f} | {r['relative_to_unguided']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main(__doc__, run, table)

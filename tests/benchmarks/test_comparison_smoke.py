@@ -1,0 +1,40 @@
+"""The side-by-side benchmarks run on tiny settings, compare like with like and write results.
+
+No timing assertions: speed is the benchmarks' job; these check that each run samples the same
+outputs as its baseline and reports what it claims.
+"""
+
+import json
+
+
+def test_vs_diffusers_matches_diffusers_loops(tmp_path, load_benchmark):
+    payload = load_benchmark("vs_diffusers").run(tmp_path, quick=True, threads=1, steps=3, batch=2, size=8)
+    saved = json.loads((tmp_path / "vs_diffusers.json").read_text())
+    assert {(r["case"], r["baseline"]) for r in saved["results"]} == {
+        ("cfg", "diffusers pipeline loop (batched)"), ("cfg", "diffusers guider (ClassifierFreeGuidance)"),
+        ("independent", "diffusers guider path (per-branch calls)"), ("independent", "hand-batched loop")}
+    for r in payload["results"]:
+        assert r["max_abs_diff"] < 1e-4, r  # the same samples as diffusers' own loops
+        assert r["ratio"] > 0 and (r["target"] is None) == (r["baseline"] == "hand-batched loop")
+    assert "| ours ÷ baseline |" in (tmp_path / "vs_diffusers.md").read_text()
+
+
+def test_vs_transformers_decodes_the_same_tokens(tmp_path, load_benchmark):
+    payload = load_benchmark("vs_transformers").run(tmp_path, quick=True, threads=1, tokens=12, batch=2,
+                                                    layers=1, width=32)
+    r = payload["result"]
+    assert r["identical_tokens"] is True and r["speed_ratio"] > 0
+    assert (tmp_path / "vs_transformers.md").exists()
+
+
+def test_families_reports_nfe_per_preset(tmp_path, load_benchmark):
+    payload = load_benchmark("families").run(tmp_path, quick=True, threads=1, batch=4)
+    rows = {(r["family"], r["guidance"]): r for r in payload["rows"]}
+    assert {f for f, _ in rows} == {"diffusion", "flow", "masked", "autoregressive"}
+    for family in ("diffusion", "flow", "masked", "autoregressive"):
+        assert rows[family, "none (w=1)"]["nfe_per_step"] == 1
+        assert rows[family, "cfg"]["nfe_per_step"] == 2 and rows[family, "nested"]["nfe_per_step"] == 3
+        assert rows[family, "independent"]["nfe_per_step"] == 3
+        assert 1 < rows[family, "interval"]["nfe_per_step"] < 2
+        assert all(r["forward_calls_per_step"] == 1 for (f, _), r in rows.items() if f == family)
+    assert ("masked", "apg") not in rows and ("flow", "apg") in rows
