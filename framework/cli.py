@@ -1,27 +1,42 @@
 """The polyguide command line.
 
-    polyguide demo [--out outputs]            the main job: guidance on an analytic toy
+    polyguide demo [--out outputs] [--toy]    the main job: guided samples from the shipped shapes model
     polyguide explain "<guidance>"            what an expression evaluates, step by step
     polyguide fit --config recipe.yaml ...    train (LightningCLI)
+    polyguide sample --checkpoint C --cond shape=circle --guidance "..."   sample, write media
+    polyguide eval --checkpoint C --guidance "..."                         metrics of guided samples
+    polyguide modalities                      the installed modality plugins
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo, table
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.toy:
+        from .demo import run_demo, table
 
-    rows = run_demo(args.out, n=args.n, steps=args.steps, seed=args.seed,
-                    progress=not args.no_progress and sys.stderr.isatty())
-    print(table(rows))
-    for name in ("guidance_demo.png", "summary.md", "summary.json"):
-        print(f"wrote {args.out / name}")
+        rows = run_demo(args.out, n=args.n or 400, steps=args.steps or 40, seed=args.seed, progress=progress)
+        print(table(rows))
+        for name in ("guidance_demo.png", "summary.md", "summary.json"):
+            print(f"wrote {args.out / name}")
+        return 0
+    from modalities.image.demo import run_demo as image_demo
+
+    start = time.perf_counter()
+    result = image_demo(args.out, per_request=args.n or 8, steps=args.steps or 30, seed=args.seed,
+                        progress=progress)
+    print(result["table"])
+    for f in result["files"]:
+        print(f"wrote {f}")
+    print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -63,13 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polyguide", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command")
-    d = sub.add_parser("demo", help="sample an analytic two-condition toy under several guidance expressions",
-                       description="Guidance on an analytic 2-D mixture (exact model): writes a PNG grid "
-                                   "and an accuracy/NFE table.")
+    d = sub.add_parser("demo", help="the main job: guided sampling from the shipped shapes checkpoint",
+                       description="Sample the shipped shapes flow checkpoint under several guidance "
+                                   "expressions: a labelled PNG grid per expression and a summary table "
+                                   "(accuracy, Fréchet distance, NFE, seconds). --toy: an analytic 2-D toy.")
     d.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    d.add_argument("--n", type=int, default=400, help="samples per expression")
-    d.add_argument("--steps", type=int, default=40, help="DDIM steps")
+    d.add_argument("--n", type=int, default=None, help="samples per request (image; default 8) or per "
+                                                       "expression (toy; default 400)")
+    d.add_argument("--steps", type=int, default=None, help="sampling steps (default 30; toy 40)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--toy", action="store_true", help="the analytic toy instead (no checkpoint needed)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(run=_demo)
     e = sub.add_parser("explain", help="show the branches, coefficients and NFE plan of a guidance",
@@ -77,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("guidance", help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
     e.add_argument("--steps", type=int, default=10, help="sampling steps to plan")
     e.set_defaults(run=_explain)
+    from .commands import add_commands
+
+    add_commands(sub)
     sub.add_parser("fit", help="train a recipe: polyguide fit --config recipes/<modality>/<name>.yaml",
                    add_help=False)
     return p
@@ -96,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .conditions import ConditionError
     from .guidance import AffineError, GuidanceSyntaxError, SpaceError
+    from .plugins import PluginError
 
     try:
         return args.run(args)
-    except (GuidanceSyntaxError, AffineError, SpaceError, ConditionError) as e:
+    except (GuidanceSyntaxError, AffineError, SpaceError, ConditionError, PluginError,
+            FileNotFoundError) as e:
         print(f"polyguide {args.command}: {e}", file=sys.stderr)
         return 2
 

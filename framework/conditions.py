@@ -60,6 +60,8 @@ class ConditionSpec:
         dim: feature size of vector/sequence conditions.
         null: ``learned`` (a trained null embedding, the default), ``zeros``, or ``mask``
             (a mask token; needs no dropout, the masking objective covers it).
+        encoder: for vector conditions, an import path ``"module:function"`` that embeds raw
+            strings (``list[str] -> [n, dim]``), e.g. ``"framework.encoders:minilm"`` for captions.
     """
 
     name: str
@@ -67,6 +69,7 @@ class ConditionSpec:
     labels: tuple[str, ...] | None = None
     dim: int | None = None
     null: NullKind = "learned"
+    encoder: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("categorical", "vector", "sequence"):
@@ -106,6 +109,11 @@ class ConditionSpec:
                 raise ConditionError(f"condition {self.name!r}: label index out of range "
                                      f"0..{len(self.labels) - 1}: {idx.tolist()}")
             return idx
+        if self.encoder is not None and (isinstance(raw, str) or (
+                isinstance(raw, (list, tuple)) and raw and all(isinstance(v, str) for v in raw))):
+            from .encoders import resolve
+
+            raw = resolve(self.encoder)([raw] if isinstance(raw, str) else list(raw))
         value = torch.as_tensor(raw, dtype=torch.float32)
         per_sample = 1 if self.kind == "vector" else 2
         if value.ndim == per_sample:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .conditions import Conditions
+from .data import SplitData
 from .toy import CategoricalMixtureToy, GaussianMixtureToy, flow_alpha_sigma
 
 __all__ = ["MixtureData"]
@@ -32,7 +32,7 @@ class _Pairs(Dataset):
         return {"x": self.x[i], "conditions": {"shape": self.shape[i], "color": self.color[i]}}
 
 
-class MixtureData(L.LightningDataModule):
+class MixtureData(SplitData):
     """A deterministic train/val split of procedurally generated two-condition data.
 
     Args:
@@ -47,17 +47,15 @@ class MixtureData(L.LightningDataModule):
     def __init__(self, kind: Literal["points", "tokens"] = "points", n_train: int = 20_000,
                  n_val: int = 1_000, batch_size: int = 256, length: int = 12, std: float = 0.35,
                  purity: float = 0.25, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed)
         if kind not in ("points", "tokens"):
             raise ValueError(f"kind must be 'points' or 'tokens', got {kind!r}")
-        self.kind, self.n_train, self.n_val, self.batch_size = kind, n_train, n_val, batch_size
-        self.length, self.seed = length, seed
+        self.kind, self.n_train, self.n_val, self.length = kind, n_train, n_val, length
         if kind == "points":
             self.toy: Any = GaussianMixtureToy(flow_alpha_sigma, std=std)
         else:
             self.toy = CategoricalMixtureToy(purity=purity)
         self.specs = self.toy.specs
-        self._train = self._val = None
 
     @property
     def vocab_size(self) -> int:
@@ -75,19 +73,8 @@ class MixtureData(L.LightningDataModule):
             x = self.toy.sample_data(conds, self.length, g)
         return _Pairs(x, shape, color)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._train is None:
-            self._train = self._make(self.n_train, self.seed)
-            self._val = self._make(self.n_val, self.seed + 1)
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self._train, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          generator=torch.Generator().manual_seed(self.seed))
-
-    def val_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self._val, batch_size=self.batch_size)
+    def build(self) -> tuple[_Pairs, _Pairs]:
+        return self._make(self.n_train, self.seed), self._make(self.n_val, self.seed + 1)
 
     def val_conditions(self, n: int, seed: int = 123) -> Conditions:
         """``n`` uniformly drawn (shape, color) requests (fixed seed)."""

@@ -13,20 +13,24 @@ condition subsets those expressions evaluate (:meth:`DropoutSpec.for_guidance`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from . import plugins
 from .conditions import Conditions, ConditionSpec, DropoutSpec
 from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
 from .guidance.branches import cond
 from .guidance.expr import Expr
 from .guidance.syntax import parse
 from .nn import Backbone, BackboneConfig
+from .plugins import Codec
 
-__all__ = ["FAMILIES", "GenerativeModule", "load"]
+__all__ = ["FAMILIES", "GenerativeModule", "export", "load"]
 
 FAMILIES: dict[str, type[Family]] = {"diffusion": Diffusion, "flow": Flow, "masked": Masked,
                                      "autoregressive": Autoregressive}
@@ -44,7 +48,12 @@ class GenerativeModule(L.LightningModule):
         family: ``diffusion``, ``flow``, ``masked`` or ``autoregressive``.
         family_args: keyword arguments of the family (``vocab_size`` for token families,
             ``prediction``, ``sampler``/``solver``...).
-        shape: one sample's shape: ``[L, D]`` continuous tokens or ``[L]`` token ids.
+        shape: one sample's shape: ``[L, D]`` continuous tokens or ``[L]`` token ids (taken from
+            the codec when a ``modality`` is given).
+        modality: a registered modality plugin (``"image"``...); batches then carry raw
+            ``media`` that the representation's codec encodes, and samples are decoded back.
+        representation: the modality's representation and its arguments, e.g.
+            ``{"name": "patches", "size": 16, "patch": 2}``.
         conditions: condition specs as dicts (``name``, ``kind``, ``labels``, ``dim``, ``null``).
         backbone: :class:`BackboneConfig` fields (``dim``, ``depth``, ``heads``...); the input,
             output, time and causal settings follow from the family and ``shape``.
@@ -60,17 +69,28 @@ class GenerativeModule(L.LightningModule):
     """
 
     def __init__(self, family: str = "flow", family_args: dict[str, Any] | None = None,
-                 shape: Sequence[int] = (1, 2), conditions: Sequence[dict[str, Any]] = (),
+                 shape: Sequence[int] | None = None, conditions: Sequence[dict[str, Any]] = (),
                  backbone: dict[str, Any] | None = None, guidance: Sequence[str] = (),
                  dropout: dict[str, float] | None = None, dropout_rate: float = 0.15,
                  lr: float = 1e-3, weight_decay: float = 0.0, warmup_steps: int = 100,
                  val_guidance: dict[str, str] | None = None, val_samples: int = 256,
-                 val_steps: int = 20) -> None:
+                 val_steps: int = 20, modality: str | None = None,
+                 representation: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         if family not in FAMILIES:
             raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
-        self.family: Family = FAMILIES[family](**(family_args or {}))
+        family_args = dict(family_args or {})
+        self.codec: Codec | None = None
+        if modality is not None:
+            rep = dict(representation or {})
+            if "name" not in rep:
+                raise ValueError(f"modality {modality!r} needs representation: {{name: ..., ...}}")
+            self.codec = plugins.get(modality).codec(rep.pop("name"), **rep)
+            shape = self._codec_shape(shape, family_args)
+        if shape is None:
+            raise ValueError("give the sample shape (or a modality whose codec defines it)")
+        self.family: Family = FAMILIES[family](**family_args)
         self.shape = tuple(int(s) for s in shape)
         self.specs = {c["name"]: ConditionSpec(**c) for c in conditions}
         self.guidance: list[Expr] = [parse(g) for g in guidance]
@@ -80,6 +100,17 @@ class GenerativeModule(L.LightningModule):
             self.dropout.check(g, self.specs, strict=True)  # the recipe must train what it samples
 
     # ------------------------------------------------------------------ construction
+    def _codec_shape(self, shape: Sequence[int] | None, family_args: dict[str, Any]) -> tuple[int, ...]:
+        """The codec decides the representation; explicit settings must agree with it."""
+        codec = self.codec
+        if shape is not None and tuple(shape) != codec.shape:
+            raise ValueError(f"shape {list(shape)} disagrees with the codec's {list(codec.shape)}")
+        if codec.vocab_size is not None:
+            v = family_args.setdefault("vocab_size", codec.vocab_size)
+            if v != codec.vocab_size:
+                raise ValueError(f"family_args.vocab_size={v} but the codec has {codec.vocab_size} tokens")
+        return codec.shape
+
     def _backbone_config(self, overrides: dict[str, Any]) -> BackboneConfig:
         fam, conds = self.family, tuple(self.specs.values())
         common = dict(conditions=conds, **overrides)
@@ -112,7 +143,12 @@ class GenerativeModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def _batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, Conditions]:
-        x = batch["x"]
+        if "media" in batch:
+            if self.codec is None:
+                raise ValueError("the batch carries raw 'media' but the model has no modality/codec")
+            x = self.codec.encode(batch["media"])
+        else:
+            x = batch["x"]
         values = dict(batch.get("conditions", {}))
         missing = set(self.specs) - set(values)
         if missing:
@@ -142,7 +178,7 @@ class GenerativeModule(L.LightningModule):
         conds = dm.val_conditions(self.hparams.val_samples)
         for label, g in spec.items():
             out = self.sample(conds, g, steps=self.hparams.val_steps, seed=0)
-            for k, v in dm.score(out.samples, conds).items():
+            for k, v in dm.score(out.media if out.media is not None else out.samples, conds).items():
                 self.log(f"val/{label}/{k}", v, batch_size=conds.batch_size)
             self.log(f"val/{label}/nfe", float(out.nfe), batch_size=conds.batch_size)
 
@@ -201,11 +237,34 @@ class GenerativeModule(L.LightningModule):
         try:
             shape = self.shape if not isinstance(self.family, Autoregressive) else (*self.shape[:-1], steps)
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
-            return self.family.sample(models, guidance, conditions, shape, steps, specs=self.specs,
-                                      generator=gen, progress=progress, callback=callback,
-                                      dropout=self.dropout, strict=strict, device=self.device, init=init)
+            out = self.family.sample(models, guidance, conditions, shape, steps, specs=self.specs,
+                                     generator=gen, progress=progress, callback=callback,
+                                     dropout=self.dropout, strict=strict, device=self.device, init=init)
+            if self.codec is not None:
+                out.media = self.codec.decode(out.samples)
+            return out
         finally:
             self.train(was_training)
+
+
+def export(checkpoint: str | Path, dest: str | Path) -> Path:
+    """Strip a training checkpoint to what sampling needs (hyper-parameters + weights, which are the
+    EMA weights when trained with ``EMAWeightAveraging``), written atomically; ``load`` reads it.
+
+    The optimizer state and callbacks are dropped, so a shipped checkpoint is about a third of the
+    training checkpoint's size.
+    """
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    keep = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if k in ckpt}
+    if "state_dict" not in keep or "hyper_parameters" not in keep:
+        raise ValueError(f"{checkpoint} is not a GenerativeModule checkpoint "
+                         "(it lacks state_dict or hyper_parameters)")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    torch.save(keep, tmp)
+    os.replace(tmp, dest)  # atomic: readers never see a partial file
+    return dest
 
 
 def load(checkpoint: str, map_location: str | torch.device = "cpu") -> GenerativeModule:

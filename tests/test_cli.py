@@ -10,7 +10,7 @@ from framework.cli import main
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out), "--n", "200", "--steps", "20", "--no-progress"]) == 0
+    assert main(["demo", "--toy", "--out", str(out), "--n", "200", "--steps", "20", "--no-progress"]) == 0
     return out, {r["label"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
 
 

@@ -36,11 +36,13 @@ class SampleOutput:
         samples: ``[B, ...]`` final states (continuous data or token ids).
         stats: one :class:`StepStats` per step.
         seconds: wall time of the sampling loop.
+        media: ``samples`` decoded to the modality's media (images, ...) when the model has a codec.
     """
 
     samples: torch.Tensor
     stats: list[StepStats] = field(default_factory=list)
     seconds: float = 0.0
+    media: torch.Tensor | None = None
 
     @property
     def nfe(self) -> int:

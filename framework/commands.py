@@ -1,0 +1,193 @@
+"""``polyguide modalities``, ``polyguide sample`` and ``polyguide eval``: checkpoints → media."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import plugins
+from .conditions import ConditionError, ConditionSpec
+
+__all__ = ["add_commands"]
+
+
+def _modalities(args: argparse.Namespace) -> int:
+    names = plugins.available()
+    if not names:
+        print(f"no modality plugins installed (entry-point group {plugins.GROUP!r})")
+        return 0
+    for name in names:
+        try:
+            m = plugins.get(name)
+        except plugins.PluginError as e:
+            print(f"{name}: BROKEN — {e}")
+            continue
+        print(f"{name}: {m.description}")
+        print(f"  representations: {', '.join(m.representations) or '—'}")
+        data = ", ".join(f"{k} ({v.__module__}.{v.__name__})" for k, v in m.datamodules.items())
+        print(f"  data modules:    {data or '—'}")
+        for cname, desc in m.conditions.items():
+            print(f"  condition {cname:<10} {desc}")
+        for r in m.recipes():
+            print(f"  recipe  {r.relative_to(Path.cwd()) if r.is_relative_to(Path.cwd()) else r}")
+    return 0
+
+
+def parse_conditions(pairs: list[str], specs: dict[str, ConditionSpec]) -> dict[str, Any]:
+    """``["shape=circle", "color=red"]`` → raw values, with errors naming the valid choices."""
+    raw: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise ConditionError(f"--cond takes name=value, got {pair!r}")
+        if name not in specs:
+            valid = ", ".join(f"{n} ({'|'.join(s.labels) if s.labels else s.kind})" for n, s in specs.items())
+            raise ConditionError(f"unknown condition {name!r}; this model has: {valid}")
+        spec = specs[name]
+        if spec.kind == "categorical" and value not in spec.labels:
+            raise ConditionError(f"unknown value {value!r} for condition {name!r}; valid: "
+                                 f"{', '.join(spec.labels)}")
+        if spec.kind != "categorical" and spec.encoder is None:
+            raise ConditionError(f"condition {name!r} is a {spec.kind} and has no encoder for text values")
+        raw[name] = value
+    return raw
+
+
+def _load(path: Path):
+    from .training import load
+
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return load(str(path))
+
+
+def _sample(args: argparse.Namespace) -> int:
+    model = _load(args.checkpoint)
+    raw = parse_conditions(args.cond, model.specs)
+    weak = _load(args.weak) if args.weak else None
+    out = model.sample(raw, args.guidance, n=args.n, steps=args.steps, seed=args.seed, weak=weak,
+                       progress=not args.no_progress)
+    modality = plugins.get(model.hparams.modality) if model.hparams.get("modality") else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
+    files = (modality.write(out.media, args.out, title=title) if modality is not None
+             else plugins.Modality().write(out.samples, args.out))
+    torch.save({"samples": out.samples.cpu(), "conditions": raw, "guidance": args.guidance},
+               args.out / "samples.pt")
+    print(f"{args.n} samples, {len(out.stats)} steps, NFE {out.nfe} "
+          f"({out.nfe / max(1, len(out.stats)):.2f}/step), {out.seconds:.1f} s")
+    for f in [*files, args.out / "samples.pt"]:
+        print(f"wrote {f}")
+    return 0
+
+
+def random_requests(specs: dict[str, ConditionSpec], names: list[str], n: int,
+                    seed: int) -> dict[str, torch.Tensor]:
+    """``n`` uniformly drawn labels for each categorical condition in ``names``."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randint(len(specs[k].labels), (n,), generator=g) for k in names}
+
+
+def evaluate(model, guidances: dict[str, str], n: int, steps: int, seed: int, cache_dir: Path,
+             names: list[str] | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """Sample ``n`` random requests per guidance and score them with the modality's judge."""
+    from .conditions import Conditions
+
+    modality = plugins.get(model.hparams.modality)
+    judge = modality.judge(model.specs, model.codec, cache_dir)
+    names = names or [k for k, s in model.specs.items() if s.kind == "categorical"]
+    requested = random_requests(model.specs, names, n, seed)
+    conds = Conditions.from_raw(model.specs, dict(requested), n)
+    rows = []
+    for label, g in guidances.items():
+        start = time.perf_counter()
+        out = model.sample(conds, g, steps=steps, seed=seed, progress=progress)
+        rows.append({"guidance": label, "expression": g, **judge.evaluate(out.media, requested),
+                     "nfe": out.nfe, "nfe_per_step": out.nfe / len(out.stats),
+                     "seconds": time.perf_counter() - start})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of :func:`evaluate` rows."""
+    metrics = [k for k in rows[0] if k.startswith("acc_")] + ["fd", "diversity"]
+    head = "| guidance | " + " | ".join(metrics) + " | NFE | NFE/step | seconds |"
+    lines = [head, "|" + "---|" * (len(metrics) + 4)]
+    for r in rows:
+        vals = " | ".join(f"{r[m]:.2f}" if m.startswith("acc_") or m == "diversity" else f"{r[m]:.1f}"
+                          for m in metrics)
+        lines.append(f"| {r['guidance']} | {vals} | {r['nfe']} | {r['nfe_per_step']:.2f} | "
+                     f"{r['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _eval(args: argparse.Namespace) -> int:
+    model = _load(args.checkpoint)
+    guidances = {g: g for g in args.guidance} or {"default": None}
+    for name in args.conditions or []:
+        if name not in model.specs:
+            raise ConditionError(f"unknown condition {name!r}; this model has {sorted(model.specs)}")
+    rows = evaluate(model, guidances, args.n, args.steps, args.seed, args.cache or args.checkpoint.parent,
+                    args.conditions, progress=not args.no_progress)
+    table = format_table(rows)
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "eval.json").write_text(json.dumps(rows, indent=2))
+        (args.out / "eval.md").write_text(table)
+        print(f"wrote {args.out / 'eval.json'} and eval.md")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .training import export
+
+    path = export(args.checkpoint, args.dest)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``modalities``, ``sample`` and ``eval`` on the CLI's sub-parsers."""
+    m = sub.add_parser("modalities", help="list the installed modality plugins")
+    m.set_defaults(run=_modalities)
+
+    s = sub.add_parser("sample", help="sample from a checkpoint with any guidance",
+                       description="Sample from a trained checkpoint and write the modality's media.")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--cond", action="append", default=[], metavar="NAME=VALUE",
+                   help="a condition value, e.g. --cond shape=circle (repeatable)")
+    s.add_argument("--guidance", default=None,
+                   help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
+    s.add_argument("--steps", type=int, default=30)
+    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--weak", type=Path, default=None, help="checkpoint of the 'weak' network (autoguidance)")
+    s.add_argument("--out", type=Path, default=Path("samples"))
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(run=_sample)
+
+    e = sub.add_parser("eval", help="score guided samples with the modality's metrics",
+                       description="Sample random requests under each guidance and score them "
+                                   "(per-condition accuracy, Fréchet distance, diversity).")
+    e.add_argument("--checkpoint", type=Path, required=True)
+    e.add_argument("--guidance", action="append", default=[], help="repeatable")
+    e.add_argument("--conditions", nargs="*", help="conditions to request (default: every categorical one)")
+    e.add_argument("--n", type=int, default=256)
+    e.add_argument("--steps", type=int, default=30)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--cache", type=Path, default=None, help="where the judge classifier is cached "
+                                                            "(default: the checkpoint's folder)")
+    e.add_argument("--out", type=Path, default=None)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(run=_eval)
+
+    x = sub.add_parser("export", help="strip a training checkpoint to weights + config for shipping")
+    x.add_argument("checkpoint", type=Path)
+    x.add_argument("dest", type=Path)
+    x.set_defaults(run=_export)

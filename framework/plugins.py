@@ -1,0 +1,143 @@
+"""The modality registry: plugins found through the ``polyguide.modalities`` entry-point group.
+
+A modality plugin is a :class:`Modality` subclass registered in its package's ``pyproject.toml``::
+
+    [project.entry-points."polyguide.modalities"]
+    spectra = "polyguide_spectra:SpectraModality"
+
+It supplies the representations a generator family works on (each a :class:`Codec` between raw
+media and model tensors), its condition vocabulary, its Lightning data modules, a writer for its
+media, and where its recipes live. The core never imports a modality: training and sampling
+reach one only through :func:`get`. See ``docs/plugins.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+__all__ = ["Codec", "Modality", "PluginError", "available", "get"]
+
+GROUP = "polyguide.modalities"
+
+
+class PluginError(LookupError):
+    """A modality, representation or data module that is not installed or not valid."""
+
+
+class Codec:
+    """Maps raw media ``[B, *media_shape]`` to a family's representation ``[B, *shape]`` and back.
+
+    Continuous codecs (``vocab_size is None``) produce float tokens ``[B, L, D]`` for the
+    diffusion and flow families; discrete codecs produce token ids ``[B, L]`` in
+    ``0..vocab_size − 1`` for the masked and autoregressive families. A codec's constructor
+    arguments must be plain values: they are saved in checkpoints to rebuild it.
+    """
+
+    #: ``None`` for continuous representations; the token vocabulary otherwise.
+    vocab_size: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One encoded sample's shape: ``(L, D)`` continuous or ``(L,)`` discrete."""
+        raise NotImplementedError
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        """``[B, *media_shape]`` → ``[B, *shape]``."""
+        raise NotImplementedError
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, *shape]`` → ``[B, *media_shape]``."""
+        raise NotImplementedError
+
+
+class Modality:
+    """Base class of modality plugins. Subclasses fill in the class attributes and methods.
+
+    Attributes:
+        name: the registry name (the entry point's name must match).
+        description: one line for ``polyguide modalities``.
+        representations: representation name → :class:`Codec` factory (class or callable).
+        datamodules: data module name → ``LightningDataModule`` class.
+        conditions: condition name → a short description of its values.
+        recipes_dir: where this modality's ``*.yaml`` recipes live (``None``: none shipped).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    representations: ClassVar[Mapping[str, Callable[..., Codec]]] = {}
+    datamodules: ClassVar[Mapping[str, type]] = {}
+    conditions: ClassVar[Mapping[str, str]] = {}
+    recipes_dir: ClassVar[Path | None] = None
+
+    def codec(self, representation: str, **kwargs: Any) -> Codec:
+        """Build the codec of one representation, e.g. ``codec("patches", size=16, patch=2)``."""
+        if representation not in self.representations:
+            raise PluginError(f"modality {self.name!r} has no representation {representation!r}; "
+                              f"it has {sorted(self.representations)}")
+        try:
+            return self.representations[representation](**kwargs)
+        except (TypeError, ValueError) as e:
+            raise PluginError(f"modality {self.name!r}, representation {representation!r}: {e}") from e
+
+    def recipes(self) -> list[Path]:
+        """The recipe files this modality ships."""
+        return sorted(self.recipes_dir.glob("*.yaml")) if self.recipes_dir else []
+
+    def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
+              title: str | None = None) -> list[Path]:
+        """Write a batch of media ``[B, *media_shape]`` under ``out``; returns the files written.
+
+        ``rows`` optionally labels groups of samples (one label per row of a grid) and ``title``
+        the whole set. The default saves the raw tensor; modalities override it with their media.
+        """
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "samples.pt"
+        torch.save(media.cpu(), path)
+        return [path]
+
+    def judge(self, specs: Mapping[str, Any], codec: Codec, cache_dir: Path) -> Any:
+        """An object whose ``evaluate(media, requested) -> {metric: value}`` scores samples, where
+        ``requested`` maps condition names to ``[B]`` label ids (used by ``polyguide eval``).
+        ``cache_dir`` is where trained judges (classifiers) may be cached."""
+        raise PluginError(f"modality {self.name!r} provides no metrics")
+
+
+def _entry_points() -> dict[str, Any]:
+    """Read fresh on every call (cheap), so plugins installed or removed at run time are seen."""
+    importlib.invalidate_caches()
+    found: dict[str, Any] = {}
+    for ep in entry_points(group=GROUP):
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise PluginError(f"two installed plugins register the modality {ep.name!r}: "
+                              f"{found[ep.name].value} and {ep.value}; uninstall one")
+        found[ep.name] = ep
+    return found
+
+
+def available() -> list[str]:
+    """Names of the installed modality plugins."""
+    return sorted(_entry_points())
+
+
+def get(name: str) -> Modality:
+    """The installed modality ``name`` (instantiated); a clear error lists the installed ones."""
+    eps = _entry_points()
+    if name not in eps:
+        raise PluginError(f"no modality {name!r} is installed; installed: {available() or 'none'} "
+                          f"(plugins register under the entry-point group {GROUP!r})")
+    try:
+        cls = eps[name].load()
+    except Exception as e:  # a broken plugin must not look like a missing one
+        raise PluginError(f"modality {name!r} ({eps[name].value}) failed to load: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, Modality)):
+        raise PluginError(f"modality {name!r} ({eps[name].value}) is not a framework.plugins.Modality "
+                          f"subclass")
+    if cls.name != name:
+        raise PluginError(f"entry point {name!r} loads a modality named {cls.name!r}; they must match")
+    return cls()
