@@ -113,7 +113,8 @@ class ConditionSpec:
                 isinstance(raw, (list, tuple)) and raw and all(isinstance(v, str) for v in raw))):
             from .encoders import resolve
 
-            raw = resolve(self.encoder)([raw] if isinstance(raw, str) else list(raw))
+            encode = resolve(self.encoder)
+            raw = encode([raw])[0] if isinstance(raw, str) else encode(list(raw))  # one value broadcasts
         value = torch.as_tensor(raw, dtype=torch.float32)
         per_sample = 1 if self.kind == "vector" else 2
         if value.ndim == per_sample:
