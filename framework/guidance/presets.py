@@ -30,11 +30,11 @@ from .branches import (
     uncond as _uncond,
 )
 from .expr import PROBE_TAUS, Expr
-from .ops import Adaptive, Project, Renoised, Rescale, ZeroStar
+from .ops import Adaptive, PlausibilityMask, Project, Renoised, Rescale, ZeroStar
 from .schedules import WeightLike, as_weight, schedule, window
 
 __all__ = [
-    "adaptive", "apg", "autoguidance", "cads", "cfg", "cfg_pp", "cfg_zero_star", "double",
+    "adaptive", "apg", "autoguidance", "cads", "cfg", "cfg_pp", "cfg_zero_star", "contrastive", "double",
     "icg", "independent", "interval", "joint", "negative", "nested", "pag", "rescale", "seg",
     "skip_layers", "tsg",
 ]
@@ -202,6 +202,20 @@ def autoguidance(cond: CondLike, w: WeightLike, weak: str = "weak") -> Expr:
     """
     c = _branch(cond)
     return c.on(weak) + w * (c - c.on(weak))
+
+
+def contrastive(cond: CondLike = (), beta: WeightLike = 1.0, alpha: float = 0.1, weak: str = "weak") -> Expr:
+    """Contrastive decoding — *Contrastive Decoding: Open-ended Text Generation as Optimization*
+    (Li et al., 2022), in the weighted form of *Contrastive Decoding Improves Reasoning in Large
+    Language Models* (O'Brien & Lewis, 2023).
+
+    ``s = (1 + β)·log p_E − β·log p_A`` on ``V_head = {v : p_E(v) ≥ α·max p_E}``, ``−∞`` elsewhere;
+    ``p_E`` the main (expert) model, ``p_A`` the ``weak`` (amateur) one. Autoguidance in log space
+    with ``w = 1 + β`` plus the plausibility mask; as ``β → ∞`` the ranking inside ``V_head`` is the
+    original ``log p_E − log p_A``. 1 main + 1 weak branch.
+    """
+    c = _branch(cond) if cond != () else _uncond()
+    return PlausibilityMask(c + beta * (c - c.on(weak)), c, alpha)
 
 
 def _perturbed(p: Perturbation, s: WeightLike, cond: CondLike, base: Expr | None) -> Expr:

@@ -4,8 +4,9 @@ from .adaptive import Adaptive
 from .apg import Project
 from .base import Op
 from .cfg_pp import Renoised
+from .plausibility import PlausibilityMask
 from .renormalize import Renormalize
 from .rescale import Rescale
 from .zero_star import ZeroStar
 
-__all__ = ["Adaptive", "Op", "Project", "Renoised", "Renormalize", "Rescale", "ZeroStar"]
+__all__ = ["Adaptive", "Op", "PlausibilityMask", "Project", "Renoised", "Renormalize", "Rescale", "ZeroStar"]
