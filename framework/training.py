@@ -56,7 +56,10 @@ class GenerativeModule(L.LightningModule):
             ``{"name": "patches", "size": 16, "patch": 2}``.
         conditions: condition specs as dicts (``name``, ``kind``, ``labels``, ``dim``, ``null``).
         backbone: :class:`BackboneConfig` fields (``dim``, ``depth``, ``heads``...); the input,
-            output, time and causal settings follow from the family and ``shape``.
+            output, time and causal settings follow from the family and ``shape``. For the
+            autoregressive family, ``{"type": "gpt2", "n_layer": ..., "n_embd": ..., "n_head": ...}``
+            trains a transformers ``GPT2LMHeadModel`` instead (conditions as prefix tokens,
+            :class:`~framework.nn.CausalLMAdapter`), so ``generate()`` can run the same weights.
         guidance: guidance expressions (text) the model will be sampled with; training dropout
             is derived from them unless ``dropout`` is given, and sampling defaults to the first.
         dropout: explicit per-condition (``"a"``) and joint (``"a+b"``) dropout probabilities.
@@ -94,7 +97,14 @@ class GenerativeModule(L.LightningModule):
         self.shape = tuple(int(s) for s in shape)
         self.specs = {c["name"]: ConditionSpec(**c) for c in conditions}
         self.guidance: list[Expr] = [parse(g) for g in guidance]
-        self.backbone = Backbone(self._backbone_config(backbone or {}))
+        backbone = dict(backbone or {})
+        arch = backbone.pop("type", "polyguide")
+        if arch == "gpt2":
+            self.backbone: torch.nn.Module = self._gpt2(backbone)
+        elif arch == "polyguide":
+            self.backbone = Backbone(self._backbone_config(backbone))
+        else:
+            raise ValueError(f"unknown backbone type {arch!r}; use 'polyguide' or 'gpt2'")
         self.dropout = self._dropout(dropout, dropout_rate)
         for g in self.guidance:
             self.dropout.check(g, self.specs, strict=True)  # the recipe must train what it samples
@@ -131,6 +141,19 @@ class GenerativeModule(L.LightningModule):
             raise ValueError(f"continuous families sample shape [L, D] tokens; got {list(self.shape)}")
         scale = 1.0 if isinstance(fam, Diffusion) else 1000.0  # integer steps vs t in [0, 1]
         return BackboneConfig(seq_len=self.shape[0], in_dim=self.shape[1], time_scale=scale, **common)
+
+    def _gpt2(self, args: dict[str, Any]) -> torch.nn.Module:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        from .nn import CausalLMAdapter
+
+        if not isinstance(self.family, Autoregressive) or len(self.shape) != 1:
+            raise ValueError("a gpt2 backbone serves the autoregressive family on single-stream tokens")
+        V, specs = self.family.vocab_size, tuple(self.specs.values())
+        cfg = GPT2Config(vocab_size=CausalLMAdapter.vocab_needed(V, specs),
+                         n_positions=self.shape[0] + 1 + len(specs), bos_token_id=V, eos_token_id=V,
+                         pad_token_id=V, **args)
+        return CausalLMAdapter(GPT2LMHeadModel(cfg), V, specs)
 
     def _dropout(self, rates: dict[str, float] | None, rate: float) -> DropoutSpec:
         if rates is not None:
