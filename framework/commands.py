@@ -66,10 +66,59 @@ def _load(path: Path):
     return load(str(path))
 
 
+def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | None, max_tokens: int,
+                seed: int, weak=None, emit=print) -> dict[str, Any]:
+    """Guided autoregressive text, streamed to ``emit`` as it is sampled (one sample).
+
+    The model sees at most its trained length ``L`` of tokens; longer generations continue from
+    the last ``L/2`` tokens as a new prompt (a sliding window, re-prefilled). Stops at the end
+    token or after ``max_tokens``. Needs a text codec (``prompt``, ``decode_text``, ``eos_id``).
+    """
+    codec = model.codec
+    if codec is None or not hasattr(codec, "decode_text"):
+        raise ValueError("streaming text needs a text model (a codec with a tokenizer)")
+    L = codec.shape[0]
+    context = codec.prompt(prompt, 1) if prompt else torch.zeros(1, 0, dtype=torch.long)
+    new: list[int] = []
+    shown, nfe, start, steps = "", 0, time.perf_counter(), 0
+    if prompt:
+        emit(prompt, end="", flush=True)
+
+    def show(i: int, x: torch.Tensor, out) -> None:
+        nonlocal shown
+        text = codec.decode_text(torch.tensor([new + x[0, 1 + context.shape[1]:].tolist()]))[0]
+        # a token may end inside a multi-byte character (decoded as U+FFFD until completed)
+        if text.startswith(shown) and not text.endswith("\ufffd"):
+            emit(text[len(shown):], end="", flush=True)
+            shown = text
+
+    while len(new) < max_tokens:
+        budget = min(max_tokens - len(new), L - context.shape[1])
+        res = model.sample(raw, guidance, n=1, steps=budget, seed=seed + steps, weak=weak,
+                           init=context if context.shape[1] else None, callback=show)
+        nfe, steps = nfe + res.nfe, steps + len(res.stats)
+        chunk = res.samples[0].tolist()
+        if codec.eos_id in chunk:
+            new += chunk[:chunk.index(codec.eos_id)]
+            break
+        new += chunk
+        context = torch.tensor([(context[0].tolist() + chunk)[-(L // 2):]])
+    seconds = time.perf_counter() - start
+    final = codec.decode_text(torch.tensor([new]))[0] if new else ""
+    emit(final[len(shown):] if final.startswith(shown) else "\n" + final)  # whatever is still unshown
+    return {"text": (prompt or "") + final, "tokens": len(new), "nfe": nfe, "steps": steps,
+            "seconds": seconds, "tokens_per_s": len(new) / max(seconds, 1e-9)}
+
+
 def _sample(args: argparse.Namespace) -> int:
     model = _load(args.checkpoint)
     raw = parse_conditions(args.cond, model.specs)
     weak = _load(args.weak) if args.weak else None
+    if args.prompt is not None or args.max_tokens is not None:
+        r = stream_text(model, raw, args.guidance, args.prompt, args.max_tokens or 64, args.seed, weak)
+        print(f"[{r['tokens']} tokens in {r['seconds']:.1f} s: {r['tokens_per_s']:.0f} tokens/s, "
+              f"NFE {r['nfe']} over {r['steps']} steps]")
+        return 0
     out = model.sample(raw, args.guidance, n=args.n, steps=args.steps, seed=args.seed, weak=weak,
                        progress=not args.no_progress)
     modality = plugins.get(model.hparams.modality) if model.hparams.get("modality") else None
@@ -115,12 +164,12 @@ def evaluate(model, guidances: dict[str, str], n: int, steps: int, seed: int, ca
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of :func:`evaluate` rows."""
-    metrics = [k for k in rows[0] if k.startswith("acc_")] + ["fd", "diversity"]
+    fixed = {"guidance", "expression", "nfe", "nfe_per_step", "seconds"}
+    metrics = [k for k in rows[0] if k not in fixed]  # whatever the modality's judge reports
     head = "| guidance | " + " | ".join(metrics) + " | NFE | NFE/step | seconds |"
     lines = [head, "|" + "---|" * (len(metrics) + 4)]
     for r in rows:
-        vals = " | ".join(f"{r[m]:.2f}" if m.startswith("acc_") or m == "diversity" else f"{r[m]:.1f}"
-                          for m in metrics)
+        vals = " | ".join(f"{r[m]:.1f}" if abs(r[m]) >= 10 else f"{r[m]:.2f}" for m in metrics)
         lines.append(f"| {r['guidance']} | {vals} | {r['nfe']} | {r['nfe_per_step']:.2f} | "
                      f"{r['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
@@ -169,6 +218,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--weak", type=Path, default=None, help="checkpoint of the 'weak' network (autoguidance)")
     s.add_argument("--out", type=Path, default=Path("samples"))
+    s.add_argument("--prompt", default=None, help="text models: a prefix to continue (streams the text)")
+    s.add_argument("--max-tokens", type=int, default=None, help="text models: tokens to generate (streams)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(run=_sample)
 

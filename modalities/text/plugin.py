@@ -1,0 +1,56 @@
+"""The text modality's plugin class (to be registered as ``text`` under ``polyguide.modalities``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+
+from framework.conditions import ConditionSpec
+from framework.plugins import Codec, Modality
+
+from .codecs import BPETokens, media_to_texts
+from .corpus import GENRES
+from .data import ShakespeareData
+from .metrics import GenreJudge
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "text"
+
+
+class TextModality(Modality):
+    """Text as UTF-8 bytes ``[B, M]`` (``uint8``, NUL-padded); see :mod:`.codecs` for why."""
+
+    name = "text"
+    description = "text: Shakespeare's speeches (genre/speaker), byte-level BPE tokens"
+    representations = MappingProxyType({"bpe": BPETokens})
+    datamodules = MappingProxyType({"shakespeare": ShakespeareData})
+    conditions = MappingProxyType({"genre": " | ".join(GENRES),
+                                   "speaker": "the most frequent speakers of the training plays "
+                                              "(GLOUCESTER, FALSTAFF, HAMLET, …); others null"})
+    recipes_dir = RECIPES
+
+    def write(self, media: torch.Tensor | Sequence[str], out: Path, *, rows: Sequence[str] | None = None,
+              title: str | None = None) -> list[Path]:
+        """``samples.txt``: the title, then one block per sample headed by its number and, with
+        ``rows``, its row label (samples are split evenly over the rows, in order)."""
+        texts = media_to_texts(media)
+        if rows and len(texts) % len(rows):
+            raise ValueError(f"{len(texts)} samples do not fill {len(rows)} rows evenly")
+        per_row = len(texts) // len(rows) if rows else len(texts)
+        blocks = [f"# {title}\n"] if title else []
+        for i, text in enumerate(texts):
+            label = f"{rows[i // per_row]} · " if rows else ""
+            blocks.append(f"=== {label}sample {i + 1} ===\n{text}\n")
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "samples.txt"
+        path.write_text("\n".join(blocks), encoding="utf-8")
+        return [path]
+
+    def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> GenreJudge:
+        """The genre judge (tokenizer-independent, so one per cache), cached as
+        ``cache_dir/genre-judge-sklearn<version>.pkl`` (pickles are tied to sklearn's version)."""
+        import sklearn
+
+        return GenreJudge(Path(cache_dir) / f"genre-judge-sklearn{sklearn.__version__}.pkl")
