@@ -199,5 +199,8 @@ class Autoregressive(Family):
             bar.update(1)
             if callback is not None:
                 callback(i, x, out)
+            if self.eos_id is not None and bool(done.all()):  # every row ended: stop evaluating
+                x = torch.cat([x, torch.full_like(x[:, :1], self.eos_id).expand(-1, total - 1 - i)], dim=1)
+                break
         out_tokens = x[:, start:]
         return out_tokens if K == 1 else undelay(out_tokens.transpose(1, 2))

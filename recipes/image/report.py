@@ -37,7 +37,13 @@ SWEEP = {"cfg": f"cfg({PAIR}, {{w}})", "apg (x0, η=0, β=−0.5)": f"apg({PAIR}
 DIGITS = {f"cfg w={w}" if w != 1 else "w=1 (no guidance)": f"cfg(digit, {w})" if w != 1 else "cond(digit)"
           for w in (1, 2, 3, 4)}
 MODELS = {"shapes_flow": TABLE, "shapes_diffusion": TABLE,
-          "shapes_masked": {k: v for k, v in TABLE.items() if not k.startswith("apg")}, "digits_flow": DIGITS}
+          "shapes_masked": {"w=1 (no guidance)": f"cond{PAIR}", "cfg joint w=2": f"cfg({PAIR}, 2)",
+                            "cfg joint w=4": f"cfg({PAIR}, 4)",
+                            "independent 2, 2": "independent([shape, color], [2, 2])",
+                            "nested 2, 2": "nested([shape, color], [2, 2])"},
+          "digits_flow": DIGITS}
+# masked: one of its 64 tokens per step; unmasking several at once loses coherence at this size
+STEPS = {"shapes_masked": 64}
 
 
 def picture(model, guidance: str, requests: list[dict[str, str]], per: int, steps: int, path: Path) -> Path:
@@ -52,7 +58,8 @@ def picture(model, guidance: str, requests: list[dict[str, str]], per: int, step
 def run(out: Path, n: int, steps: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"n": n, "steps": steps, "tables": {}, "sweep": {}}
-    md = [f"Judged on {n} random requests per row, {steps} sampling (or unmasking) steps.", ""]
+    md = [f"Judged on {n} random requests per row; {steps} sampling steps (masked: 64 unmasking steps, "
+          "one token each).", ""]
     for name, table in MODELS.items():
         ckpt = CHECKPOINTS / f"{name}.ckpt"
         if not ckpt.exists():
@@ -60,16 +67,19 @@ def run(out: Path, n: int, steps: int) -> dict:
             continue
         model = load(str(ckpt))
         names = ["digit"] if name.startswith("digits") else ["shape", "color"]
-        rows = evaluate(model, table, n, steps, seed=0, cache_dir=CHECKPOINTS, names=names, progress=True)
+        k = STEPS.get(name, steps)
+        rows = evaluate(model, table, n, k, seed=0, cache_dir=CHECKPOINTS, names=names, progress=True)
         results["tables"][name] = rows
         md += [f"### {name}", "", format_table(rows)]
         requests = ([{"digit": str(d)} for d in range(10)] if name.startswith("digits") else
                     [{"shape": s, "color": c} for s, c in [("circle", "red"), ("square", "green"),
                                                           ("triangle", "blue"), ("cross", "yellow")]])
-        best = "cfg(digit, 3)" if name.startswith("digits") else f"cfg({PAIR}, 4)"
-        picture(model, best, requests, 8, steps, out / f"image_{name}.png")
-        if name.startswith("digits"):
-            picture(model, "cond(digit)", requests, 8, steps, out / f"image_{name}_w1.png")
+        best = {"digits_flow": "cfg(digit, 3)", "shapes_masked": f"cfg({PAIR}, 2)"}.get(name,
+                                                                                      f"cfg({PAIR}, 4)")
+        picture(model, best, requests, 8, k, out / f"image_{name}.png")
+        if name.startswith("digits") or name == "shapes_masked":
+            w1 = "cond(digit)" if name.startswith("digits") else f"cond{PAIR}"
+            picture(model, w1, requests, 8, k, out / f"image_{name}_w1.png")
     flow = load(str(CHECKPOINTS / "shapes_flow.ckpt"))
     for method, template in SWEEP.items():
         start = time.perf_counter()

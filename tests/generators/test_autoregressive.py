@@ -123,6 +123,8 @@ def test_eos_and_errors(toy):
     first = (out.samples == 1).float().argmax(1)
     for row, i in zip(out.samples, first, strict=True):
         assert bool((row[i:] == 1).all())
+    # once every row has ended, no further steps are evaluated
+    assert bool((out.samples == 1).any(1).all()) and len(out.stats) == int(first.max()) + 1 < 6
     with pytest.raises(ValueError, match="cannot be chunked"):
         fam.sample(ToyLM(toy), G.cfg("shape", 2.0), Conditions.from_raw(toy.specs, TARGET, 2), (3,), 3,
                    specs=toy.specs, max_batch=2)
