@@ -43,10 +43,11 @@ class _Tensors(Dataset):
 
 
 class _ImageData(SplitData):
-    def val_media(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The whole validation split: media ``[N, C, S, S]`` and condition values."""
+    def split(self, name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A whole split (``"train"`` or ``"val"``): media ``[N, C, S, S]`` and condition values."""
         self.setup()
-        return self._val.media, self._val.conditions
+        data = {"train": self._train, "val": self._val}[name]
+        return data.media, data.conditions
 
 
 class ShapesData(_ImageData):

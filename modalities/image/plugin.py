@@ -45,9 +45,7 @@ class ImageModality(Modality):
         size = codec.size
         if "digit" in specs:
             dm = DigitsData(size=size)
-            dm.setup()
-            train, val = dm._train, dm._val
-            real, held = (train.media, train.conditions), (val.media, val.conditions)
+            real, held = dm.split("train"), dm.split("val")
             labels, name = {"digit": 10}, f"digits{size}"
         else:
             def split(n: int, seed: int):

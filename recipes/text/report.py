@@ -75,11 +75,17 @@ def score(model, judge, guidance: str, n: int, steps: int, weak=None, speakers: 
             "example": model.codec.decode_text(out.samples[:3])}
 
 
-def run(out: Path, n: int) -> dict:
+def run(out: Path, n: int, models: list[str]) -> dict:
+    """Score ``models``; results of other models already in ``text.json`` are kept."""
     out.mkdir(parents=True, exist_ok=True)
     judge = plugins.get("text").judge({}, None, CHECKPOINTS)
+    saved = out / "text.json"
     results: dict = {"n": n, "judge_real_accuracy": judge.real_accuracy, "models": {}}
-    for name, masked in (("shakespeare_ar", False), ("shakespeare_masked", True)):
+    if saved.exists():
+        earlier = json.loads(saved.read_text())["models"]
+        results["models"] = {k: v for k, v in earlier.items() if k not in models}
+    for name in models:
+        masked = name.endswith("masked")
         model = load(str(CHECKPOINTS / f"{name}.ckpt"))
         dm = ShakespeareData(length=model.codec.length, tokenizer=model.hparams.representation["tokenizer"],
                              batch_size=64)
@@ -97,7 +103,8 @@ def run(out: Path, n: int) -> dict:
                     model, judge, f"contrastive(genre, {beta}, 0.1)", n, steps, weak)
         results["models"][name] = rows
         print(f"{name}: perplexity {rows['perplexity']:.1f}")
-    (out / "text.json").write_text(json.dumps(results, indent=2))
+    results["models"] = dict(sorted(results["models"].items()))
+    saved.write_text(json.dumps(results, indent=2))
     (out / "text.md").write_text(tables(results))
     return results
 
@@ -125,6 +132,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument("--n", type=int, default=240)
+    ap.add_argument("--models", nargs="+", default=["shakespeare_ar", "shakespeare_masked"])
     args = ap.parse_args()
-    run(args.out, args.n)
+    run(args.out, args.n, args.models)
     print((args.out / "text.md").read_text())
