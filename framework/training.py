@@ -13,7 +13,6 @@ condition subsets those expressions evaluate (:meth:`DropoutSpec.for_guidance`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import lightning as L
 import torch
 
 from . import plugins
+from .atomic import atomic_write
 from .conditions import Conditions, ConditionSpec, DropoutSpec
 from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
 from .guidance.branches import cond
@@ -282,12 +282,7 @@ def export(checkpoint: str | Path, dest: str | Path) -> Path:
     if "state_dict" not in keep or "hyper_parameters" not in keep:
         raise ValueError(f"{checkpoint} is not a GenerativeModule checkpoint "
                          "(it lacks state_dict or hyper_parameters)")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    torch.save(keep, tmp)
-    os.replace(tmp, dest)  # atomic: readers never see a partial file
-    return dest
+    return atomic_write(dest, lambda tmp: torch.save(keep, tmp))
 
 
 def load(checkpoint: str, map_location: str | torch.device = "cpu") -> GenerativeModule:

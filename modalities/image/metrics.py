@@ -12,14 +12,14 @@ atomically so an interrupted run never leaves a torn file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from framework.atomic import atomic_write
 
 __all__ = ["AttributeClassifier", "ImageJudge", "frechet_distance"]
 
@@ -92,12 +92,7 @@ class ImageJudge:
             self.classifier.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         else:
             self._train(real, epochs, seed)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save(self.classifier.state_dict(), tmp)
-            os.replace(tmp, cache)  # atomic: a reader sees the old file or the whole new one
-            os.chmod(cache, 0o644)  # mkstemp creates it private
+            atomic_write(cache, lambda tmp: torch.save(self.classifier.state_dict(), tmp))
         self.classifier.eval()
         images, targets = held_out
         with torch.no_grad():

@@ -15,15 +15,15 @@ cached as a pickle (our own file, written atomically) and refitted in a few seco
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from framework.atomic import atomic_write
 
 from .codecs import media_to_texts
 from .corpus import GENRES, Speech, chunk_lines, load_speeches, split_by_play
@@ -91,12 +91,7 @@ class GenreJudge:
             if shuffle_labels:
                 labels = np.random.default_rng(seed).permutation(labels)
             self.model = _fit(texts, labels)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(self.model, f)
-            os.replace(tmp, cache)  # atomic: a reader sees the old file or the whole new one
-            os.chmod(cache, 0o644)  # mkstemp creates it private
+            atomic_write(cache, lambda tmp: tmp.write_bytes(pickle.dumps(self.model)))
         texts, labels = genre_passages(val, words, min_words)
         predicted = self.model.predict(texts)
         self.real_accuracy = {"genre": float((predicted == labels).mean())}

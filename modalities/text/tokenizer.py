@@ -12,14 +12,14 @@ names it rebuilds the same tokenizer on another machine.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from framework.atomic import atomic_write
 
 from .corpus import load_speeches, split_by_play
 
@@ -50,14 +50,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int =
 
 def save_tokenizer(tok: Tokenizer, path: Path | str) -> Path:
     """Write ``tok`` as JSON atomically (temporary file, then rename): readers never see half a file."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(tok.to_str())
-    os.replace(tmp, path)
-    os.chmod(path, 0o644)  # mkstemp creates it private
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(tok.to_str(), encoding="utf-8"))
 
 
 def load_tokenizer(path: Path | str) -> Tokenizer:
