@@ -31,7 +31,8 @@ def test_demo_writes_a_grid_per_expression_and_a_summary(demo):
 def test_demo_guidance_raises_accuracy_with_exact_nfe(demo):
     rows = {r["guidance"]: r for r in demo[1]["rows"]}
     base = rows["no guidance (w=1)"]
-    assert rows["cfg joint, w=4"]["acc_all"] > base["acc_all"] + 0.1, rows
+    cfg = rows["cfg joint, w=4"]["acc_all"]
+    assert cfg >= 0.9 and cfg > base["acc_all"], rows
     assert rows["independent 3, 3"]["acc_all"] > base["acc_all"], rows
     # guiding the shape alone leaves the colour unconditioned: colour accuracy collapses
     assert rows["cfg on shape only, w=4"]["acc_color"] < base["acc_color"] - 0.3
