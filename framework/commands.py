@@ -142,6 +142,22 @@ def random_requests(specs: dict[str, ConditionSpec], names: list[str], n: int,
     return {k: torch.randint(len(specs[k].labels), (n,), generator=g) for k in names}
 
 
+def score_guidance(model, judge, conditions, requested: dict[str, torch.Tensor], label: str,
+                   guidance: str | None, steps: int, seed: int, weak=None, progress: bool = False):
+    """Sample a :class:`~framework.conditions.Conditions` batch of ``B`` under one guidance and score
+    the media with ``judge`` against ``requested`` labels (``[B]`` each).
+
+    Returns ``(row, output)``: the row holds the judge's metrics, NFE, NFE per step and the
+    sampling seconds; the :class:`~framework.generators.SampleOutput` is for pictures.
+    """
+    start = time.perf_counter()
+    out = model.sample(conditions, guidance, steps=steps, seed=seed, weak=weak, progress=progress)
+    seconds = time.perf_counter() - start
+    row = {"guidance": label, "expression": guidance, **judge.evaluate(out.media, requested),
+           "nfe": out.nfe, "nfe_per_step": out.nfe / len(out.stats), "seconds": seconds}
+    return row, out
+
+
 def evaluate(model, guidances: dict[str, str], n: int, steps: int, seed: int, cache_dir: Path,
              names: list[str] | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """Sample ``n`` random requests per guidance and score them with the modality's judge."""
@@ -152,14 +168,8 @@ def evaluate(model, guidances: dict[str, str], n: int, steps: int, seed: int, ca
     names = names or [k for k, s in model.specs.items() if s.kind == "categorical"]
     requested = random_requests(model.specs, names, n, seed)
     conds = Conditions.from_raw(model.specs, dict(requested), n)
-    rows = []
-    for label, g in guidances.items():
-        start = time.perf_counter()
-        out = model.sample(conds, g, steps=steps, seed=seed, progress=progress)
-        rows.append({"guidance": label, "expression": g, **judge.evaluate(out.media, requested),
-                     "nfe": out.nfe, "nfe_per_step": out.nfe / len(out.stats),
-                     "seconds": time.perf_counter() - start})
-    return rows
+    return [score_guidance(model, judge, conds, requested, label, g, steps, seed, progress=progress)[0]
+            for label, g in guidances.items()]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

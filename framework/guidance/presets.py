@@ -50,6 +50,11 @@ def _branch(c: CondLike) -> Branch:
     return _cond(*c)
 
 
+def _branch_or_uncond(c: CondLike) -> Branch:
+    """``()`` (no condition) is the unconditional branch."""
+    return _uncond() if c == () else _branch(c)
+
+
 def _split_cfg(e: Expr) -> tuple[Branch, Branch, WeightLike]:
     """``(cond, uncond, w)`` of a two-branch guidance such as ``cfg`` or ``negative``."""
     ref = e.reference()
@@ -214,12 +219,12 @@ def contrastive(cond: CondLike = (), beta: WeightLike = 1.0, alpha: float = 0.1,
     with ``w = 1 + β`` plus the plausibility mask; as ``β → ∞`` the ranking inside ``V_head`` is the
     original ``log p_E − log p_A``. 1 main + 1 weak branch.
     """
-    c = _branch(cond) if cond != () else _uncond()
+    c = _branch_or_uncond(cond)
     return PlausibilityMask(c + beta * (c - c.on(weak)), c, alpha)
 
 
 def _perturbed(p: Perturbation, s: WeightLike, cond: CondLike, base: Expr | None) -> Expr:
-    c = _branch(cond) if cond != () else _uncond()
+    c = _branch_or_uncond(cond)
     return (base if base is not None else c) + s * (c - c.perturbed(p))
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from framework.commands import format_table
+from framework.commands import format_table, score_guidance
 from framework.conditions import Conditions
 from framework.training import load
 
@@ -60,14 +59,11 @@ def run_demo(out: Path, checkpoint: Path = CHECKPOINT, per_request: int = 8, ste
     shape, color = shape.repeat_interleave(per_request), color.repeat_interleave(per_request)
     conds = Conditions.from_raw(model.specs, {"shape": shape, "color": color}, len(shape))
     rows_labels = [f"{s} {c}" for s, c in REQUESTS]
+    requested = {"shape": shape, "color": color}
     rows, files = [], []
     for label, g in tqdm(EXPRESSIONS.items(), desc="guidance", disable=not progress):
-        start = time.perf_counter()
-        res = model.sample(conds, g, steps=steps, seed=seed)
-        seconds = time.perf_counter() - start
-        rows.append({"guidance": label, "expression": g,
-                     **judge.evaluate(res.media, {"shape": shape, "color": color}),
-                     "nfe": res.nfe, "nfe_per_step": res.nfe / len(res.stats), "seconds": seconds})
+        row, res = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        rows.append(row)
         files.append(save_grid(res.media, out / f"{_slug(label)}.png", rows=rows_labels,
                                title=f"{label}:  {g}   (NFE {res.nfe})"))
     # steering away from a colour: circles with no colour requested, then "not red"

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import torch
 
 from framework import plugins
+from framework.commands import score_guidance
 from framework.conditions import Conditions
 from framework.training import load
 from modalities.text.data import ShakespeareData
@@ -65,13 +65,9 @@ def requests(model, n: int, seed: int = 0, speakers: bool = False) -> tuple[Cond
 
 def score(model, judge, guidance: str, n: int, steps: int, weak=None, speakers: bool = False) -> dict:
     conds, requested = requests(model, n, speakers=speakers)
-    start = time.perf_counter()
-    out = model.sample(conds, guidance, steps=steps, seed=0, weak=weak)
-    seconds = time.perf_counter() - start
-    metrics = judge.evaluate(out.media, requested)
+    row, out = score_guidance(model, judge, conds, requested, guidance, guidance, steps, seed=0, weak=weak)
     tokens = int((out.samples != model.codec.pad_id).sum())
-    return {"guidance": guidance, **metrics, "nfe": out.nfe, "nfe_per_step": out.nfe / len(out.stats),
-            "seconds": seconds, "tokens_per_s": tokens / seconds,
+    return {**row, "tokens_per_s": tokens / row["seconds"],
             "example": model.codec.decode_text(out.samples[:3])}
 
 
