@@ -4,14 +4,15 @@ Every write goes to a temporary file *in the destination's own directory* (never
 rename across filesystems is not atomic, it degrades to truncate-and-copy), which is flushed and
 fsynced, then renamed over the destination, and the directory is fsynced so the rename survives a
 power cut. A failed write removes its temporary file. A killed writer cannot clean up after
-itself, so its temporary file carries the host and process id, and the next write to the same
-destination removes the leftovers of writers that are no longer running.
+itself, so its temporary file carries the host and process id, and the next write into the same
+directory removes the leftovers of writers that are no longer running.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import tempfile
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from typing import IO, Any
 __all__ = ["atomic_save", "atomic_write", "stale_temporaries"]
 
 _SUFFIX = ".tmp"
+# .<destination name>.<host>.<pid>.<random>.tmp (mkstemp's random part has no dots)
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 def _host() -> str:
@@ -55,26 +58,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stale_temporaries(path: str | Path) -> list[Path]:
-    """Temporary files left beside ``path`` by writers on this host that are no longer running."""
-    path = Path(path).expanduser()
-    prefix, host, stale = _prefix(path), _host(), []
-    if not path.parent.is_dir():
+def stale_temporaries(directory: str | Path) -> list[Path]:
+    """Temporary files in ``directory`` left by writers on this host that are no longer running."""
+    directory, host, stale = Path(directory).expanduser(), _host(), []
+    if not directory.is_dir():
         return stale
-    for f in path.parent.iterdir():
-        if not (f.name.startswith(prefix) and f.name.endswith(_SUFFIX)):
-            continue
-        parts = f.name[len(prefix):-len(_SUFFIX)].split(".")
-        if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
-            pid = int(parts[1])
-            if pid != os.getpid() and not _alive(pid):
-                stale.append(f)
+    for f in directory.iterdir():
+        m = _TEMPORARY.match(f.name)
+        if m and m["host"] == host and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+            stale.append(f)
     return stale
 
 
 def _temporary(path: Path) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    for old in stale_temporaries(path):
+    for old in stale_temporaries(path.parent):
         with contextlib.suppress(FileNotFoundError):
             old.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_prefix(path)}{_host()}.{os.getpid()}.",

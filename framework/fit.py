@@ -3,21 +3,45 @@
 ``polyguide fit --config recipes/toy/points_flow.yaml --trainer.max_steps 2000`` is
 ``LightningCLI`` with any ``LightningDataModule`` given by ``data.class_path`` in the config,
 so every Lightning trainer option (strategies such as ``ddp``/``fsdp``, devices, precision,
-callbacks) works unchanged.
+callbacks) works unchanged. Two defaults make its checkpoints safe: the trainer saves through
+:class:`~framework.checkpoint_io.AtomicCheckpointIO` (unless the config names its own checkpoint
+plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
+:class:`framework.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
+from .checkpoint_io import install
 from .training import GenerativeModule
 
 __all__ = ["fit_main"]
 
+_LIGHTNING_CHECKPOINT = {"lightning.pytorch.callbacks.ModelCheckpoint",
+                         "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+                         "pytorch_lightning.callbacks.ModelCheckpoint"}
+_OURS = "framework.checkpoint_io.ModelCheckpoint"
+
+
+class _CLI(LightningCLI):
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for cb in config.get("trainer.callbacks") or []:
+            if getattr(cb, "class_path", None) in _LIGHTNING_CHECKPOINT:
+                cb.class_path = _OURS
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        install(trainer)
+        return trainer
+
 
 def fit_main(args: list[str]) -> int:
     """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0."""
-    LightningCLI(GenerativeModule, L.LightningDataModule, subclass_mode_data=True, args=args,
-                 save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "polyguide"})
+    _CLI(GenerativeModule, L.LightningDataModule, subclass_mode_data=True, args=args,
+         save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "polyguide"})
     return 0
