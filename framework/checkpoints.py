@@ -33,6 +33,7 @@ __all__ = ["CheckpointError", "build_model", "check_compatible", "load_checkpoin
 # what LightningCLI stores in hyper_parameters; recognised, never imported
 _LIGHTNING_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
 _ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # torch.serialization's MAGIC_NUMBER
 
 
 class CheckpointError(ValueError):
@@ -49,8 +50,10 @@ def _sniff(path: Path, head: bytes) -> str | None:
     if head.startswith(_ZIP_MAGIC):
         return None if zipfile.is_zipfile(path) else \
             "is truncated (an incomplete zip archive; an interrupted save?)"
-    if head[:1] == b"\x80":  # a pickle: torch's legacy format, or a bare pickle (checked by torch.load below)
+    if head.startswith(_LEGACY_MAGIC):  # torch's pre-1.6 format, read by torch.load's weights-only unpickler
         return None
+    if head[:1] == b"\x80":
+        return "is a plain pickle, not a torch checkpoint: refused (unpickling can run code)"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -168,14 +171,18 @@ def build_model(ckpt: Mapping[str, Any], path: str | Path) -> GenerativeModule:
     return model.eval()
 
 
+def _describe_conditions(specs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{n}[{'|'.join(s.labels)}]" if s.labels else f"{n}({s.kind}, dim {s.dim})"
+                     for n, s in specs.items()) or "none"
+
+
 def _signature(model: GenerativeModule) -> dict[str, Any]:
     """What two networks must share for their predictions to be combined in one guidance."""
     fam, hp = model.family, model.hparams
-    specs = {n: (s.kind, s.labels, s.dim) for n, s in model.specs.items()}
     return {"family": hp.get("family"), "prediction space": getattr(fam, "native_space", None),
             "noise schedule": getattr(fam, "config", None), "vocabulary": getattr(fam, "vocab_size", None),
-            "codebooks": getattr(fam, "codebooks", None), "sample shape": tuple(model.shape),
-            "conditions": specs, "modality": hp.get("modality"),
+            "codebooks": getattr(fam, "codebooks", None), "sample shape": list(model.shape),
+            "conditions": _describe_conditions(model.specs), "modality": hp.get("modality"),
             "representation": dict(hp.get("representation") or {})}
 
 
@@ -188,5 +195,5 @@ def check_compatible(main: GenerativeModule, weak: GenerativeModule, main_name: 
     a, b = _signature(main), _signature(weak)
     for key in a:
         if a[key] != b[key]:
-            raise CheckpointError(f"weak model {weak_name} does not fit {main_name}: its {key} is "
-                                  f"{b[key]!r}, the main model's is {a[key]!r}")
+            raise CheckpointError(f"weak model {weak_name} does not fit {main_name}: {key} {b[key]} "
+                                  f"instead of {a[key]}")

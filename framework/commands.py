@@ -114,6 +114,10 @@ def _sample(args: argparse.Namespace) -> int:
     model = _load(args.checkpoint)
     raw = parse_conditions(args.cond, model.specs)
     weak = _load(args.weak) if args.weak else None
+    if weak is not None:
+        from .checkpoints import check_compatible
+
+        check_compatible(model, weak, str(args.checkpoint), str(args.weak))  # before any sampling
     if args.prompt is not None or args.max_tokens is not None:
         r = stream_text(model, raw, args.guidance, args.prompt, args.max_tokens or 64, args.seed, weak)
         print(f"[{r['tokens']} tokens in {r['seconds']:.1f} s: {r['tokens_per_s']:.0f} tokens/s, "

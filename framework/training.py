@@ -24,7 +24,7 @@ import torch
 
 from . import plugins
 from .atomic import atomic_save
-from .checkpoints import build_model, load_checkpoint, load_model
+from .checkpoints import build_model, check_compatible, load_checkpoint, load_model
 from .conditions import Conditions, ConditionSpec, DropoutSpec
 from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
 from .guidance.branches import cond
@@ -274,7 +274,8 @@ class GenerativeModule(L.LightningModule):
                 plain conditional sampling.
             steps: sampling steps (tokens for autoregressive models).
             seed: makes sampling reproducible.
-            weak: a weaker model for ``.on("weak")`` branches (autoguidance).
+            weak: a weaker model for ``.on("weak")`` branches (autoguidance); it must match this
+                one (:func:`~framework.checkpoints.check_compatible`) or ``CheckpointError`` is raised.
             strict: raise (instead of warning) if the guidance needs untrained condition subsets.
 
         Returns:
@@ -288,6 +289,7 @@ class GenerativeModule(L.LightningModule):
             guidance = self.guidance[0] if self.guidance else cond(*self.specs)
         models = {"main": self.backbone}
         if weak is not None:
+            check_compatible(self, weak)
             models["weak"] = weak.backbone
         was_training = self.training
         self.eval()
