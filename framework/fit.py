@@ -11,12 +11,14 @@ plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from .checkpoint_io import install
+from .checkpoints import CheckpointError
 from .training import GenerativeModule
 
 __all__ = ["fit_main"]
@@ -41,7 +43,12 @@ class _CLI(LightningCLI):
 
 
 def fit_main(args: list[str]) -> int:
-    """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0."""
-    _CLI(GenerativeModule, L.LightningDataModule, subclass_mode_data=True, args=args,
-         save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "polyguide"})
+    """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0, or 2
+    with one line on stderr when ``--ckpt_path`` names a bad checkpoint."""
+    try:
+        _CLI(GenerativeModule, L.LightningDataModule, subclass_mode_data=True, args=args,
+             save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "polyguide"})
+    except CheckpointError as e:
+        print(f"polyguide fit: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -163,16 +163,6 @@ def test_a_weak_model_of_another_size_is_accepted(tmp_path, good):
 
 
 # --------------------------------------------------------------------------- malicious files
-class _Evil:
-    """Unpickling this calls open(marker, "w"): the file appears if any code from the pickle ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def _evil_module(tmp_path: Path, marker: Path) -> str:
     """A module that creates ``marker`` when imported, importable from ``tmp_path``."""
     name = f"polyguide_evil_{tmp_path.name.replace('-', '_')}"
@@ -181,14 +171,14 @@ def _evil_module(tmp_path: Path, marker: Path) -> str:
     return name
 
 
-def _malicious(kind: str, path: Path, marker: Path, tmp_path: Path) -> None:
+def _malicious(kind: str, path: Path, marker: Path, tmp_path: Path, evil: type) -> None:
     hp = dict(_model().hparams)
     if kind == "object in a torch file":
-        torch.save(_Evil(marker), path)
+        torch.save(evil(marker), path)
     elif kind == "object inside a checkpoint":
-        torch.save({"state_dict": _model().state_dict(), "hyper_parameters": hp, "x": _Evil(marker)}, path)
+        torch.save({"state_dict": _model().state_dict(), "hyper_parameters": hp, "x": evil(marker)}, path)
     elif kind == "bare pickle":
-        path.write_bytes(pickle.dumps(_Evil(marker)))
+        path.write_bytes(pickle.dumps(evil(marker)))
     elif kind == "instantiator import path":
         hp["_instantiator"] = f"{_evil_module(tmp_path, marker)}.run"
         _save(_model(), path, hyper_parameters=hp)
@@ -198,18 +188,6 @@ def _malicious(kind: str, path: Path, marker: Path, tmp_path: Path) -> None:
         torch.save({"state_dict": {}, "hyper_parameters": hp}, path)
 
 
-def _refusal(call, capsys) -> str:
-    """The one line a refusal gives: a CheckpointError's message, or the CLI's stderr with exit code 2."""
-    try:
-        code = call()
-    except CheckpointError as e:
-        return str(e)
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    return err
-
-
 MALICIOUS = ["object in a torch file", "object inside a checkpoint", "bare pickle",
              "instantiator import path", "encoder import path"]
 
@@ -217,16 +195,16 @@ MALICIOUS = ["object in a torch file", "object inside a checkpoint", "bare pickl
 @pytest.mark.fault("malicious file")
 @pytest.mark.parametrize("entry", ["checkpoint", "--weak", "export"])
 @pytest.mark.parametrize("kind", MALICIOUS)
-def test_a_malicious_checkpoint_runs_no_code(tmp_path, good, capsys, kind, entry):
+def test_a_malicious_checkpoint_runs_no_code(tmp_path, good, evil, refusal, kind, entry):
     marker, path = tmp_path / "PWNED", tmp_path / "evil.ckpt"
     modules = set(sys.modules)
-    _malicious(kind, path, marker, tmp_path)
+    _malicious(kind, path, marker, tmp_path, evil)
     out = ["--n", "1", "--steps", "1", "--out", str(tmp_path / "o"), "--no-progress"]
     argv = {"checkpoint": ["sample", "--checkpoint", str(path), *out],
             "--weak": ["sample", "--checkpoint", str(good), "--weak", str(path), *out],
             "export": ["export", str(path), str(tmp_path / "out.ckpt")]}[entry]
     try:
-        msg = _refusal(lambda: main(argv), capsys)
+        msg = refusal(lambda: main(argv))
     finally:
         if sys.path and sys.path[0] == str(tmp_path):
             sys.path.pop(0)
@@ -237,10 +215,10 @@ def test_a_malicious_checkpoint_runs_no_code(tmp_path, good, capsys, kind, entry
 
 
 @pytest.mark.parametrize("kind", MALICIOUS[:3])
-def test_the_malicious_pickles_are_live_for_unsafe_loaders(tmp_path, kind):
+def test_the_malicious_pickles_are_live_for_unsafe_loaders(tmp_path, evil, kind):
     """Control: the same files do run code when unpickled the unsafe way."""
     marker, path = tmp_path / "PWNED", tmp_path / "evil.ckpt"
-    _malicious(kind, path, marker, tmp_path)
+    _malicious(kind, path, marker, tmp_path, evil)
     if kind == "bare pickle":
         pickle.loads(path.read_bytes())
     else:

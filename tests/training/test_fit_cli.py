@@ -30,3 +30,16 @@ def test_fit_reports_config_errors_clearly(tmp_path, capsys):
     with pytest.raises(SystemExit):
         fit_main(["fit", "--config", str(RECIPES[0]), "--model.famly", "flow"])
     assert "famly" in capsys.readouterr().err
+
+
+@pytest.mark.fault("bad checkpoint file")
+def test_fit_from_a_bad_checkpoint_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "last.ckpt"
+    empty.write_bytes(b"")
+    code = fit_main(["fit", "--config", str(RECIPES[0]), "--ckpt_path", str(empty),
+                     "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path),
+                     "--trainer.enable_progress_bar", "false"])
+    err = capsys.readouterr().err.strip().splitlines()  # after Lightning's own notes (devices...)
+    assert code == 2
+    assert err[-1] == f"polyguide fit: checkpoint {empty}: is empty (0 bytes; an interrupted save?)"
+    assert not any("Traceback" in line for line in err)

@@ -20,28 +20,20 @@ def _split(n: int):
     return images, {"shape": torch.arange(n) % 4}
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 CACHES = {
-    "object in a torch file": (lambda p, m: torch.save(_Evil(m), p), "refused"),
-    "object among the weights": (lambda p, m: torch.save({**AttributeClassifier(3, LABELS).state_dict(),
-                                                          "x": _Evil(m)}, p), "refused"),
-    "bare pickle": (lambda p, m: p.write_bytes(pickle.dumps(_Evil(m))), "refused"),
+    "object in a torch file": (lambda p, m, evil: torch.save(evil(m), p), "refused"),
+    "object among the weights": (lambda p, m, evil: torch.save({**AttributeClassifier(3, LABELS).state_dict(),
+                                                          "x": evil(m)}, p), "refused"),
+    "bare pickle": (lambda p, m, evil: p.write_bytes(pickle.dumps(evil(m))), "refused"),
 }
 
 
 @pytest.mark.fault("malicious file")
 @pytest.mark.parametrize("case", list(CACHES))
-def test_a_malicious_classifier_cache_runs_nothing(tmp_path, case):
+def test_a_malicious_classifier_cache_runs_nothing(tmp_path, evil, case):
     make, expected = CACHES[case]
     marker, cache = tmp_path / "PWNED", tmp_path / "classifier-shapes16.pt"
-    make(cache, marker)
+    make(cache, marker, evil)
     with pytest.raises(CheckpointError, match=expected) as info:
         ImageJudge(_split(8), _split(4), LABELS, cache)
     assert str(cache) in str(info.value) and "\n" not in str(info.value)
@@ -57,16 +49,13 @@ def test_a_classifier_of_other_heads_is_refused(tmp_path):
 
 
 @pytest.mark.fault("malicious file")
-def test_eval_refuses_a_malicious_classifier_cache_before_sampling(tmp_path, capsys):
+def test_eval_refuses_a_malicious_classifier_cache_before_sampling(tmp_path, evil, refusal):
     marker = tmp_path / "PWNED"
-    torch.save(_Evil(marker), tmp_path / "classifier-shapes16.pt")
+    torch.save(evil(marker), tmp_path / "classifier-shapes16.pt")
     argv = ["eval", "--checkpoint", str(SHIPPED / "shapes_flow.ckpt"), "--cache", str(tmp_path),
             "--n", "2", "--steps", "2", "--no-progress"]
-    try:
-        code, msg = main(argv), capsys.readouterr().err
-    except CheckpointError as e:  # until the CLI maps CheckpointError to exit code 2
-        code, msg = 2, str(e)
-    assert code == 2 and "refused" in msg and "classifier-shapes16.pt" in msg
+    msg = refusal(lambda: main(argv))
+    assert "refused" in msg and "classifier-shapes16.pt" in msg
     assert not marker.exists()
 
 

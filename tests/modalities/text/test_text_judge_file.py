@@ -43,20 +43,12 @@ def test_the_shipped_judge_scores_its_documented_accuracy(passages):
     assert not list(SHIPPED.glob("*.pkl"))
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.mark.fault("malicious file")
 @pytest.mark.parametrize("name", ["genre-judge.npz", "genre-judge.pkl"])
-def test_a_pickled_judge_is_refused_and_runs_nothing(tmp_path, name):
+def test_a_pickled_judge_is_refused_and_runs_nothing(tmp_path, evil, name):
     marker = tmp_path / "PWNED"
     path = tmp_path / name
-    path.write_bytes(pickle.dumps(_Evil(marker)))
+    path.write_bytes(pickle.dumps(evil(marker)))
     with pytest.raises(CheckpointError, match="refused") as info:
         GenreJudge(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -64,16 +56,13 @@ def test_a_pickled_judge_is_refused_and_runs_nothing(tmp_path, name):
 
 
 @pytest.mark.fault("malicious file")
-def test_eval_refuses_a_pickled_judge_cache_before_sampling(tmp_path, capsys):
+def test_eval_refuses_a_pickled_judge_cache_before_sampling(tmp_path, evil, refusal):
     marker = tmp_path / "PWNED"
-    (tmp_path / "genre-judge.npz").write_bytes(pickle.dumps(_Evil(marker)))
+    (tmp_path / "genre-judge.npz").write_bytes(pickle.dumps(evil(marker)))
     argv = ["eval", "--checkpoint", str(SHIPPED / "shakespeare_ar.ckpt"), "--cache", str(tmp_path),
             "--n", "2", "--steps", "2", "--no-progress"]
-    try:
-        code, msg = main(argv), capsys.readouterr().err
-    except CheckpointError as e:  # until the CLI maps CheckpointError to exit code 2
-        code, msg = 2, str(e)
-    assert code == 2 and "refused" in msg and str(tmp_path / "genre-judge.npz") in msg
+    msg = refusal(lambda: main(argv))
+    assert "refused" in msg and str(tmp_path / "genre-judge.npz") in msg
     assert not marker.exists()
 
 
