@@ -12,13 +12,14 @@ plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from .checkpoint_io import install
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, load_checkpoint
 from .training import GenerativeModule
 
 __all__ = ["fit_main"]
@@ -35,6 +36,14 @@ class _CLI(LightningCLI):
         for cb in config.get("trainer.callbacks") or []:
             if getattr(cb, "class_path", None) in _LIGHTNING_CHECKPOINT:
                 cb.class_path = _OURS
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyper-parameters first: check the file with our loader
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path and Path(path).exists():  # 'last', 'best'... are names the trainer resolves later
+            load_checkpoint(path)
+        super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)

@@ -33,13 +33,16 @@ def test_fit_reports_config_errors_clearly(tmp_path, capsys):
 
 
 @pytest.mark.fault("bad checkpoint file")
-def test_fit_from_a_bad_checkpoint_is_one_line(tmp_path, capsys):
-    empty = tmp_path / "last.ckpt"
-    empty.write_bytes(b"")
-    code = fit_main(["fit", "--config", str(RECIPES[0]), "--ckpt_path", str(empty),
+@pytest.mark.parametrize(("case", "message"), [("empty", "is empty (0 bytes; an interrupted save?)"),
+                                               ("missing", "no such file")])
+def test_fit_from_a_bad_checkpoint_is_one_line(tmp_path, capsys, case, message):
+    path = tmp_path / "last.ckpt"
+    if case == "empty":
+        path.write_bytes(b"")
+    code = fit_main(["fit", "--config", str(RECIPES[0]), "--ckpt_path", str(path),
                      "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path),
-                     "--trainer.enable_progress_bar", "false"])
+                     "--trainer.enable_progress_bar", "false", "--data.init_args.n_train", "256",
+                     "--data.init_args.n_val", "64", "--data.init_args.batch_size", "64"])
     err = capsys.readouterr().err.strip().splitlines()  # after Lightning's own notes (devices...)
-    assert code == 2
-    assert err[-1] == f"polyguide fit: checkpoint {empty}: is empty (0 bytes; an interrupted save?)"
+    assert code == 2 and err[-1] == f"polyguide fit: checkpoint {path}: {message}"
     assert not any("Traceback" in line for line in err)
