@@ -18,7 +18,7 @@ import lightning as L
 
 from framework.fit import fit_main
 
-ROOT, AT = Path(sys.argv[1]), int(sys.argv[2])
+ROOT, AT = (Path(sys.argv[1]), int(sys.argv[2])) if __name__ == "__main__" else (Path(), 0)
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "toy" / "points_flow.yaml"
 state = {"saves": 0, "armed": False}
 
@@ -52,30 +52,28 @@ class Freezing:
         return self._f.__exit__(*exc)
 
 
-_open = builtins.open
+def install_hooks() -> None:
+    """Count checkpoint saves, and hand out freezing files while save number AT runs."""
+    real_open, real_save = builtins.open, L.Trainer.save_checkpoint
 
+    def opener(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return Freezing(f) if state["armed"] and any(c in mode for c in "wax+") else f
 
-def opener(file, mode="r", *args, **kwargs):
-    f = _open(file, mode, *args, **kwargs)
-    return Freezing(f) if state["armed"] and any(c in mode for c in "wax+") else f
+    def save_checkpoint(self, filepath, *args, **kwargs):
+        state["saves"] += 1
+        state["armed"] = state["saves"] == AT
+        try:
+            return real_save(self, filepath, *args, **kwargs)
+        finally:
+            state["armed"] = False
 
+    builtins.open = io.open = opener
+    L.Trainer.save_checkpoint = save_checkpoint
 
-builtins.open = io.open = opener
-_save = L.Trainer.save_checkpoint
-
-
-def save_checkpoint(self, filepath, *args, **kwargs):
-    state["saves"] += 1
-    state["armed"] = state["saves"] == AT
-    try:
-        return _save(self, filepath, *args, **kwargs)
-    finally:
-        state["armed"] = False
-
-
-L.Trainer.save_checkpoint = save_checkpoint
 
 if __name__ == "__main__":
+    install_hooks()
     (ROOT / "every_step.yaml").write_text(f"""
 trainer:
   callbacks:
