@@ -146,8 +146,10 @@ def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | 
         raise ArgumentError("--prompt and --max-tokens stream text token by token: they need an "
                             f"autoregressive model (this one is {_kind(model)})")
     L = codec.shape[0]
-    context = codec.prompt(prompt, 1) if prompt else torch.zeros(1, 0, dtype=torch.long)
-    context = context[:, -(L // 2):] if context.shape[1] >= L else context  # a long prompt: its last L/2
+    try:
+        context = codec.prompt(prompt, 1) if prompt else torch.zeros(1, 0, dtype=torch.long)
+    except ValueError as e:  # e.g. longer than the model's context
+        raise ArgumentError(f"--prompt does not fit this model: {one_line(e)}") from e
     new: list[int] = []
     shown, nfe, start, steps = "", 0, time.perf_counter(), 0
     if prompt:
@@ -202,10 +204,21 @@ def _check_model_args(model, args: argparse.Namespace, raw: dict[str, Any], weak
         raise ArgumentError("--weak is given but the guidance has no .on(weak) branch to use it")
     if args.guidance is not None:
         check_given(parse(args.guidance), Conditions.from_raw(model.specs, raw, 1))
-    if model.hparams.get("family") == "autoregressive" and args.steps is not None and \
-            args.steps > model.shape[-1]:
-        raise ArgumentError(f"--steps {args.steps}: this autoregressive model generates at most "
-                            f"{model.shape[-1]} tokens per sample (use --max-tokens to stream longer text)")
+    _check_steps(model, args.steps)
+
+
+def _check_steps(model, steps: int | None) -> None:
+    """Token families: no more steps than positions (autoregressive: the model's length; masked:
+    the extra steps would commit no token and only repeat evaluations)."""
+    family, length = model.hparams.get("family"), model.shape[-1]
+    if steps is None or steps <= length:
+        return
+    if family == "autoregressive":
+        raise ArgumentError(f"--steps {steps}: this autoregressive model generates at most {length} tokens "
+                            f"per sample (use --max-tokens to stream longer text)")
+    if family == "masked":
+        raise ArgumentError(f"--steps {steps}: this masked model has {length} positions; more steps than "
+                            f"positions only repeat evaluations that commit no token")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -315,6 +328,7 @@ def _check_eval_args(model, args: argparse.Namespace, guidances: dict[str, str |
         if name not in categorical:
             raise ConditionError(f"--conditions {name}: eval draws random labels, and {name!r} is a "
                                  f"{model.specs[name].kind} condition; categorical ones: {categorical}")
+    _check_steps(model, args.steps)
     requested = args.conditions or categorical
     probe = Conditions.from_raw(model.specs, dict.fromkeys(requested, 0), 1)
     for g in guidances.values():

@@ -263,6 +263,11 @@ AFTER_LOADING = [
         ["sample", "--checkpoint", TEXT_AR, "--cond", "genre=comedy", "--steps", "5000", "--out", "{out}"],
         "this autoregressive model generates at most",
     ),
+    (["sample", "--checkpoint", TEXT_AR, "--max-tokens", "5", "--prompt", "To be or not to be. " * 80],
+     "--prompt does not fit this model: a prompt needs 1..63 tokens, got"),
+    (["sample", "--checkpoint", TEXT_MASKED, "--cond", "genre=comedy", "--steps", "65", "--out", "{out}"],
+     "--steps 65: this masked model has 64 positions"),
+    (["eval", "--checkpoint", TEXT_MASKED, "--steps", "100"], "this masked model has 64 positions"),
     (["sample", "--checkpoint", "{file}"], "could not be loaded as a polyguide checkpoint"),
     (["eval", "--checkpoint", IMAGE, "--conditions", "colour"], "unknown condition 'colour'"),
     (["export", "{file}", "{dir}/out.ckpt"], "checkpoint {file} could not be exported"),
@@ -284,23 +289,29 @@ def test_a_wrong_argument_for_the_model_is_one_line_before_sampling(
     assert not out.exists() and not (tmp_path / "out.ckpt").exists()
 
 
+@CLI
 @pytest.mark.parametrize(
     "argv",
     [
-        ["sample", "--guidance", "-1*uncond + 2*cond(shape, color)"],  # a leading '-' is a value
-        ["sample", "--guidance=-1*uncond + 2*cond(shape, color)"],
+        ["sample", "--guidance", "-1*uncond+2*cond(shape,color)"],  # a leading '-' is a value, not an option
+        ["sample", "--guidance=-1*uncond+2*cond(shape,color)"],
+        ["sample", "--guidance", "-1*uncond + 2*cond(shape, color)"],
     ],
 )
 def test_a_guidance_may_start_with_a_minus(argv, out, capsys):
+    guidance = argv[-1]
     rest = f"--checkpoint {IMAGE} --cond shape=circle --cond color=red --n 2 --steps 2 --no-progress".split()
     argv = [*argv, *rest, "--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     saved = torch.load(out / "samples.pt")
-    assert saved["guidance"] == "-1*uncond + 2*cond(shape, color)" and saved["samples"].shape[0] == 2
+    assert saved["guidance"] == guidance.removeprefix("--guidance=")
+    assert saved["samples"].shape[0] == 2
 
 
-def test_explain_takes_a_guidance_that_starts_with_a_minus(capsys):
-    assert main(["explain", "-1*uncond + 2*cond(shape)", "--steps", "2"]) == 0
+@CLI
+@pytest.mark.parametrize("text", ["-1*uncond+2*cond(shape)", "-uncond + 2*cond(shape)"])
+def test_explain_takes_a_guidance_that_starts_with_a_minus(text, capsys):
+    assert main(["explain", text, "--steps", "2"]) == 0
     assert "uncond(): -1" in capsys.readouterr().out
 
 
