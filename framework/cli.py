@@ -25,7 +25,7 @@ from .cli_args import (
     non_empty,
     protect_dash_values,
 )
-from .errors import UserError, one_line
+from .errors import ArgumentError, UserError, one_line
 
 __all__ = ["USER_ERRORS", "main"]
 
@@ -48,8 +48,13 @@ def _demo(args: argparse.Namespace) -> int:
         for name in ("guidance_demo.png", "summary.md", "summary.json"):
             print(f"wrote {args.out / name}")
         return 0
+    from modalities.image.demo import CHECKPOINT
     from modalities.image.demo import run_demo as image_demo
 
+    if not CHECKPOINT.is_file():
+        raise ArgumentError(f"the demo's checkpoint {CHECKPOINT} is missing; train it with `polyguide fit "
+                            f"--config recipes/image/shapes_flow.yaml` (see recipes/README.md), or run "
+                            f"`polyguide demo --toy`")
     start = time.perf_counter()
     result = image_demo(args.out, per_request=args.n or 8, steps=args.steps or 30, seed=args.seed,
                         progress=progress)

@@ -34,7 +34,7 @@ class _CLI(LightningCLI):
             super().instantiate_classes()
         except UserError:
             raise
-        except (ValueError, TypeError) as e:  # a constructor refused the configured arguments
+        except (ValueError, TypeError, FileNotFoundError) as e:  # a constructor refused its arguments
             raise ArgumentError(f"the configuration could not be built: {one_line(e)}") from e
 
 

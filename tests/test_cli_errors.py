@@ -324,6 +324,25 @@ def test_a_non_finite_sample_is_reported_and_nothing_is_written(out, capsys):
     assert not out.exists()
 
 
+@CLI
+def test_the_image_demo_without_its_checkpoint_says_how_to_get_it(tmp_path, out, capsys, monkeypatch):
+    import modalities.image.demo
+
+    monkeypatch.setattr(modalities.image.demo, "CHECKPOINT", tmp_path / "shapes_flow.ckpt")
+    code, err = run_cli(["demo", "--out", str(out)], capsys)
+    assert_one_line_error(code, err, "demo", "shapes_flow.ckpt is missing; train it with `polyguide fit")
+    assert not out.exists()
+
+
+@CLI
+def test_a_recipe_that_its_classes_refuse_is_one_line(tmp_path, capsys):
+    recipe = (ROOT / "recipes/toy/points_flow.yaml").read_text().replace("family: flow", "family: flw")
+    (tmp_path / "flw.yaml").write_text(recipe)
+    code, err = run_cli(["fit", "--config", str(tmp_path / "flw.yaml"), "--trainer.max_steps", "1"], capsys)
+    err = "\n".join(line for line in err.splitlines() if "Seed set to" not in line)  # Lightning's info log
+    assert_one_line_error(code, err, "fit", "the configuration could not be built: unknown family 'flw'")
+
+
 @WRONG
 def test_a_condition_given_twice_is_refused(out, capsys, no_load):
     argv = f"sample --checkpoint {IMAGE} --cond shape=circle --cond shape=square --out {out}".split()
