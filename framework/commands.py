@@ -221,6 +221,14 @@ def _check_steps(model, steps: int | None) -> None:
                             f"positions only repeat evaluations that commit no token")
 
 
+def _steps_or_default(model, steps: int | None) -> int:
+    """``--steps`` if given, else 30, or the number of positions of a shorter token model."""
+    if steps is not None:
+        return steps
+    tokens = model.hparams.get("family") in ("autoregressive", "masked")
+    return min(30, model.shape[-1]) if tokens else 30
+
+
 def _sample(args: argparse.Namespace) -> int:
     streaming = args.prompt is not None or args.max_tokens is not None
     for flag, value in (("--n", args.n), ("--out", args.out), ("--steps", args.steps)):
@@ -245,7 +253,7 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"[{r['tokens']} tokens in {r['seconds']:.1f} s: {r['tokens_per_s']:.0f} tokens/s, "
               f"NFE {r['nfe']} over {r['steps']} steps]")
         return 0
-    n, steps = args.n or 16, args.steps or 30
+    n, steps = args.n or 16, _steps_or_default(model, args.steps)
     out = _sample_checked(model, raw, args.guidance, n=n, steps=steps, seed=args.seed, weak=weak,
                           progress=not args.no_progress)
     modality = plugins.get(model.hparams.modality) if model.hparams.get("modality") else None
@@ -354,7 +362,8 @@ def _eval(args: argparse.Namespace) -> int:
     model = _load(args.checkpoint)
     guidances = {g: g for g in args.guidance} or {"default": None}
     _check_eval_args(model, args, guidances)
-    rows = evaluate(model, guidances, args.n, args.steps, args.seed, args.cache or args.checkpoint.parent,
+    steps = _steps_or_default(model, args.steps)
+    rows = evaluate(model, guidances, args.n, steps, args.seed, args.cache or args.checkpoint.parent,
                     args.conditions, progress=not args.no_progress)
     table = format_table(rows)
     print(table)
@@ -438,8 +447,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--conditions", nargs="*", help="conditions to request (default: every categorical one)")
     e.add_argument("--n", type=bounded_int(1, MAX_N), default=256,
                    help=f"samples per guidance (at most {MAX_N:,})")
-    e.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=30,
-                   help=f"sampling steps (at most {MAX_STEPS:,})")
+    e.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None,
+                   help=f"sampling steps (default 30, at most {MAX_STEPS:,} and a token model's length)")
     e.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
     e.add_argument("--cache", type=Path, default=None, help="where the judge classifier is cached "
                                                             "(default: the checkpoint's folder)")
