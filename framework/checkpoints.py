@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .errors import UserError
+
 if TYPE_CHECKING:
     from .training import GenerativeModule
 
@@ -36,7 +38,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # torch.serialization's MAGIC_NUMBER
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint (or cached model file) that cannot be used; the message names the file and why."""
 
 

@@ -7,11 +7,16 @@ callbacks) works unchanged. Two defaults make its checkpoints safe: the trainer 
 :class:`~framework.checkpoint_io.AtomicCheckpointIO` (unless the config names its own checkpoint
 plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
 :class:`framework.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails).
+
+A configuration mistake — a missing config file, a value of the wrong type, an unknown option, a
+model or data module whose constructor refuses its arguments, a bad ``--ckpt_path`` — is a
+:class:`~framework.errors.UserError` (one line from ``polyguide``, exit 2); errors while training
+keep their traceback.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,8 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from .checkpoint_io import install
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import load_checkpoint
+from .errors import ArgumentError, UserError, one_line
 from .training import GenerativeModule
 
 __all__ = ["fit_main"]
@@ -28,14 +34,25 @@ _LIGHTNING_CHECKPOINT = {"lightning.pytorch.callbacks.ModelCheckpoint",
                          "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
                          "pytorch_lightning.callbacks.ModelCheckpoint"}
 _OURS = "framework.checkpoint_io.ModelCheckpoint"
+_MAX_MESSAGE = 400
 
 
 class _CLI(LightningCLI):
+    """``LightningCLI`` with atomic checkpoints, whose configuration errors are user errors."""
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         for cb in config.get("trainer.callbacks") or []:
             if getattr(cb, "class_path", None) in _LIGHTNING_CHECKPOINT:
                 cb.class_path = _OURS
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except UserError:
+            raise
+        except (ValueError, TypeError, FileNotFoundError) as e:  # a constructor refused its arguments
+            raise ArgumentError(f"the configuration could not be built: {one_line(e)}") from e
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads --ckpt_path's hyper-parameters first: check the file with our loader
@@ -52,12 +69,18 @@ class _CLI(LightningCLI):
 
 
 def fit_main(args: list[str]) -> int:
-    """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0, or 2
-    with one line on stderr when ``--ckpt_path`` names a bad checkpoint."""
+    """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0.
+
+    Raises:
+        UserError: a configuration mistake or a bad ``--ckpt_path`` (the CLI prints one line).
+    """
     try:
         _CLI(GenerativeModule, L.LightningDataModule, subclass_mode_data=True, args=args,
-             save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "polyguide"})
-    except CheckpointError as e:
-        print(f"polyguide fit: {e}", file=sys.stderr)
-        return 2
+             save_config_kwargs={"overwrite": True},
+             parser_kwargs={"prog": "polyguide", "exit_on_error": False})
+    except argparse.ArgumentError as e:  # jsonargparse's parse errors (exit_on_error=False)
+        text = one_line(e)
+        if len(text) > _MAX_MESSAGE:  # jsonargparse may quote a whole file
+            text = text[:_MAX_MESSAGE] + " …"
+        raise ArgumentError(f"{text} (see polyguide fit --help)") from None
     return 0

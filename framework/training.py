@@ -285,8 +285,9 @@ class GenerativeModule(L.LightningModule):
             if n is None:
                 raise ValueError("give n when conditions are raw values")
             conditions = self.conditions(conditions, n)
-        if guidance is None:
-            guidance = self.guidance[0] if self.guidance else cond(*self.specs)
+        if guidance is None:  # the recipe's guidance, else plain conditional on what was given
+            given = sorted(n for n, p in conditions.present.items() if bool(p.any()))
+            guidance = self.guidance[0] if self.guidance else cond(*given)
         models = {"main": self.backbone}
         if weak is not None:
             check_compatible(self, weak)
