@@ -17,9 +17,13 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+if TYPE_CHECKING:
+    from .conditions import ConditionSpec
+    from .guidance.ops.cost_grad import CostFn
 
 __all__ = ["Codec", "Modality", "PluginError", "available", "get"]
 
@@ -66,6 +70,12 @@ class Modality:
         datamodules: data module name → ``LightningDataModule`` class.
         conditions: condition name → a short description of its values.
         recipes_dir: where this modality's ``*.yaml`` recipes live (``None``: none shipped).
+        costs: cost name → factory ``(codec, condition specs) -> cost`` building a differentiable
+            ``cost(x0 [B, *shape], conditions) -> [B]`` on the model's representation, for
+            cost-gradient guidance (``presets.cost``). A model of this modality offers these
+            costs by name at sampling time, under any the caller supplies; a factory is built
+            only when a guidance names it, and may raise :class:`PluginError` when the model's
+            conditions do not support it.
     """
 
     name: ClassVar[str] = ""
@@ -74,6 +84,7 @@ class Modality:
     datamodules: ClassVar[Mapping[str, type]] = {}
     conditions: ClassVar[Mapping[str, str]] = {}
     recipes_dir: ClassVar[Path | None] = None
+    costs: ClassVar[Mapping[str, Callable[[Codec, Mapping[str, ConditionSpec]], CostFn]]] = {}
 
     def codec(self, representation: str, **kwargs: Any) -> Codec:
         """Build the codec of one representation, e.g. ``codec("patches", size=16, patch=2)``."""

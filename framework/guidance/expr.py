@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .branches import Branch
 
-__all__ = ["AffineError", "Expr", "Linear", "Window"]
+__all__ = ["AffineError", "Expr", "Linear", "Window", "Zero"]
 
 # Coefficients smaller than this are treated as exactly zero: the term and the branches
 # only it needed are not evaluated (e.g. ``uncond`` in ``uncond + 1*(cond - uncond)``).
@@ -77,9 +77,14 @@ class Expr:
         """Apply this guidance only for ``lo ≤ τ ≤ hi``; elsewhere evaluate ``outside``.
 
         ``outside`` defaults to :meth:`reference` — the plain conditional prediction, one
-        branch — so outside the window no extra model evaluations are spent.
+        branch — so outside the window no extra model evaluations are spent. A *direction*
+        (mass 0, e.g. ``cond("a") - uncond()`` or a cost-gradient term) defaults to
+        :class:`Zero` instead, so ``base + direction.within(lo, hi)`` stays a prediction.
         """
-        return Window(self, lo, hi, outside if outside is not None else self.reference())
+        if outside is None:
+            is_direction = all(math.isclose(self.mass(t), 0.0, abs_tol=1e-9) for t in PROBE_TAUS)
+            outside = Zero() if is_direction else self.reference()
+        return Window(self, lo, hi, outside)
 
     # ------------------------------------------------------------------ introspection
     def children(self) -> tuple[Expr, ...]:
@@ -273,3 +278,26 @@ class Window(Expr):
 
     def __repr__(self) -> str:
         return f"({self.inner!r}).within({self.lo:g}, {self.hi:g}, outside={self.outside!r})"
+
+
+class Zero(Expr):
+    """The zero direction (mass 0, no branches): what a windowed direction is outside its window."""
+
+    mass_value = 0.0
+
+    def _flatten(self, tau: float, scale: float, out: dict[Expr, float]) -> None:
+        return None  # contributes no coefficient, so no branch is planned for it
+
+    def value(self, ctx: Any, space: str) -> torch.Tensor:
+        import torch
+
+        return torch.zeros((), device=ctx.x.device)  # broadcasts against any prediction
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Zero)
+
+    def __hash__(self) -> int:
+        return hash(Zero)
+
+    def __repr__(self) -> str:
+        return "zero()"
