@@ -252,6 +252,9 @@ class Guider:
             if self.specs is None:
                 raise ValueError("checking guidance against a dropout spec needs the model's condition "
                                  "specs: pass specs= together with dropout=")
+            if any(c.at is None for c in find_costs(expr)) and self._reference not in expr.branches():
+                # cost terms read x̂0 of the reference: training must have covered it too
+                expr = Linear.of((1.0, expr), (0.0, self._reference))
             dropout.check(expr, self.specs, strict=strict)
         self._replacements: dict[tuple[str, Replace], torch.Tensor] = {}
 

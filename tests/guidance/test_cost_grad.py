@@ -280,3 +280,17 @@ def test_text_syntax_and_repr():
         "cond('text') + linear(0, 2)*cost('trajectory', at=uncond())"
     assert repr(parse("uncond + cost(x, 1, through_model=False)")) == "uncond() + cost('x')"
     assert parse("cond(color=true)") == cond(color="true")  # a label value, not a flag
+
+
+def test_the_branch_a_cost_reads_must_have_been_trained():
+    from framework.conditions import ConditionError, ConditionSpec, DropoutSpec
+
+    specs = {n: ConditionSpec(n, labels=("a", "b")) for n in ("p", "q", "r")}
+    # trained subsets: all kept, {q}, {p}, none; never {p, q} (r is never dropped alone)
+    dropout = DropoutSpec({("p", "r"): 0.1, ("q", "r"): 0.1, ("p", "q", "r"): 0.1})
+    expr = G.independent(["p", "q"], [2.0, 2.0])  # reads x̂0 of its reference cond(p, q): not a branch of it
+    Guider(expr, lambda *a: None, native_space="eps", converter=FAMILIES["vp"][1], specs=specs,
+           dropout=dropout, strict=True)  # fine without the cost term
+    with pytest.raises(ConditionError, match=r"\{p, q\}"):
+        Guider(expr + G.cost("quad", 1.0), lambda *a: None, native_space="eps", converter=FAMILIES["vp"][1],
+               specs=specs, dropout=dropout, strict=True, costs={"quad": quadratic})

@@ -68,3 +68,14 @@ def test_cost_guidance_steers_the_colour_of_the_shipped_model():
     a, b = judge.evaluate(plain.media, req)["acc_color"], judge.evaluate(guided.media, req)["acc_color"]
     assert b > a + 0.4, (a, b)
     assert (guided.nfe, guided.backward, guided.cost_evals) == (8, 0, 8)
+
+
+def test_cli_names_an_unknown_cost_and_exits_2(tmp_path, capsys):
+    from framework.cli import main
+
+    code = main(["sample", "--checkpoint", str(CHECKPOINT), "--cond", "shape=circle", "--cond", "color=red",
+                 "--guidance", "cond(shape) + cost(colr, 1)", "--n", "2", "--steps", "2", "--out",
+                 str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "unknown cost 'colr' — did you mean 'color'? Available costs: color, digit, position, shape" in err
