@@ -57,6 +57,9 @@ def _branch_or_uncond(c: CondLike) -> Branch:
 
 def _split_cfg(e: Expr) -> tuple[Branch, Branch, WeightLike]:
     """``(cond, uncond, w)`` of a two-branch guidance such as ``cfg`` or ``negative``."""
+    if any(isinstance(n, CostGrad) for n in e.walk()):
+        raise ValueError(f"{e!r} has a cost term, which a two-branch method would drop: add it outside, "
+                         f"e.g. apg(cfg(...)) + cost(...)")
     ref = e.reference()
     branches = e.branches()
     if len(branches) != 2 or ref not in branches:

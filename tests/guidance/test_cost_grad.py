@@ -294,3 +294,9 @@ def test_the_branch_a_cost_reads_must_have_been_trained():
     with pytest.raises(ConditionError, match=r"\{p, q\}"):
         Guider(expr + G.cost("quad", 1.0), lambda *a: None, native_space="eps", converter=FAMILIES["vp"][1],
                specs=specs, dropout=dropout, strict=True, costs={"quad": quadratic})
+
+
+def test_two_branch_methods_refuse_an_expression_with_a_cost_term():
+    with pytest.raises(ValueError, match="would drop"):
+        G.apg(G.cfg("shape", 3) + G.cost("quad", 1.0))
+    G.apg(G.cfg("shape", 3)) + G.cost("quad", 1.0)  # the cost outside the projection is fine
