@@ -65,8 +65,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .guidance import GuidanceState, Guider, parse
+    from .guidance import Guider, parse
     from .guidance.expr import check_zero_directions
+    from .guidance.ops.cost_grad import find_costs
     from .guidance.spaces import VPSpaces
 
     expr = parse(args.guidance)
@@ -82,18 +83,38 @@ def _explain(args: argparse.Namespace) -> int:
         coefs = ", ".join(f"{k!r}: {v:+.4g}" for k, v in expr.coefficients(tau).items())
         print(f"τ={tau:<4g} coefficients {coefs}")
     networks = {b.network: (lambda *a, **k: None) for b in expr.branches()} or {"main": lambda *a: None}
+    networks.setdefault(expr.reference().network, lambda *a, **k: None)
     guider = Guider(expr, networks, native_space="eps", converter=VPSpaces(lambda t: (t, t)))
-    state = GuidanceState()
+    state = guider.new_state()
+    terms = find_costs(expr)
+    for c in terms:
+        src = c.at if c.at is not None else expr.reference()
+        how = ("back-propagated through the network to x_t: 1 backward pass over that branch's rows "
+               "per step, its forward under autograd") if c.through_model else \
+            "w.r.t. x̂0 itself: no backward pass through the network"
+        print(f"cost term    {c!r}: direction −∇ cost(x̂0) added in x0 space, x̂0 of {src!r}; gradient "
+              f"{how}; 1 cost evaluation per step where its weight is non-zero")
     print(f"plan over {args.steps} steps (static: adaptive switches and zero-init depend on the run):")
-    total = 0
+    total = backward = evals = 0
     for i in range(args.steps):
         tau = i / max(1, args.steps - 1)
         plan = guider.plan(tau, state)
         nfe = sum(len(v) for v in plan.values())
         total += nfe
-        print(f"  step {i:>3}  τ={tau:.2f}  NFE {nfe}  forwards {len(plan)}  "
+        extra = ""
+        if terms:
+            costs = guider.plan_costs(tau, state)
+            graph = {b for _, b, through in costs if through}
+            n_back = sum(through for *_, through in costs)
+            backward, evals = backward + n_back, evals + len(costs)
+            forwards = sum(len({b in graph for b in bs}) for bs in plan.values())
+            extra = f"backward {n_back}  cost evals {len(costs)}  "
+        else:
+            forwards = len(plan)
+        print(f"  step {i:>3}  τ={tau:.2f}  NFE {nfe}  forwards {forwards}  {extra}"
               f"{'; '.join(f'{n}: ' + ', '.join(map(repr, bs)) for n, bs in plan.items())}")
-    print(f"total NFE {total} ({total / args.steps:.2f} per step)")
+    print(f"total NFE {total} ({total / args.steps:.2f} per step)"
+          + (f", backward passes {backward}, cost evaluations {evals}" if terms else ""))
     subsets = sorted(expr.required_subsets(), key=lambda s: (len(s), sorted(s)))
     print("training must cover the condition subsets: "
           + "; ".join("{" + ", ".join(sorted(s)) + "}" if s else "∅ (unconditional)" for s in subsets))

@@ -255,8 +255,9 @@ def _sample(args: argparse.Namespace) -> int:
              else plugins.Modality().write(out.samples, args.out))
     torch.save({"samples": out.samples.cpu(), "conditions": raw, "guidance": args.guidance},
                args.out / "samples.pt")
+    costs = f", {out.backward} backward passes, {out.cost_evals} cost evaluations" if out.cost_evals else ""
     print(f"{n} samples, {len(out.stats)} steps, NFE {out.nfe} "
-          f"({out.nfe / max(1, len(out.stats)):.2f}/step), {out.seconds:.1f} s")
+          f"({out.nfe / max(1, len(out.stats)):.2f}/step){costs}, {out.seconds:.1f} s")
     for f in [*files, args.out / "samples.pt"]:
         print(f"wrote {f}")
     return 0

@@ -17,11 +17,15 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .conditions import ConditionSpec
+    from .guidance.ops.cost_grad import CostFn
 
 __all__ = ["Codec", "Modality", "PluginError", "available", "get"]
 
@@ -71,6 +75,12 @@ class Modality:
         encoders: condition encoder name → callable turning raw values into a tensor
             (``Sequence[Any] -> [n, dim]`` or ``[n, L, dim]``); a condition spec refers to one as
             ``"<modality>/<name>"`` (see :mod:`framework.encoders`).
+        costs: cost name → factory ``(codec, condition specs) -> cost`` building a differentiable
+            ``cost(x0 [B, *shape], conditions) -> [B]`` on the model's representation, for
+            cost-gradient guidance (``presets.cost``). A model of this modality offers these
+            costs by name at sampling time, under any the caller supplies; a factory is built
+            only when a guidance names it, and may raise :class:`PluginError` when the model's
+            conditions do not support it.
     """
 
     name: ClassVar[str] = ""
@@ -80,6 +90,7 @@ class Modality:
     conditions: ClassVar[Mapping[str, str]] = {}
     recipes_dir: ClassVar[Path | None] = None
     encoders: ClassVar[Mapping[str, Callable[[Sequence[Any]], torch.Tensor]]] = {}
+    costs: ClassVar[Mapping[str, Callable[[Codec, Mapping[str, ConditionSpec]], CostFn]]] = {}
 
     def codec(self, representation: str, **kwargs: Any) -> Codec:
         """Build the codec of one representation, e.g. ``codec("patches", size=16, patch=2)``."""

@@ -29,6 +29,7 @@ from .conditions import Conditions, ConditionSpec, DropoutSpec
 from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
 from .guidance.branches import cond
 from .guidance.expr import Expr
+from .guidance.ops.cost_grad import CostFn, find_costs, unknown_cost
 from .guidance.syntax import parse
 from .nn import Backbone, BackboneConfig
 from .plugins import Codec
@@ -89,6 +90,7 @@ class GenerativeModule(L.LightningModule):
             raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
         family_args = dict(family_args or {})
         self.codec: Codec | None = None
+        self._plugin_costs: dict[str, CostFn] = {}  # built from the modality's cost factories on use
         if modality is not None:
             rep = dict(representation or {})
             if "name" not in rep:
@@ -256,6 +258,25 @@ class GenerativeModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ sampling
+    def costs_for(self, guidance: Expr, given: Mapping[str, CostFn] | None = None) -> dict[str, CostFn]:
+        """The costs ``guidance``'s cost terms name: ``given`` ones first, then those the modality
+        plugin provides (built once per model, on first use). An unknown name is an error listing
+        every available cost."""
+        out = dict(given or {})
+        factories = {}
+        if self.hparams.get("modality"):
+            factories = dict(plugins.get(self.hparams.modality).costs)
+        built = self._plugin_costs
+        for name in dict.fromkeys(n.name for n in find_costs(guidance)):
+            if name in out:
+                continue
+            if name not in factories:
+                raise unknown_cost(name, set(out) | set(factories))
+            if name not in built:
+                built[name] = factories[name](self.codec, self.specs)
+            out[name] = built[name]
+        return out
+
     def conditions(self, raw: Mapping[str, Any], n: int) -> Conditions:
         """Raw condition values (labels, tensors) → a batch of ``n`` (unknown names are errors)."""
         return Conditions.from_raw(self.specs, raw, n)
@@ -264,7 +285,8 @@ class GenerativeModule(L.LightningModule):
     def sample(self, conditions: Conditions | Mapping[str, Any], guidance: Expr | str | None = None,
                *, n: int | None = None, steps: int = 30, seed: int | None = None,
                progress: bool = False, callback=None, weak: GenerativeModule | None = None,
-               init: torch.Tensor | None = None, strict: bool = False) -> SampleOutput:
+               init: torch.Tensor | None = None, strict: bool = False,
+               costs: Mapping[str, CostFn] | None = None) -> SampleOutput:
         """Sample with guidance.
 
         Args:
@@ -277,6 +299,9 @@ class GenerativeModule(L.LightningModule):
             weak: a weaker model for ``.on("weak")`` branches (autoguidance); it must match this
                 one (:func:`~framework.checkpoints.check_compatible`) or ``CheckpointError`` is raised.
             strict: raise (instead of warning) if the guidance needs untrained condition subsets.
+            costs: cost name → ``fn(x0 [B, *shape], conditions) -> [B]`` for cost terms
+                (``presets.cost``), on top of the costs the model's modality plugin provides
+                (:attr:`framework.plugins.Modality.costs`; these take precedence over them).
 
         Returns:
             :class:`SampleOutput` with ``samples`` ``[n, *shape]`` and per-step statistics.
@@ -288,6 +313,8 @@ class GenerativeModule(L.LightningModule):
         if guidance is None:  # the recipe's guidance, else plain conditional on what was given
             given = sorted(n for n, p in conditions.present.items() if bool(p.any()))
             guidance = self.guidance[0] if self.guidance else cond(*given)
+        guidance = parse(guidance) if isinstance(guidance, str) else guidance
+        costs = self.costs_for(guidance, costs)
         models = {"main": self.backbone}
         if weak is not None:
             check_compatible(self, weak)
@@ -299,7 +326,8 @@ class GenerativeModule(L.LightningModule):
             gen = torch.Generator().manual_seed(seed) if seed is not None else None
             out = self.family.sample(models, guidance, conditions, shape, steps, specs=self.specs,
                                      generator=gen, progress=progress, callback=callback,
-                                     dropout=self.dropout, strict=strict, device=self.device, init=init)
+                                     dropout=self.dropout, strict=strict, device=self.device, init=init,
+                                     costs=costs)
             if self.codec is not None:
                 out.media = self.codec.decode(out.samples)
             return out

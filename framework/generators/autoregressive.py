@@ -28,6 +28,7 @@ from ..conditions import Conditions, ConditionSpec, DropoutSpec
 from ..guidance import GuidanceState, Guider, Perturbations
 from ..guidance.branches import Branch
 from ..guidance.expr import Expr
+from ..guidance.ops.cost_grad import CostFn
 from ..guidance.spaces import DiscreteSpaces
 from .base import Family, StepCallback, progress_tau
 from .delay import delay, pad_mask, undelay
@@ -156,10 +157,11 @@ class Autoregressive(Family):
 
     def guider(self, guidance: Expr | str, models: Any | Mapping[str, Any], *,
                specs: Mapping[str, ConditionSpec] | None = None, max_batch: int | None = None,
-               dropout: DropoutSpec | None = None, strict: bool = False) -> Guider:
+               dropout: DropoutSpec | None = None, strict: bool = False,
+               costs: Mapping[str, CostFn] | None = None) -> Guider:
         nets = dict(models) if isinstance(models, Mapping) else {"main": models}
         return super().guider(guidance, {k: BranchCaches(m) for k, m in nets.items()}, specs=specs,
-                              max_batch=max_batch, dropout=dropout, strict=strict)
+                              max_batch=max_batch, dropout=dropout, strict=strict, costs=costs)
 
     def init_state(self, n, shape, generator, device, init=None):
         K = self.codebooks

@@ -19,6 +19,7 @@ from ..conditions import Conditions, ConditionSpec, DropoutSpec
 from ..guidance import GuidanceState, GuidedOutput, Guider, StepStats
 from ..guidance.expr import Expr
 from ..guidance.given import check_given
+from ..guidance.ops.cost_grad import CostFn
 from ..guidance.spaces import SpaceConverter
 from ..guidance.syntax import parse
 
@@ -51,6 +52,17 @@ class SampleOutput:
         return sum(s.nfe for s in self.stats)
 
     @property
+    def backward(self) -> int:
+        """Total backward passes through the network (``through_model=True`` cost terms; each
+        over one branch of the whole batch). See :class:`~framework.guidance.StepStats`."""
+        return sum(s.backward for s in self.stats)
+
+    @property
+    def cost_evals(self) -> int:
+        """Total cost evaluations with their gradient (cost terms of either kind)."""
+        return sum(s.cost_evals for s in self.stats)
+
+    @property
     def branches_per_step(self) -> list[int]:
         return [s.nfe for s in self.stats]
 
@@ -77,12 +89,13 @@ class Family:
     # ------------------------------------------------------------------ sampling
     def guider(self, guidance: Expr | str, models: ModelFn | Mapping[str, ModelFn], *,
                specs: Mapping[str, ConditionSpec] | None = None, max_batch: int | None = None,
-               dropout: DropoutSpec | None = None, strict: bool = False) -> Guider:
+               dropout: DropoutSpec | None = None, strict: bool = False,
+               costs: Mapping[str, CostFn] | None = None) -> Guider:
         """A :class:`Guider` for this family's spaces (text guidance is parsed)."""
         expr = parse(guidance) if isinstance(guidance, str) else guidance
         return Guider(expr, models, native_space=self.native_space, converter=self.converter,
                       specs=specs, max_batch=max_batch, output_space=self.output_space,
-                      dropout=dropout, strict=strict)
+                      dropout=dropout, strict=strict, costs=costs)
 
     def sample(self, models: ModelFn | Mapping[str, ModelFn], guidance: Expr | str,
                conditions: Conditions, shape: tuple[int, ...], steps: int, *,
@@ -90,8 +103,8 @@ class Family:
                generator: torch.Generator | None = None, progress: bool = False,
                callback: StepCallback | None = None, max_batch: int | None = None,
                dropout: DropoutSpec | None = None, strict: bool = False,
-               device: torch.device | str | None = None, init: torch.Tensor | None = None
-               ) -> SampleOutput:
+               device: torch.device | str | None = None, init: torch.Tensor | None = None,
+               costs: Mapping[str, CostFn] | None = None) -> SampleOutput:
         """Sample ``conditions.batch_size`` items of per-item ``shape`` with guidance.
 
         Args:
@@ -105,6 +118,9 @@ class Family:
             callback: ``callback(step, x, out)`` after each step.
             init: a starting state instead of the family's default (noise, all-mask tokens,
                 BOS): e.g. a partly masked sequence to infill, or an autoregressive prompt.
+            costs: cost name → ``fn(x0 [B, *shape], conditions) -> [B]`` for the guidance's
+                cost terms (``presets.cost``); a cost term naming none of them fails here,
+                before sampling, listing the available ones.
 
         Returns:
             A :class:`SampleOutput` with samples ``[B, *shape]`` and per-step statistics.
@@ -112,7 +128,7 @@ class Family:
         if steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {steps}")
         guider = self.guider(guidance, models, specs=specs, max_batch=max_batch, dropout=dropout,
-                             strict=strict)
+                             strict=strict, costs=dict(costs or {}))
         check_given(guider.expr, conditions)  # before any work: no silently ignored condition
         device = torch.device(device) if device is not None else torch.device("cpu")
         conditions = conditions.to(device)

@@ -23,17 +23,18 @@ from .branches import (
     uncond,
 )
 from .engine import GuidanceState, GuidedOutput, Guider, Perturbations, StepStats
-from .expr import AffineError, Expr, Linear, Window
-from .ops import Adaptive, Project, Renoised, Renormalize, Rescale, ZeroStar
+from .expr import AffineError, Expr, Linear, Window, Zero
+from .ops import Adaptive, CostError, CostFn, CostGrad, Project, Renoised, Renormalize, Rescale, ZeroStar
 from .schedules import Weight, const, cosine, linear, piecewise, schedule, window
 from .spaces import DiscreteSpaces, FlowSpaces, SpaceConverter, SpaceError, VPSpaces
 from .syntax import GuidanceSyntaxError, parse
 
 __all__ = [
-    "Adaptive", "AffineError", "AttnBlur", "AttnIdentity", "Branch", "DiscreteSpaces", "Expr",
+    "Adaptive", "AffineError", "AttnBlur", "AttnIdentity", "Branch", "CostError", "CostFn", "CostGrad",
+    "DiscreteSpaces", "Expr",
     "FlowSpaces", "GuidanceState", "GuidanceSyntaxError", "GuidedOutput", "Guider", "Linear",
     "Perturbation", "Perturbations", "Project", "Renoised", "Renormalize", "Rescale",
     "SkipLayers", "SpaceConverter", "SpaceError", "StepStats", "TimeShift", "VPSpaces",
-    "Weight", "Window", "ZeroStar", "cond", "const", "cosine", "independent", "linear",
+    "Weight", "Window", "Zero", "ZeroStar", "cond", "const", "cosine", "independent", "linear",
     "noised", "parse", "piecewise", "presets", "schedule", "uncond", "window",
 ]

@@ -6,6 +6,11 @@ network; packs each group into **one batched forward** (chunked under ``max_batc
 converts outputs into the spaces the expression's operations declare; combines; and
 returns a :class:`GuidedOutput` with exact per-step statistics.
 
+Cost-gradient terms (``presets.cost``) read ``x̂0`` from one branch. Branches whose ``x̂0`` a
+``through_model=True`` term back-propagates through run in their own batched forward under
+autograd; every other branch runs without a graph. Statistics count the network's backward
+passes and the cost evaluations separately from NFE (:class:`StepStats`).
+
 Model contract (every network)::
 
     model(x: [N, ...], t: [N], conditions: Conditions[N]) -> [N, ...]
@@ -17,6 +22,7 @@ where ``N`` = branches × batch. Rows of one branch are contiguous.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +34,8 @@ from .branches import KEEP, Branch, Independent, Noised, Perturbation, Replace, 
 from .expr import Expr, Linear, check_zero_directions
 from .ops.base import Op
 from .ops.cfg_pp import Renoised
+from .ops.cost_grad import CostError, CostFn, CostGrad, cost_gradient, find_costs
+from .ops.cost_grad import unknown_cost as _unknown_cost
 from .spaces import SpaceConverter, SpaceError
 
 __all__ = ["GuidanceState", "GuidedOutput", "Guider", "Perturbations", "StepStats"]
@@ -58,13 +66,26 @@ class Perturbations:
 
 @dataclass
 class StepStats:
-    """What one guided step cost and did."""
+    """What one guided step cost and did.
+
+    ``nfe`` counts branch evaluations: each is one forward of the network on the whole batch
+    (``B`` rows), however the branches were packed into calls. A cost term adds no NFE when its
+    branch is evaluated anyway (the usual case: it reads the reference branch CFG needs).
+    ``backward`` counts backward passes through the network — one per distinct
+    ``(cost, branch)`` of the ``through_model=True`` terms active at this step, each over that
+    one branch's ``B`` rows (about twice a forward's compute). ``cost_evals`` counts cost
+    evaluations (cost forward + its gradient), one per distinct ``(cost, branch, through_model)``
+    active at this step; a ``through_model=False`` term costs a cost evaluation but no backward
+    pass through the network. Heun's corrector evaluations add theirs to the same step.
+    """
 
     step: int
     tau: float
     branches: tuple[str, ...]
     nfe: int  # branch evaluations (model evaluations of the batch)
     forward_calls: int  # batched forward passes actually launched
+    backward: int = 0  # backward passes through the network (through_model cost terms)
+    cost_evals: int = 0  # cost evaluations with their gradient (cost terms, both kinds)
     guidance_norm: float | None = None  # mean ‖guided − unguided‖ when the reference was evaluated
     cosine: float | None = None  # mean cos(guided, unguided)
     extras: dict[str, float] = field(default_factory=dict)
@@ -98,12 +119,16 @@ class GuidanceState:
     adaptive switch) advance once per sampler step.
     """
 
-    def __init__(self, generator: torch.Generator | None = None) -> None:
+    def __init__(self, generator: torch.Generator | None = None, reference: Branch | None = None) -> None:
         self.step = 0
         self.corrector = False
         self.generator = generator
         self.history: list[StepStats] = []
         self._nodes: dict[int, dict[str, Any]] = {}
+        #: the expression's unguided branch: where cost terms read x̂0 unless told otherwise
+        self.reference = reference
+        #: filled by cost terms while the Guider plans a step (``(name, branch, through_model)``)
+        self.planned_costs: dict[tuple[str, Branch, bool], CostGrad] | None = None
 
     def of(self, node: Expr) -> dict[str, Any]:
         """The mutable state dict of one expression node."""
@@ -114,16 +139,55 @@ class GuidanceState:
         """Total branch evaluations so far in this run."""
         return sum(s.nfe for s in self.history)
 
+    @property
+    def backward(self) -> int:
+        """Total backward passes through the network so far in this run."""
+        return sum(s.backward for s in self.history)
+
 
 class _StepContext:
     """What expression nodes see while evaluating one step."""
 
-    def __init__(self, x, t, tau, state, converter, native, preds):
+    def __init__(self, x, t, tau, state, converter, native, preds, conditions=None, costs=None,
+                 graphs=None):
         self.x, self.t, self.tau, self.state = x, t, tau, state
         self.converter, self.native, self.preds = converter, native, preds
+        self.conditions, self.costs = conditions, costs or {}
+        self.graphs: dict[Branch, tuple[torch.Tensor, torch.Tensor]] = graphs or {}
         self._converted: dict[tuple[Branch, str], torch.Tensor] = {}
         self._coefs: dict[int, dict[Expr, float]] = {}
+        self._grads: dict[tuple[str, Branch, bool], torch.Tensor] = {}
         self.records: dict[str, float] = {}
+        self.backward = 0
+        self.cost_evals = 0
+
+    def cost_gradient(self, name: str, branch: Branch, through_model: bool) -> torch.Tensor:
+        """``∇ cost(x̂0)`` ``[B, *shape]`` for ``x̂0`` of ``branch``: w.r.t. ``x̂0`` (detached), or
+        w.r.t. ``x_t`` through the network when ``through_model``. Once per key and step."""
+        key = (name, branch, through_model)
+        if key in self._grads:
+            return self._grads[key]
+        if name not in self.costs:
+            raise _unknown_cost(name, self.costs)
+        if through_model:
+            if branch not in self.graphs:
+                raise RuntimeError(f"branch {branch!r} ran without autograd, but cost {name!r} "
+                                   f"back-propagates through it (the planner missed it)")
+            out, xg = self.graphs[branch]
+            with torch.enable_grad():
+                x0 = self.converter.convert(out, self.native, "x0", x=xg, t=self.t)
+            if not out.requires_grad:  # x0 may still depend on x_t through the conversion alone
+                raise CostError(f"cost {name!r} with through_model=True: the network's output for "
+                                f"{branch!r} carries no gradient (does the network disable autograd?)")
+            grad = cost_gradient(self.costs[name], name, x0, xg, self.conditions, retain_graph=True)
+            self.backward += 1
+        else:
+            x0 = self.pred(branch, "x0").detach().requires_grad_(True)
+            grad = cost_gradient(self.costs[name], name, x0, x0, self.conditions, retain_graph=False)
+        self.cost_evals += 1
+        self.record(f"cost_grad_norm[{name}]", float(grad.reshape(grad.shape[0], -1).norm(dim=1).mean()))
+        self._grads[key] = grad
+        return grad
 
     def pred(self, branch: Branch, space: str) -> torch.Tensor:
         key = (branch, space)
@@ -158,6 +222,9 @@ class Guider:
             names. Without them, names are validated against each step's batch.
         max_batch: upper bound on rows per forward call (``None``: one call per network).
         output_space: the space of the returned prediction (default ``native_space``).
+        costs: cost name → ``cost(x0 [B, *shape], conditions) -> [B]`` for the expression's
+            cost terms; every named cost must be here (checked). ``None`` skips the check
+            (``polyguide explain`` plans without running anything).
         dropout: the model's training :class:`DropoutSpec`; when given, untrained condition
             subsets are reported (warning, or error with ``strict``).
     """
@@ -165,7 +232,8 @@ class Guider:
     def __init__(self, expr: Expr, models: ModelFn | Mapping[str, ModelFn], *, native_space: str,
                  converter: SpaceConverter, specs: Mapping[str, ConditionSpec] | None = None,
                  max_batch: int | None = None, output_space: str | None = None,
-                 dropout: DropoutSpec | None = None, strict: bool = False) -> None:
+                 dropout: DropoutSpec | None = None, strict: bool = False,
+                 costs: Mapping[str, CostFn] | None = None) -> None:
         if not isinstance(expr, Expr):
             raise TypeError(f"guidance must be an expression, got {type(expr).__name__}")
         self.expr = expr
@@ -177,14 +245,18 @@ class Guider:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
         self.max_batch = max_batch
         self.output_space = output_space or native_space
+        self.costs = dict(costs) if costs is not None else None
+        self._reference = expr.reference()
         self._validate()
         if dropout is not None:
             if self.specs is None:
                 raise ValueError("checking guidance against a dropout spec needs the model's condition "
                                  "specs: pass specs= together with dropout=")
+            if any(c.at is None for c in find_costs(expr)) and self._reference not in expr.branches():
+                # cost terms read x̂0 of the reference: training must have covered it too
+                expr = Linear.of((1.0, expr), (0.0, self._reference))
             dropout.check(expr, self.specs, strict=strict)
         self._replacements: dict[tuple[str, Replace], torch.Tensor] = {}
-        self._reference = expr.reference()
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
@@ -195,6 +267,7 @@ class Guider:
             if s not in self.converter.spaces:
                 raise SpaceError(f"space {s!r} is not one of this family's "
                                  f"{sorted(self.converter.spaces)}")
+        self._validate_costs()
         for node in expr.walk():
             if isinstance(node, Op) and node.space is not None and \
                     node.space not in self.converter.spaces:
@@ -221,18 +294,53 @@ class Guider:
                             f"branch {b!r}: independent('prior') needs a categorical spec for "
                             f"{name!r}; use independent('shuffle') for other conditions")
 
+    def _validate_costs(self) -> None:
+        nodes = find_costs(self.expr)
+        if not nodes:
+            return
+        if "x0" not in self.converter.spaces or not self.native or self.native in ("logits", "logprobs"):
+            raise SpaceError(
+                f"cost guidance ({', '.join(map(repr, nodes))}) differentiates a cost of the clean "
+                f"estimate x̂0, which only continuous families (diffusion, flow) predict; this family "
+                f"predicts {self.native!r} over tokens, where a gradient w.r.t. discrete tokens is "
+                f"not defined")
+        if any(n.at is None for n in nodes) and self._reference.network not in self.models:
+            raise ValueError(f"cost terms read x̂0 of the reference branch {self._reference!r}, whose "
+                             f"network {self._reference.network!r} was not given")
+        if self.costs is not None:
+            for n in nodes:
+                if n.name not in self.costs:
+                    raise _unknown_cost(n.name, self.costs)
+
     # ------------------------------------------------------------------ running
     def new_state(self, generator: torch.Generator | None = None) -> GuidanceState:
         """Fresh per-run state (momentum buffers, switches and counters start empty)."""
-        return GuidanceState(generator)
+        return GuidanceState(generator, reference=self._reference)
 
     def plan(self, tau: float, state: GuidanceState) -> dict[str, list[Branch]]:
         """Branches to evaluate at ``τ``, grouped by network, in a deterministic order."""
+        return self._plan(tau, state)[0]
+
+    def plan_costs(self, tau: float, state: GuidanceState) -> list[tuple[str, Branch, bool]]:
+        """The cost gradients a step at ``τ`` computes: ``(cost name, branch read, through_model)``,
+        one per distinct key (zero-weight and out-of-window terms are left out)."""
+        return self._plan(tau, state)[1]
+
+    def _plan(self, tau: float, state: GuidanceState
+              ) -> tuple[dict[str, list[Branch]], list[tuple[str, Branch, bool]]]:
+        if state.reference is None:
+            state.reference = self._reference
+        state.planned_costs = {}
+        try:
+            renoise = self.expr.renoise.needed(tau, state) if isinstance(self.expr, Renoised) else ()
+            needed = self.expr.needed(tau, state) | frozenset(renoise)
+            costs = sorted(state.planned_costs, key=repr)
+        finally:
+            state.planned_costs = None
         groups: dict[str, list[Branch]] = {}
-        renoise = self.expr.renoise.needed(tau, state) if isinstance(self.expr, Renoised) else ()
-        for b in sorted(self.expr.needed(tau, state) | frozenset(renoise), key=repr):
+        for b in sorted(needed, key=repr):
             groups.setdefault(b.network, []).append(b)
-        return groups
+        return groups, costs
 
     def step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
              state: GuidanceState, *, corrector: bool = False) -> GuidedOutput:
@@ -269,17 +377,35 @@ class Guider:
                         raise _unknown(f"condition in branch {b!r}:", name, conditions.values)
 
         self.expr.check(taus=(tau,))  # weights are arbitrary callables of τ: check the τ actually used
-        groups = self.plan(tau, state)
+        groups, costs = self._plan(tau, state)
+        if costs and self.costs is None:
+            raise CostError(f"the guidance has cost terms {sorted({c[0] for c in costs})} but the "
+                            f"Guider was given no costs=")
+        needs_graph = {b for _, b, through in costs if through}
         preds: dict[Branch, torch.Tensor] = {}
+        graphs: dict[Branch, tuple[torch.Tensor, torch.Tensor]] = {}
         calls = 0
         shuffle: dict[int, torch.Tensor] = {}  # one ICG permutation per step, shared by all conditions
         for network, branches in groups.items():
-            out, n_calls = self._forward(network, branches, x, t, tau, conditions, state, shuffle)
-            calls += n_calls
-            for i, b in enumerate(branches):
-                preds[b] = out[i * B:(i + 1) * B]
+            plain = [b for b in branches if b not in needs_graph]
+            if plain:  # without a graph when others need one; else the caller's grad mode holds
+                with torch.no_grad() if needs_graph else contextlib.nullcontext():
+                    out, n_calls = self._forward(network, plain, x, t, tau, conditions, state, shuffle)
+                calls += n_calls
+                for i, b in enumerate(plain):
+                    preds[b] = out[i * B:(i + 1) * B]
+            graph = [b for b in branches if b in needs_graph]
+            if graph:  # their own forward under autograd, so the plain branches keep no graph
+                with torch.enable_grad():
+                    xg = x.detach().requires_grad_(True)
+                    out, n_calls = self._forward(network, graph, xg, t, tau, conditions, state, shuffle)
+                    for i, b in enumerate(graph):  # sliced under autograd: a slice keeps the graph
+                        graphs[b] = (out[i * B:(i + 1) * B], xg)
+                        preds[b] = graphs[b][0].detach()
+                calls += n_calls
 
-        ctx = _StepContext(x, t, tau, state, self.converter, self.native, preds)
+        ctx = _StepContext(x, t, tau, state, self.converter, self.native, preds, conditions,
+                           self.costs, graphs)
         guided = self.expr.value(ctx, self.output_space)
         renoise = (self.expr.renoise.value(ctx, self.output_space)
                    if isinstance(self.expr, Renoised) else None)
@@ -292,7 +418,8 @@ class Guider:
                    f"{self.expr!r} overflowed at t={t[0].item():g}"))
         stats = StepStats(step=state.step, tau=float(tau),
                           branches=tuple(repr(b) for bs in groups.values() for b in bs),
-                          nfe=len(preds), forward_calls=calls, extras=ctx.records)
+                          nfe=len(preds), forward_calls=calls, backward=ctx.backward,
+                          cost_evals=ctx.cost_evals, extras=ctx.records)
         if self._reference in preds:
             ref = ctx.pred(self._reference, self.output_space)
             diff = (guided - ref).reshape(B, -1).float()
@@ -302,6 +429,8 @@ class Guider:
         if state.corrector:
             last = state.history[-1]
             last.nfe, last.forward_calls = last.nfe + stats.nfe, last.forward_calls + stats.forward_calls
+            last.backward += stats.backward
+            last.cost_evals += stats.cost_evals
             stats = last
         else:
             state.history.append(stats)
@@ -425,3 +554,4 @@ class Guider:
             shuffle[B] = (torch.arange(B) + shift) % B
         perm = shuffle[B]
         return value[perm.to(value.device)], present[perm.to(present.device)]
+

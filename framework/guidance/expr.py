@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .branches import Branch
 
-__all__ = ["AffineError", "Expr", "Linear", "Window", "check_zero_directions"]
+__all__ = ["AffineError", "Expr", "Linear", "Window", "Zero", "check_zero_directions"]
 
 # Coefficients smaller than this are treated as exactly zero: the term and the branches
 # only it needed are not evaluated (e.g. ``uncond`` in ``uncond + 1*(cond - uncond)``).
@@ -78,9 +78,14 @@ class Expr:
         """Apply this guidance only for ``lo ≤ τ ≤ hi``; elsewhere evaluate ``outside``.
 
         ``outside`` defaults to :meth:`reference` — the plain conditional prediction, one
-        branch — so outside the window no extra model evaluations are spent.
+        branch — so outside the window no extra model evaluations are spent. A *direction*
+        (mass 0, e.g. ``cond("a") - uncond()`` or a cost-gradient term) defaults to
+        :class:`Zero` instead, so ``base + direction.within(lo, hi)`` stays a prediction.
         """
-        return Window(self, lo, hi, outside if outside is not None else self.reference())
+        if outside is None:
+            is_direction = all(math.isclose(self.mass(t), 0.0, abs_tol=1e-9) for t in PROBE_TAUS)
+            outside = Zero() if is_direction else self.reference()
+        return Window(self, lo, hi, outside)
 
     # ------------------------------------------------------------------ introspection
     def children(self) -> tuple[Expr, ...]:
@@ -293,3 +298,26 @@ def check_zero_directions(expr: Expr, taus: tuple[float, ...] = PROBE_TAUS) -> N
                                   f"cancel), so its weight does nothing; a guidance direction is the "
                                   f"difference of two different branches, e.g. cond(shape) - uncond. "
                                   f"Expression: {expr!r}")
+
+
+class Zero(Expr):
+    """The zero direction (mass 0, no branches): what a windowed direction is outside its window."""
+
+    mass_value = 0.0
+
+    def _flatten(self, tau: float, scale: float, out: dict[Expr, float]) -> None:
+        return None  # contributes no coefficient, so no branch is planned for it
+
+    def value(self, ctx: Any, space: str) -> torch.Tensor:
+        import torch
+
+        return torch.zeros((), device=ctx.x.device)  # broadcasts against any prediction
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Zero)
+
+    def __hash__(self) -> int:
+        return hash(Zero)
+
+    def __repr__(self) -> str:
+        return "zero()"

@@ -30,12 +30,12 @@ from .branches import (
     uncond as _uncond,
 )
 from .expr import PROBE_TAUS, Expr
-from .ops import Adaptive, PlausibilityMask, Project, Renoised, Rescale, ZeroStar
+from .ops import Adaptive, CostGrad, PlausibilityMask, Project, Renoised, Rescale, ZeroStar
 from .schedules import WeightLike, as_weight, schedule, window
 
 __all__ = [
-    "adaptive", "apg", "autoguidance", "cads", "cfg", "cfg_pp", "cfg_zero_star", "contrastive", "double",
-    "icg", "independent", "interval", "joint", "negative", "nested", "pag", "rescale", "seg",
+    "adaptive", "apg", "autoguidance", "cads", "cfg", "cfg_pp", "cfg_zero_star", "contrastive", "cost",
+    "double", "icg", "independent", "interval", "joint", "negative", "nested", "pag", "rescale", "seg",
     "skip_layers", "tsg",
 ]
 
@@ -57,6 +57,9 @@ def _branch_or_uncond(c: CondLike) -> Branch:
 
 def _split_cfg(e: Expr) -> tuple[Branch, Branch, WeightLike]:
     """``(cond, uncond, w)`` of a two-branch guidance such as ``cfg`` or ``negative``."""
+    if any(isinstance(n, CostGrad) for n in e.walk()):
+        raise ValueError(f"{e!r} has a cost term, which a two-branch method would drop: add it outside, "
+                         f"e.g. apg(cfg(...)) + cost(...)")
     ref = e.reference()
     branches = e.branches()
     if len(branches) != 2 or ref not in branches:
@@ -221,6 +224,28 @@ def contrastive(cond: CondLike = (), beta: WeightLike = 1.0, alpha: float = 0.1,
     """
     c = _branch_or_uncond(cond)
     return PlausibilityMask(c + beta * (c - c.on(weak)), c, alpha)
+
+
+def cost(name: str, w: WeightLike, *, through_model: bool = False, at: CondLike | None = None) -> Expr:
+    """Cost-gradient guidance — the ``GradTerm`` of *TFG: Unified Training-Free Guidance for
+    Diffusion Models* (Ye et al., 2024); *Universal Guidance for Diffusion Models* (Bansal et al.,
+    2023); *Diffusion Posterior Sampling* (Chung et al., 2022) for ``through_model=True``;
+    *FlowChef* (Patel et al., 2024) for ``through_model=False``.
+
+    A direction (mass 0) in x0 space, added to any guided prediction with ``+``::
+
+        x̃0 = x̂0_base − w·∇_{x̂0} cost(x̂0)               through_model=False
+        x̃0 = x̂0_base − w·∇_{x_t} cost(x̂0(x_t))          through_model=True
+
+    ``x̂0`` is the prediction of branch ``at`` (default: the guided expression's reference, the
+    unguided branch its CFG terms evaluate anyway, so no extra NFE). In other spaces the direction
+    converts without an ``x_t`` offset (ε: ``+ w·(α_t/σ_t)·∇``; flow velocity: ``+ w·∇/t``).
+    ``cost`` is named: ``fn(x0 [B, *shape], conditions) -> [B]`` supplied at sampling time
+    (``costs={name: fn}``) or by the model's modality plugin. Continuous families only.
+    ``cfg("text", 3) + cost("trajectory", 2.0)``. See :mod:`framework.guidance.ops.cost_grad`.
+    """
+    branch = None if at is None else _branch_or_uncond(at)
+    return w * CostGrad(name, through_model=through_model, at=branch)
 
 
 def _perturbed(p: Perturbation, s: WeightLike, cond: CondLike, base: Expr | None) -> Expr:

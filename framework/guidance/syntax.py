@@ -6,9 +6,11 @@
     apg(cfg(text, 9), eta=0, momentum=-0.5).within(0.2, 0.9)
     cond(color=red) + 3*(cond(color) - cond(color=red))       # negative value
     uncond + window(0.2, 0.8, 7.5)*(cond(text) - uncond)
+    cfg(text, 3) + cost(trajectory, 2, through_model=true)   # cost-gradient term
 
 The text is parsed with :mod:`ast` and interpreted by walking a whitelist of node types:
 numbers, strings, bare names (condition names, network names and label values), lists,
+``true``/``false`` (keyword values only),
 ``+ - * /``, calls of the functions listed in :data:`FUNCTIONS` and the methods
 ``.on()``, ``.perturbed()`` and ``.within()``. Nothing is ever passed to ``eval``.
 """
@@ -140,6 +142,8 @@ class _Interpreter:
                 raise self.fail("**kwargs are not supported", kw.value)
             if name == "cond" and isinstance(kw.value, ast.Call):
                 kwargs[kw.arg] = self.call(kw.value, value_context=True)
+            elif name != "cond" and _flag(kw.value) is not None:  # cond(x=true) is a label
+                kwargs[kw.arg] = _flag(kw.value)
             else:
                 kwargs[kw.arg] = self.eval(kw.value, as_name=True)
         try:
@@ -162,6 +166,15 @@ class _Interpreter:
             return getattr(target, attr.attr)(*args, **kwargs)
         except (TypeError, ValueError, AttributeError) as e:
             raise self.fail(f"in .{attr.attr}(...): {e}", node) from None
+
+
+def _flag(node: ast.AST) -> bool | None:
+    """``true``/``false`` (also ``True``/``False``) as a keyword value, else ``None``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.Name) and node.id.lower() in ("true", "false"):
+        return node.id.lower() == "true"
+    return None
 
 
 def parse(text: str) -> Expr:

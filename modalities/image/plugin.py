@@ -12,6 +12,7 @@ from framework.conditions import ConditionSpec
 from framework.plugins import Codec, Modality
 
 from .codecs import Palette, Patches
+from .costs import COSTS
 from .data import DigitsData, ShapesData
 from .metrics import ImageJudge
 from .shapes import COLORS, POSITIONS, SHAPES, render
@@ -31,6 +32,8 @@ class ImageModality(Modality):
                                    "position": " | ".join(POSITIONS), "text": "a caption (MiniLM embedding)",
                                    "digit": "0 … 9"})
     recipes_dir = RECIPES
+    #: cost-gradient guidance: −log p(attribute = requested | decode(x̂0)) by a clean-image classifier
+    costs = MappingProxyType(COSTS)
 
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
               title: str | None = None) -> list[Path]:
@@ -42,17 +45,28 @@ class ImageModality(Modality):
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> ImageJudge:
         """A classifier-based judge for the model's data (digits if it has a ``digit`` condition,
         else shapes at the codec's size), cached as ``cache_dir/classifier-<data><size>.pt``."""
-        size = codec.size
-        if "digit" in specs:
-            dm = DigitsData(size=size)
-            real, held = dm.split("train"), dm.split("val")
-            labels, name = {"digit": 10}, f"digits{size}"
-        else:
-            def split(n: int, seed: int):
-                b = render(n, size, torch.Generator().manual_seed(seed))
-                return b.images, {"shape": b.shape, "color": b.color, "position": b.position}
-
-            real, held = split(8000, 1000), split(1000, 1001)  # seeds apart from the training data's
-            labels, name = {"shape": len(SHAPES), "color": len(COLORS), "position": len(POSITIONS)}, \
-                f"shapes{size}"
+        real, held, labels, name = judge_data(specs, codec.size)
         return ImageJudge(real, held, labels, Path(cache_dir) / f"classifier-{name}.pt")
+
+
+def judge_data(specs: Mapping[str, ConditionSpec], size: int, seed_offset: int = 0):
+    """``(train split, held-out split, heads, name)`` for a classifier of a model's images: digits
+    if it has a ``digit`` condition, else shapes rendered from seeds ``1000 + seed_offset`` (apart
+    from the training data's). Each split is ``(images [N, C, S, S], {attribute: labels [N]})``."""
+    heads, name = judge_heads(specs, size)
+    if "digit" in specs:
+        dm = DigitsData(size=size)
+        return dm.split("train"), dm.split("val"), heads, name
+
+    def split(n: int, seed: int):
+        b = render(n, size, torch.Generator().manual_seed(seed + seed_offset))
+        return b.images, {"shape": b.shape, "color": b.color, "position": b.position}
+
+    return split(8000, 1000), split(1000, 1001), heads, name
+
+
+def judge_heads(specs: Mapping[str, ConditionSpec], size: int) -> tuple[dict[str, int], str]:
+    """The classifier heads (attribute → number of labels) and data name for a model's images."""
+    if "digit" in specs:
+        return {"digit": 10}, f"digits{size}"
+    return {"shape": len(SHAPES), "color": len(COLORS), "position": len(POSITIONS)}, f"shapes{size}"
