@@ -77,6 +77,25 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
+def _save(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a path
+        np.save(f, array)
+
+
+def caption_embeddings(captions: np.ndarray, cache: Path | None) -> torch.Tensor:
+    """MiniLM embeddings ``[n, 384]`` of ``captions``; cached as ``.npy`` (atomically) if ``cache`` is set."""
+    if cache is not None and cache.exists():
+        emb = np.load(cache, allow_pickle=False)
+        if emb.shape == (len(captions), 384):
+            return torch.from_numpy(emb)
+    from framework.encoders import resolve
+
+    emb = resolve("minilm")([str(c) for c in captions])
+    if cache is not None:
+        atomic_write(cache, lambda tmp: _save(tmp, emb.numpy()))
+    return emb
+
+
 def sparsify(given: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Keep 1, 4 or 8 random frames (the last one always) of a ``given`` mask ``[T]``."""
     T = given.shape[0]
@@ -116,9 +135,8 @@ class MotionData(SplitData):
         if "speed" in self.names:
             conds["speed"] = torch.from_numpy(data["speed"]).long()
         if "text" in self.names:
-            from framework.encoders import resolve
-
-            conds["text"] = resolve("minilm")([str(c) for c in data["caption"]])
+            conds["text"] = caption_embeddings(data["caption"], self.cache_dir and
+                                               self.cache_dir / f"minilm-{FRAMES}-{n}-{seed}.npy")
         if "trajectory" in self.names:
             rng = np.random.default_rng(seed + 7)
             path = media[:, :, 0, [0, 2]]

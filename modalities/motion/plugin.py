@@ -8,14 +8,14 @@ from types import MappingProxyType
 
 import torch
 
-from framework.conditions import ConditionSpec
+from framework.conditions import Conditions, ConditionSpec
 from framework.plugins import Codec, Modality
 
 from .actions import ACTIONS, SPEEDS
 from .codecs import Features, Tokens
 from .costs import trajectory_cost
 from .data import MotionData
-from .trajectory import trajectory_encoder
+from .trajectory import decode_trajectory, trajectory_encoder
 from .writers import save_gif
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "motion"
@@ -37,11 +37,17 @@ class MotionModality(Modality):
     recipes_dir = RECIPES
 
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
-              title: str | None = None, trajectories: torch.Tensor | None = None) -> list[Path]:
-        """An animated GIF grid of all samples and one BVH file per sample."""
+              title: str | None = None, conditions: Conditions | None = None) -> list[Path]:
+        """An animated GIF grid of all samples ``[B, T, 22, 3]`` (``motion.gif``; the requested
+        trajectory, if ``conditions`` carries one, drawn on the floor) and one BVH file per sample."""
         from .bvh import write_bvh
 
         out.mkdir(parents=True, exist_ok=True)
+        trajectories = None
+        if conditions is not None and "trajectory" in conditions.values:
+            trajectories = decode_trajectory(conditions.values["trajectory"].cpu())
+            absent = ~conditions.present["trajectory"].cpu()
+            trajectories[absent] = float("nan")
         files = [save_gif(media, out / "motion.gif", labels=rows, title=title, trajectories=trajectories)]
         for i, m in enumerate(media):
             files.append(write_bvh(m, out / f"sample_{i:02d}.bvh"))

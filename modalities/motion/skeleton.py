@@ -78,11 +78,12 @@ def rotation_between(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros_like(c)
     k = torch.stack([zero, -w[..., 2], w[..., 1], w[..., 2], zero, -w[..., 0],
                      -w[..., 1], w[..., 0], zero], -1).reshape(*c.shape, 3, 3)
-    eye = torch.eye(3).expand(*c.shape, 3, 3)
+    eye = torch.eye(3, dtype=u.dtype, device=u.device).expand(*c.shape, 3, 3)
     out = eye + k + k @ k / (1 + c).clamp_min(1e-6)[..., None, None]
     opposite = c < -0.9999
     if bool(opposite.any()):
-        ref = torch.where(u[..., :1].abs() < 0.9, torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0]))
+        x_axis, y_axis = (torch.tensor(v, dtype=u.dtype, device=u.device) for v in ([1.0, 0, 0], [0, 1.0, 0]))
+        ref = torch.where(u[..., :1].abs() < 0.9, x_axis, y_axis)
         axis = torch.cross(u, ref.expand_as(u), dim=-1)
         axis = axis / axis.norm(dim=-1, keepdim=True)
         half = 2 * axis[..., :, None] * axis[..., None, :] - eye  # rotation by π about `axis`

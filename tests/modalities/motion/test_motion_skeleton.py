@@ -67,7 +67,8 @@ def test_rotation_between_maps_u_to_v():
     g = torch.Generator().manual_seed(1)
     u, v = torch.randn(100, 3, generator=g), torch.randn(100, 3, generator=g)
     v[0] = -u[0]  # the opposite case
+    u, v = u.double(), v.double()  # any dtype
     r = rotation_between(u, v)
     un, vn = u / u.norm(dim=-1, keepdim=True), v / v.norm(dim=-1, keepdim=True)
     assert torch.allclose((r @ un[..., None])[..., 0], vn, atol=1e-4)
-    assert torch.allclose(torch.linalg.det(r), torch.ones(100), atol=1e-4)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(100, dtype=r.dtype), atol=1e-4)
