@@ -137,14 +137,12 @@ class MotionJudge:
     def cached(cls, cache_dir: Path, n_train: int = 4000, n_held: int = 512) -> MotionJudge:
         """The standard judge: trained on ``n_train`` clips (seed 777), referenced on ``n_held`` (seed 778),
         cached as ``cache_dir/motion-judge.pt``."""
-        from framework.encoders import resolve
-
-        from .data import load_or_generate
+        from .data import caption_embeddings, load_or_generate
 
         def split(n: int, seed: int):
             d = load_or_generate(n, seed, None)
             return (torch.from_numpy(d["positions"]), torch.from_numpy(d["action"]).long(),
-                    resolve("minilm")([str(c) for c in d["caption"]]))
+                    caption_embeddings(d["caption"], None))
 
         path = Path(cache_dir) / "motion-judge.pt"
         real = split(n_train, 777) if not path.exists() else None
