@@ -61,6 +61,9 @@ def run_table(model, judge, req, rows: dict[str, str], steps: int, seed: int, ta
     results = []
     for label, g in rows.items():
         row, sample = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        if "cost(" in (g or "") or tag.startswith("cost"):  # what the cost terms cost: evaluations, backwards
+            row["cost_evals"] = float(sum(getattr(s, "cost_evals", 0) for s in sample.stats))
+            row["backward"] = float(sum(getattr(s, "backward", 0) for s in sample.stats))
         results.append(row)
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         print(json.dumps(shown), flush=True)
@@ -84,6 +87,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tables", default="cfg,multi,cost,masked")
+    ap.add_argument("--cost-weights", type=float, nargs="+", default=[5.0, 20.0])
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +109,7 @@ def main() -> None:
         flow = load(str(args.flow))
         if "cfg" in tables:
             rows = {"w = 1 (conditional)": "cond(text, trajectory, action)"}
-            rows |= {f"w = {w}": f"cfg((text, trajectory, action), {w})" for w in (1.5, 2, 3, 5)}
+            rows |= {f"w = {w}": f"cfg((text, trajectory, action), {w})" for w in (2, 4)}
             result["flow_cfg"] = run_table(flow, judge, req, rows, args.steps, args.seed, "cfg", args.out,
                                            caps, gif_rows=("w = 2",))
         if "multi" in tables:
@@ -121,18 +125,18 @@ def main() -> None:
             out = []
             for kind, r in (("dense", req), ("sparse", sparse_req)):
                 rows = {f"{kind}: cfg (text, trajectory), w=2": "cfg((text, trajectory), 2)"}
-                for w in (0.5, 2.0):
-                    rows[f"{kind}: + cost(trajectory, {w})"] = \
-                        f"cfg((text, trajectory), 2) + cost(trajectory, {w})"
+                for w in args.cost_weights if kind == "dense" else args.cost_weights[-1:]:
+                    rows[f"{kind}: + cost(trajectory, {w:g})"] = \
+                        f"cfg((text, trajectory), 2) + cost(trajectory, {w:g})"
                 out += run_table(flow, judge, r, rows, args.steps, args.seed, f"cost_{kind}", args.out, caps,
-                                 gif_rows=(f"{kind}: + cost(trajectory, 2.0)",))
+                                 gif_rows=(f"{kind}: + cost(trajectory, {args.cost_weights[-1]:g})",))
             result["flow_cost"] = out
     if args.masked.exists() and "masked" in tables:
         masked = load(str(args.masked))
         rows = {"w = 1 (conditional)": "cond(text, action)"}
-        rows |= {f"w = {w}": f"cfg((text, action), {w})" for w in (2, 3, 5)}
+        rows |= {f"w = {w}": f"cfg((text, action), {w})" for w in (2, 4)}
         result["masked_cfg"] = run_table(masked, judge, req, rows, args.steps, args.seed, "masked", args.out,
-                                         caps, gif_rows=("w = 3",))
+                                         caps, gif_rows=("w = 2",))
     titles = {"flow_cfg": "Flow on features: CFG weight (caption + trajectory + action)",
               "flow_multi": "Flow on features: caption + trajectory, one or two guidance directions",
               "flow_cost": "Flow on features: cost-gradient trajectory guidance vs condition-only",

@@ -1,6 +1,6 @@
 """Train the motion VQ-VAE tokenizer (the ``tokens`` representation) on procedural clips.
 
-    OMP_NUM_THREADS=1 python recipes/motion/train_vq.py --steps 1200 \
+    OMP_NUM_THREADS=1 python recipes/motion/train_vq.py --steps 500 \
         --out recipes/motion/checkpoints/motion_vq.pt
 
 Plain PyTorch (the tokenizer is not a generative model): AdamW, cosine learning rate, loss =
@@ -48,7 +48,7 @@ def evaluate(vq: MotionVQ, codec: Features, media: torch.Tensor) -> dict[str, fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--codebook", type=int, default=256)
@@ -75,7 +75,7 @@ def main() -> None:
         loss.backward()
         opt.step()
         sched.step()
-        if step % 300 == 0 or step == args.steps:
+        if step % 250 == 0 or step == args.steps:
             m = evaluate(vq, codec, val)
             print(json.dumps({"step": step, "loss": round(loss.item(), 4),
                               "seconds": round(time.perf_counter() - start, 1), **m}), flush=True)
