@@ -125,11 +125,11 @@ def main() -> None:
             out = []
             for kind, r in (("dense", req), ("sparse", sparse_req)):
                 rows = {f"{kind}: cfg (text, trajectory), w=2": "cfg((text, trajectory), 2)"}
-                for w in args.cost_weights if kind == "dense" else args.cost_weights[-1:]:
+                for w in args.cost_weights:
                     rows[f"{kind}: + cost(trajectory, {w:g})"] = \
                         f"cfg((text, trajectory), 2) + cost(trajectory, {w:g})"
                 out += run_table(flow, judge, r, rows, args.steps, args.seed, f"cost_{kind}", args.out, caps,
-                                 gif_rows=(f"{kind}: + cost(trajectory, {args.cost_weights[-1]:g})",))
+                                 gif_rows=(f"{kind}: + cost(trajectory, {args.cost_weights[0]:g})",))
             result["flow_cost"] = out
     if args.masked.exists() and "masked" in tables:
         masked = load(str(args.masked))
