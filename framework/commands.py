@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import time
 from pathlib import Path
@@ -251,7 +252,10 @@ def _sample(args: argparse.Namespace) -> int:
     args.out = out_dir
     args.out.mkdir(parents=True, exist_ok=True)
     title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
-    files = (modality.write(out.media, args.out, title=title) if modality is not None
+    extra = {}
+    if modality is not None and "conditions" in inspect.signature(modality.write).parameters:
+        extra["conditions"] = model.conditions(raw, args.n)  # e.g. motion draws the requested path
+    files = (modality.write(out.media, args.out, title=title, **extra) if modality is not None
              else plugins.Modality().write(out.samples, args.out))
     torch.save({"samples": out.samples.cpu(), "conditions": raw, "guidance": args.guidance},
                args.out / "samples.pt")

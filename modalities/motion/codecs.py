@@ -1,0 +1,122 @@
+"""Motion representations: normalised per-frame features (continuous) and VQ-VAE tokens (discrete).
+
+Media are joint positions ``[B, T, 22, 3]``. :class:`Features` packs ``frames_per_token``
+frames of the 71 HumanML3D-style features (normalised by the shipped mean/std) into one token;
+:class:`Tokens` maps the same normalised features through a trained motion VQ-VAE to ids.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framework.plugins import Codec
+
+from .actions import FRAMES
+from .features import DIM, features_to_positions, positions_to_features
+
+__all__ = ["STATS", "Features", "Tokens", "compute_stats", "feature_stats"]
+
+STATS = Path(__file__).resolve().parent / "feature_stats.npz"
+STD_FLOOR = 0.01  # features that barely vary (e.g. the hips' lateral offset) are not blown up
+
+
+def compute_stats(n: int = 2048, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std ``[71]`` over ``n`` generated clips (std floored at ``STD_FLOOR``;
+    contact features keep mean 0, std 1)."""
+    from .data import generate
+
+    feats = positions_to_features(torch.from_numpy(generate(n, seed)["positions"])).reshape(-1, DIM)
+    mean, std = feats.mean(0), feats.std(0).clamp_min(STD_FLOOR)
+    mean[-4:], std[-4:] = 0.0, 1.0
+    return mean.numpy().astype(np.float32), std.numpy().astype(np.float32)
+
+
+@cache
+def feature_stats(path: str = str(STATS)) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shipped normalisation ``(mean, std)``, each ``[71]``."""
+    with np.load(path, allow_pickle=False) as z:
+        return torch.from_numpy(z["mean"]), torch.from_numpy(z["std"])
+
+
+def _check_media(media: torch.Tensor, frames: int) -> None:
+    if media.ndim != 4 or tuple(media.shape[1:]) != (frames, 22, 3):
+        raise ValueError(f"expected joint positions [B, {frames}, 22, 3], got {tuple(media.shape)}")
+
+
+class Features(Codec):
+    """Joint positions ``[B, T, 22, 3]`` ↔ normalised features ``[B, T / k, 71·k]`` (``k`` frames a token).
+
+    Args:
+        frames: clip length ``T``.
+        frames_per_token: ``k`` (must divide ``T``).
+    """
+
+    def __init__(self, frames: int = FRAMES, frames_per_token: int = 2) -> None:
+        if frames % frames_per_token:
+            raise ValueError(f"frames_per_token {frames_per_token} does not divide frames {frames}")
+        self.frames, self.k = int(frames), int(frames_per_token)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.frames // self.k, DIM * self.k)
+
+    def normalise(self, feats: torch.Tensor) -> torch.Tensor:
+        """Raw features ``[B, T, 71]`` → tokens ``[B, T/k, 71k]``."""
+        mean, std = feature_stats()
+        x = (feats - mean.to(feats)) / std.to(feats)
+        return x.reshape(x.shape[0], *self.shape)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[B, T/k, 71k]`` → raw features ``[B, T, 71]`` (differentiable)."""
+        mean, std = feature_stats()
+        return x.reshape(x.shape[0], self.frames, DIM) * std.to(x) + mean.to(x)
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        _check_media(media, self.frames)
+        return self.normalise(positions_to_features(media.float()))
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return features_to_positions(self.features(x))
+
+    def root_path(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoded root ground path ``[B, T, 2]`` of tokens ``[B, T/k, 71k]`` (differentiable)."""
+        return self.decode(x)[:, :, 0, [0, 2]]
+
+
+class Tokens(Codec):
+    """Joint positions ``[B, T, 22, 3]`` ↔ VQ-VAE token ids ``[B, T / downsample]``.
+
+    Args:
+        checkpoint: the tokenizer file (``recipes/motion/checkpoints/motion_vq.pt``, written by
+            ``recipes/motion/train_vq.py``), loaded with ``weights_only=True``.
+        frames: clip length ``T``.
+    """
+
+    def __init__(self, checkpoint: str = "recipes/motion/checkpoints/motion_vq.pt",
+                 frames: int = FRAMES) -> None:
+        from .vq import load_vq
+
+        path = Path(checkpoint)
+        if not path.is_absolute() and not path.exists():
+            path = Path(__file__).resolve().parents[2] / checkpoint  # relative to the repository
+        self.checkpoint, self.frames = str(checkpoint), int(frames)
+        self.vq = load_vq(path)
+        self.vocab_size = self.vq.codebook_size
+        self._features = Features(frames, 1)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.frames // self.vq.downsample,)
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        _check_media(media, self.frames)
+        with torch.no_grad():
+            return self.vq.encode(self._features.encode(media))
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._features.decode(self.vq.decode(x.long()))

@@ -1,0 +1,49 @@
+"""Differentiable costs on the model's representation, for cost-gradient guidance.
+
+``trajectory_cost(codec, specs)`` builds ``cost(x0, conditions) -> [B]``: the mean distance
+(metres) between the root ground path decoded from ``x0`` (through the features → positions
+decode, differentiable) and the requested ``trajectory``, over the frames the request gives.
+Samples whose trajectory is absent cost 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from framework.conditions import Conditions
+
+from .trajectory import SCALE
+
+__all__ = ["path_error", "trajectory_cost"]
+
+
+def path_error(path: torch.Tensor, request: torch.Tensor) -> torch.Tensor:
+    """Mean distance ``[B]`` between paths ``[B, T, 2]`` and requested trajectory tokens ``[B, T, DIM]``
+    (``x, z`` scaled, ``given`` mask), over the given frames."""
+    given = request[..., 2]
+    want = request[..., :2] * SCALE
+    dist = ((path - want).pow(2).sum(-1) + 1e-8).sqrt()
+    return (dist * given).sum(-1) / given.sum(-1).clamp_min(1.0)
+
+
+def trajectory_cost(codec: Any, specs: Mapping[str, Any]
+                    ) -> Callable[[torch.Tensor, Conditions], torch.Tensor]:
+    """The ``trajectory`` cost factory (``Modality.costs``): needs the ``features`` codec and a
+    ``trajectory`` condition."""
+    if not hasattr(codec, "root_path"):
+        raise ValueError("the trajectory cost needs the motion 'features' representation "
+                         f"(a continuous codec that decodes root paths), not {type(codec).__name__}")
+    if "trajectory" not in specs:
+        raise ValueError(f"the trajectory cost needs a model with a 'trajectory' condition; "
+                         f"this one has {sorted(specs)}")
+
+    def cost(x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        request = conditions.values["trajectory"].to(x0)
+        present = conditions.present["trajectory"].to(x0.device)
+        err = path_error(codec.root_path(x0), request)
+        return torch.where(present, err, torch.zeros_like(err))
+
+    return cost

@@ -1,0 +1,160 @@
+"""Procedural motion data: clips, captions, conditions; cached atomically as ``.npz``.
+
+Batches are ``{"media": [B, T, 22, 3] joint positions, "conditions": {...}}`` with the
+conditions ``action`` and ``speed`` (label ids), ``text`` (the caption's MiniLM embedding
+``[B, 384]``) and ``trajectory`` (``[B, T, DIM]`` tokens of the root path; a fraction of the
+samples get a sparse path with only a few frames given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import StackDataset
+
+from framework.atomic import atomic_write
+from framework.conditions import ConditionSpec
+from framework.data import SplitData
+
+from .actions import ACTIONS, FRAMES, SPEEDS, generate_clip
+from .captions import caption
+from .trajectory import DIM as TRAJ_DIM
+from .trajectory import encode_trajectory
+
+__all__ = ["MotionData", "generate", "motion_specs", "sparsify"]
+
+DEFAULT_CACHE = Path.home() / ".cache" / "polyguide" / "motion"
+CONDITIONS = ("action", "speed", "text", "trajectory")
+
+
+def motion_specs(names: Sequence[str] = CONDITIONS) -> dict[str, ConditionSpec]:
+    """Condition specs of the motion data, for the conditions ``names``."""
+    all_specs = {"action": ConditionSpec("action", labels=ACTIONS),
+                 "speed": ConditionSpec("speed", labels=SPEEDS),
+                 "text": ConditionSpec("text", kind="vector", dim=384, encoder="minilm"),
+                 "trajectory": ConditionSpec("trajectory", kind="sequence", dim=TRAJ_DIM,
+                                             encoder="motion/trajectory")}
+    unknown = set(names) - set(all_specs)
+    if unknown:
+        raise ValueError(f"unknown motion conditions {sorted(unknown)}; choose from {sorted(all_specs)}")
+    return {n: all_specs[n] for n in names}
+
+
+def generate(n: int, seed: int) -> dict[str, np.ndarray]:
+    """``n`` clips from seed ``seed``: positions ``[n, T, 22, 3]``, ``action``/``speed`` ids ``[n]``,
+    ``caption`` strings ``[n]`` and contacts ``[n, T, 2]``."""
+    rng = np.random.default_rng(seed)
+    pos, act, spd, cap, con = [], [], [], [], []
+    for _ in range(n):
+        clip = generate_clip(rng)
+        pos.append(clip.positions.numpy())
+        con.append(clip.contacts.numpy())
+        act.append(ACTIONS.index(clip.action))
+        spd.append(SPEEDS.index(clip.speed))
+        cap.append(caption(clip.segments, rng))
+    return {"positions": np.stack(pos).astype(np.float32), "action": np.array(act), "speed": np.array(spd),
+            "caption": np.array(cap), "contacts": np.stack(con)}
+
+
+def load_or_generate(n: int, seed: int, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    """:func:`generate`, cached as ``cache_dir/clips-<n>-<seed>.npz`` (written atomically)."""
+    if cache_dir is None:
+        return generate(n, seed)
+    path = Path(cache_dir) / f"clips-{FRAMES}-{n}-{seed}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    data = generate(n, seed)
+    atomic_write(path, lambda tmp: _savez(tmp, data))
+    return data
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+        np.savez(f, **arrays)
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a path
+        np.save(f, array)
+
+
+def caption_embeddings(captions: np.ndarray, cache: Path | None) -> torch.Tensor:
+    """MiniLM embeddings ``[n, 384]`` of ``captions``; cached as ``.npy`` (atomically) if ``cache`` is set."""
+    if cache is not None and cache.exists():
+        emb = np.load(cache, allow_pickle=False)
+        if emb.shape == (len(captions), 384):
+            return torch.from_numpy(emb)
+    from framework.encoders import _minilm  # the core "minilm" encoder's model, batched here for speed
+
+    unique, inverse = np.unique(np.asarray(captions, dtype=str), return_inverse=True)
+    vecs = _minilm().encode(list(unique), batch_size=64, normalize_embeddings=True)
+    emb = torch.from_numpy(np.asarray(vecs, dtype=np.float32)[inverse.reshape(-1)])
+    if cache is not None:
+        atomic_write(cache, lambda tmp: _save(tmp, emb.numpy()))
+    return emb
+
+
+def sparsify(given: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Keep 1, 4 or 8 random frames (the last one always) of a ``given`` mask ``[T]``."""
+    T = given.shape[0]
+    k = int(rng.choice([1, 4, 8]))
+    keep = rng.choice(T - 1, size=k - 1, replace=False) if k > 1 else np.array([], dtype=int)
+    out = torch.zeros(T)
+    out[torch.as_tensor(np.append(keep, T - 1))] = 1.0
+    return out
+
+
+class MotionData(SplitData):
+    """Procedural motion clips with conditions.
+
+    Args:
+        conditions: which conditions batches carry (of ``action``, ``speed``, ``text``, ``trajectory``).
+        n_train, n_val: split sizes (generated with seeds ``seed`` and ``seed + 1``).
+        batch_size: training batch size.
+        sparse: fraction of samples whose trajectory is sparse (a few frames given).
+        cache_dir: where generated clips are cached (``None``: no cache).
+    """
+
+    def __init__(self, conditions: Sequence[str] = CONDITIONS, n_train: int = 6000, n_val: int = 500,
+                 batch_size: int = 64, sparse: float = 0.25, seed: int = 0,
+                 cache_dir: str | None = str(DEFAULT_CACHE)) -> None:
+        super().__init__(batch_size, seed)
+        self.names = tuple(conditions)
+        self.specs = motion_specs(self.names)
+        self.n_train, self.n_val, self.sparse = n_train, n_val, sparse
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+
+    def _split(self, n: int, seed: int) -> StackDataset:
+        data = load_or_generate(n, seed, self.cache_dir)
+        media = torch.from_numpy(data["positions"])
+        conds: dict[str, torch.Tensor] = {}
+        if "action" in self.names:
+            conds["action"] = torch.from_numpy(data["action"]).long()
+        if "speed" in self.names:
+            conds["speed"] = torch.from_numpy(data["speed"]).long()
+        if "text" in self.names:
+            conds["text"] = caption_embeddings(data["caption"], self.cache_dir and
+                                               self.cache_dir / f"minilm-{FRAMES}-{n}-{seed}.npy")
+        if "trajectory" in self.names:
+            rng = np.random.default_rng(seed + 7)
+            path = media[:, :, 0, [0, 2]]
+            given = torch.ones(n, FRAMES)
+            for i in range(n):
+                if rng.random() < self.sparse:
+                    given[i] = sparsify(given[i], rng)
+            conds["trajectory"] = encode_trajectory(torch.cat([path, given[..., None]], -1))
+        return StackDataset(media=media, conditions=StackDataset(**conds))  # items are batch dicts
+
+    def build(self) -> tuple[StackDataset, StackDataset]:
+        return self._split(self.n_train, self.seed), self._split(self.n_val, self.seed + 1)
+
+    def split(self, name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A whole split (``"train"`` or ``"val"``): media ``[N, T, 22, 3]`` and condition values."""
+        self.setup()
+        data = {"train": self._train, "val": self._val}[name]
+        conds = data.datasets["conditions"].datasets
+        return data.datasets["media"], dict(conds)

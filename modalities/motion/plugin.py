@@ -1,0 +1,60 @@
+"""The motion modality's plugin class (registered as ``motion`` under ``polyguide.modalities``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+
+from framework.conditions import Conditions, ConditionSpec
+from framework.plugins import Codec, Modality
+
+from .actions import ACTIONS, SPEEDS
+from .codecs import Features, Tokens
+from .costs import trajectory_cost
+from .data import MotionData
+from .trajectory import decode_trajectory, trajectory_encoder
+from .writers import save_gif
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "motion"
+
+
+class MotionModality(Modality):
+    """Human motion: joint positions ``[B, T, 22, 3]`` (metres, 20 fps) of the SMPL 22-joint skeleton."""
+
+    name = "motion"
+    description = "human motion: procedural 22-joint clips (action, speed, text, trajectory), GIF + BVH"
+    representations = MappingProxyType({"features": Features, "tokens": Tokens})
+    datamodules = MappingProxyType({"motion": MotionData})
+    conditions = MappingProxyType({
+        "action": " | ".join(ACTIONS), "speed": " | ".join(SPEEDS),
+        "text": "a caption (MiniLM embedding)",
+        "trajectory": "root ground path: .npy [T, 2] (x, z) or [T, 3] (x, z, given)"})
+    encoders = MappingProxyType({"trajectory": trajectory_encoder})
+    costs = MappingProxyType({"trajectory": trajectory_cost})
+    recipes_dir = RECIPES
+
+    def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
+              title: str | None = None, conditions: Conditions | None = None) -> list[Path]:
+        """An animated GIF grid of all samples ``[B, T, 22, 3]`` (``motion.gif``; the requested
+        trajectory, if ``conditions`` carries one, drawn on the floor) and one BVH file per sample."""
+        from .bvh import write_bvh
+
+        out.mkdir(parents=True, exist_ok=True)
+        trajectories = None
+        if conditions is not None and "trajectory" in conditions.values:
+            trajectories = decode_trajectory(conditions.values["trajectory"].cpu())
+            absent = ~conditions.present["trajectory"].cpu()
+            trajectories[absent] = float("nan")
+        files = [save_gif(media, out / "motion.gif", labels=rows, title=title, trajectories=trajectories)]
+        for i, m in enumerate(media):
+            files.append(write_bvh(m, out / f"sample_{i:02d}.bvh"))
+        return files
+
+    def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path):
+        """The motion judge (action classifier + text–motion embedding), cached in ``cache_dir``."""
+        from .metrics import MotionJudge
+
+        return MotionJudge.cached(Path(cache_dir))
