@@ -1,10 +1,6 @@
-"""Cost-gradient trajectory guidance on a motion model (needs the core's cost terms, presets.cost)."""
+"""Cost-gradient trajectory guidance on a motion model (the core's cost terms, presets.cost)."""
 
-import pytest
 import torch
-
-# cost terms (presets.cost) come from the costgrad branch; this test runs once both are merged
-pytest.importorskip("framework.guidance.ops.cost_grad")
 
 from framework.training import GenerativeModule
 from modalities.motion.actions import ACTIONS
