@@ -230,7 +230,7 @@ class GenerativeModule(L.LightningModule):
     def sample(self, conditions: Conditions | Mapping[str, Any], guidance: Expr | str | None = None,
                *, n: int | None = None, steps: int = 30, seed: int | None = None,
                progress: bool = False, callback=None, weak: GenerativeModule | None = None,
-               init: torch.Tensor | None = None, strict: bool = False) -> SampleOutput:
+               init: torch.Tensor | Sequence[Any] | None = None, strict: bool = False) -> SampleOutput:
         """Sample with guidance.
 
         Args:
@@ -242,6 +242,9 @@ class GenerativeModule(L.LightningModule):
             seed: makes sampling reproducible.
             weak: a weaker model for ``.on("weak")`` branches (autoguidance).
             strict: raise (instead of warning) if the guidance needs untrained condition subsets.
+            init: a starting state; for autoregressive models a prompt: ids ``[n, P]``, or ``n``
+                prompts of different lengths (token-id lists, or strings the model's text codec
+                encodes), left-padded and decoded as if each were alone.
 
         Returns:
             :class:`SampleOutput` with ``samples`` ``[n, *shape]`` and per-step statistics.
@@ -252,6 +255,10 @@ class GenerativeModule(L.LightningModule):
             conditions = self.conditions(conditions, n)
         if guidance is None:
             guidance = self.guidance[0] if self.guidance else cond(*self.specs)
+        if init is not None and not isinstance(init, torch.Tensor) and any(isinstance(p, str) for p in init):
+            if not hasattr(self.codec, "prompt"):
+                raise ValueError("text prompts need a model with a text codec; give token ids instead")
+            init = [self.codec.prompt(p, 1)[0] if isinstance(p, str) else p for p in init]
         models = {"main": self.backbone}
         if weak is not None:
             models["weak"] = weak.backbone
