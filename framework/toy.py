@@ -228,8 +228,11 @@ class ToyLM:
         return PrefixCache()
 
     def __call__(self, tokens: torch.Tensor, t: torch.Tensor | None, conditions: Conditions,
-                 cache: PrefixCache | None = None) -> torch.Tensor:
+                 cache: PrefixCache | None = None, attention_mask: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         self.fed.append(tuple(tokens.shape))
+        if attention_mask is not None:  # left padding: invisible to the exact model
+            tokens = tokens.masked_fill(~attention_mask[:, -tokens.shape[1]:].bool(), -1)
         full = tokens if cache is None or cache.tokens is None else torch.cat([cache.tokens, tokens], 1)
         if cache is not None:
             cache.tokens = full

@@ -26,6 +26,7 @@ from . import plugins
 from .atomic import atomic_save
 from .checkpoints import build_model, check_compatible, load_checkpoint, load_model
 from .conditions import Conditions, ConditionSpec, DropoutSpec
+from .errors import ArgumentError
 from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
 from .guidance.branches import cond
 from .guidance.expr import Expr
@@ -285,7 +286,7 @@ class GenerativeModule(L.LightningModule):
     def sample(self, conditions: Conditions | Mapping[str, Any], guidance: Expr | str | None = None,
                *, n: int | None = None, steps: int = 30, seed: int | None = None,
                progress: bool = False, callback=None, weak: GenerativeModule | None = None,
-               init: torch.Tensor | None = None, strict: bool = False,
+               init: torch.Tensor | Sequence[Any] | None = None, strict: bool = False,
                costs: Mapping[str, CostFn] | None = None) -> SampleOutput:
         """Sample with guidance.
 
@@ -302,6 +303,9 @@ class GenerativeModule(L.LightningModule):
             costs: cost name → ``fn(x0 [B, *shape], conditions) -> [B]`` for cost terms
                 (``presets.cost``), on top of the costs the model's modality plugin provides
                 (:attr:`framework.plugins.Modality.costs`; these take precedence over them).
+            init: a starting state; for autoregressive models a prompt: ids ``[n, P]``, or ``n``
+                prompts of different lengths (token-id lists, or strings the model's text codec
+                encodes), left-padded and decoded as if each were alone.
 
         Returns:
             :class:`SampleOutput` with ``samples`` ``[n, *shape]`` and per-step statistics.
@@ -315,6 +319,10 @@ class GenerativeModule(L.LightningModule):
             guidance = self.guidance[0] if self.guidance else cond(*given)
         guidance = parse(guidance) if isinstance(guidance, str) else guidance
         costs = self.costs_for(guidance, costs)
+        if init is not None and not isinstance(init, torch.Tensor) and any(isinstance(p, str) for p in init):
+            if not hasattr(self.codec, "prompt"):
+                raise ArgumentError("text prompts need a model with a text codec; give token ids instead")
+            init = [self.codec.prompt(p, 1)[0] if isinstance(p, str) else p for p in init]
         models = {"main": self.backbone}
         if weak is not None:
             check_compatible(self, weak)

@@ -14,11 +14,16 @@ is prefilled over the prefix.
 Networks follow the backbone's contract: ``lm(tokens [N, L], t, conditions, cache=..., [perturbations])
 -> logits [N, L, V]`` and ``lm.new_cache()``; caches support ``select(rows)``, ``length`` and
 ``type(cache).cat(list)``.
+
+Prompts of different lengths (a list of token-id sequences) are left-padded: padding is
+:data:`PAD` (``-1``) in the family's state, and the network receives
+``attention_mask [N, S]`` (cached + new tokens; 0 at padding) with the padding replaced by
+token 0, so a padded row decodes what it would decode alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -33,7 +38,10 @@ from ..guidance.spaces import DiscreteSpaces
 from .base import Family, StepCallback, progress_tau
 from .delay import delay, pad_mask, undelay
 
-__all__ = ["Autoregressive", "BranchCaches", "filter_logprobs"]
+__all__ = ["PAD", "Autoregressive", "BranchCaches", "filter_logprobs"]
+
+#: Left padding of ragged prompts in the state (never fed to a network: see the module docstring).
+PAD = -1
 
 
 class BranchCaches:
@@ -47,9 +55,18 @@ class BranchCaches:
         self.order: tuple[Branch, ...] = ()
         self.length = 0  # tokens already in the cache
 
-    def _call(self, tokens, t, conditions, perturbations, cache):
+    def _call(self, tokens, t, conditions, perturbations, cache, mask=None):
         kw = {"perturbations": perturbations} if perturbations is not None else {}
-        return self.lm(tokens, t, conditions, cache=cache, **kw)
+        if mask is not None:  # left-padded prompts
+            kw["attention_mask"] = mask
+            tokens = tokens.clamp(min=0)
+        try:
+            return self.lm(tokens, t, conditions, cache=cache, **kw)
+        except TypeError as e:
+            if mask is not None and "attention_mask" in str(e):
+                raise TypeError(f"prompts of different lengths are left-padded, but network "
+                                f"{type(self.lm).__name__} takes no attention_mask: {e}") from e
+            raise
 
     def _reorder(self, x, t, conditions: Conditions, perturbations: Perturbations | None,
                  branches: tuple[Branch, ...], B: int) -> None:
@@ -64,7 +81,8 @@ class BranchCaches:
                 rows = slice(j * B, (j + 1) * B)
                 p = (None if perturbations is None
                      else Perturbations(perturbations.ids[rows], perturbations.table))
-                self._call(x[rows, :self.length], t[rows], conditions.index(rows), p, cache)
+                prefix = x[rows, :self.length]
+                self._call(prefix, t[rows], conditions.index(rows), p, cache, _padding_mask(prefix))
             blocks.append(cache)
         self.cache = type(blocks[0]).cat(blocks)
         self.order = branches
@@ -77,9 +95,28 @@ class BranchCaches:
         B = x.shape[0] // len(branches)
         if branches != self.order:
             self._reorder(x, t, conditions, perturbations, branches, B)
-        logits = self._call(x[:, self.length:], t, conditions, perturbations, self.cache)
+        logits = self._call(x[:, self.length:], t, conditions, perturbations, self.cache, _padding_mask(x))
         self.length = x.shape[1]
         return logits[:, -1:]  # next-token logits [N, 1, V]
+
+
+def _prompt_ids(row: Any, i: int) -> torch.Tensor:
+    """One prompt as a 1-D tensor of ids (a list, tuple or tensor); never rounds floats."""
+    try:
+        ids = torch.as_tensor(row) if not isinstance(row, torch.Tensor) else row
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"prompt {i} is not a sequence of token ids: {e}") from None
+    if ids.ndim > 1:
+        raise ValueError(f"prompt {i} has shape {tuple(ids.shape)}; each prompt is a 1-D sequence of ids")
+    if ids.ndim == 0 or (ids.numel() == 0 and not isinstance(row, torch.Tensor)):
+        ids = ids.reshape(-1).long() if ids.numel() == 0 else ids.reshape(1)
+    return ids
+
+
+def _padding_mask(x: torch.Tensor) -> torch.Tensor | None:
+    """``[N, S]`` bool, False at left padding (``None`` when nothing is padded)."""
+    pad = x == PAD if x.ndim == 2 else (x == PAD).any(-1)
+    return ~pad if bool(pad.any()) else None
 
 
 def filter_logprobs(logp: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -163,7 +200,10 @@ class Autoregressive(Family):
         return super().guider(guidance, {k: BranchCaches(m) for k, m in nets.items()}, specs=specs,
                               max_batch=max_batch, dropout=dropout, strict=strict, costs=costs)
 
-    def init_state(self, n, shape, generator, device, init=None):
+    def init_state(self, n: int, shape: tuple[int, ...], generator, device,
+                   init: torch.Tensor | Sequence[Sequence[int] | torch.Tensor] | None = None) -> torch.Tensor:
+        """BOS, or BOS + prompt: ``init`` is ``[n, P]`` token ids, or ``n`` sequences of different
+        lengths, left-padded with :data:`PAD` to ``[n, 1 + max P]``."""
         K = self.codebooks
         if K > 1 and (len(shape) != 2 or shape[0] != K):
             raise ValueError(f"a {K}-codebook model samples codes of shape ({K}, T), got {shape}")
@@ -171,9 +211,29 @@ class Autoregressive(Family):
             return torch.full((n, 1) if K == 1 else (n, 1, K), self.bos_id, dtype=torch.long, device=device)
         if K > 1:
             raise ValueError("prompts are supported for single-stream tokens only")
-        if init.shape[0] != n:
-            raise ValueError(f"prompt has {init.shape[0]} rows for {n} samples")
-        return self.with_bos(init.to(device).long())
+        rows = list(init) if not isinstance(init, torch.Tensor) else None
+        if rows is not None and any(isinstance(r, str) for r in rows):
+            raise TypeError("text prompts need the model's tokenizer: pass them to GenerativeModule.sample "
+                            "(init=[...]) or encode them to token ids first")
+        if isinstance(init, torch.Tensor) and init.ndim != 2:
+            raise ValueError(f"a prompt tensor has shape [n, P]; got {tuple(init.shape)}")
+        count = len(rows) if rows is not None else init.shape[0]
+        if count != n:
+            raise ValueError(f"prompt has {count} rows for {n} samples")
+        seqs = [_prompt_ids(r, i) for i, r in enumerate(rows)] if rows is not None else list(init.cpu())
+        for i, r in enumerate(seqs):
+            if r.is_floating_point() or r.dtype == torch.bool:
+                raise ValueError(f"prompt {i} must hold integer token ids, got dtype {r.dtype}")
+            r = seqs[i] = r.long()
+            if r.numel() and bool(((r < 0) | (r >= self.vocab_size)).any()):
+                raise ValueError(f"prompt {i} has token ids outside 0..{self.vocab_size - 1}: "
+                                 f"{sorted(set(r[(r < 0) | (r >= self.vocab_size)].tolist()))[:5]}")
+        longest = max(r.numel() for r in seqs)
+        x = torch.full((n, 1 + longest), PAD, dtype=torch.long)
+        for i, r in enumerate(seqs):  # left padding: every prompt ends where decoding starts
+            x[i, longest - r.numel()] = self.bos_id
+            x[i, longest - r.numel() + 1:] = r
+        return x.to(device)
 
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:

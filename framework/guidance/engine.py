@@ -210,6 +210,31 @@ class _StepContext:
         self.records[key] = value
 
 
+def _check_branch_output(branch: Branch, pred: torch.Tensor, excluding: bool, step: int, tau: float) -> None:
+    """NaN and +inf are never legal; -inf only where it excludes tokens (``excluding``)."""
+    if bool(torch.isfinite(pred).all()):
+        return
+    for name, bad in (("NaN", torch.isnan(pred)), ("+inf", torch.isposinf(pred)),
+                      ("-inf", None if excluding else torch.isneginf(pred))):
+        if bad is not None and bool(bad.any()):
+            where = tuple(int(i) for i in bad.nonzero()[0])
+            raise FloatingPointError(
+                f"guided prediction at step {step} (τ={tau:g}) is not finite; non-finite branch "
+                f"outputs: {branch!r} returned {name} (first at index {where})"
+                + ("" if name != "-inf" else "; -inf is legal only in logit/log-probability spaces, "
+                   "where it marks an excluded token"))
+    _check_some_token_left(pred, f"branch {branch!r}", step, tau)
+
+
+def _check_some_token_left(pred: torch.Tensor, what: str, step: int, tau: float) -> None:
+    """A distribution whose every token is -inf has nothing to sample."""
+    empty = torch.isneginf(pred).all(dim=-1)
+    if bool(empty.any()):
+        where = tuple(int(i) for i in empty.nonzero()[0])
+        raise FloatingPointError(f"{what} marks every token -inf at index {where} (step {step}, "
+                                 f"τ={tau:g}): no token is left to choose")
+
+
 class Guider:
     """Evaluates a guidance expression against one or more networks, step by step.
 
@@ -404,28 +429,33 @@ class Guider:
                         preds[b] = graphs[b][0].detach()
                 calls += n_calls
 
+        excluding = self.converter.allows_neg_inf  # logits: -inf marks a token never to choose
+        for b, p in preds.items():
+            _check_branch_output(b, p, excluding, state.step, tau)
         ctx = _StepContext(x, t, tau, state, self.converter, self.native, preds, conditions,
                            self.costs, graphs)
         guided = self.expr.value(ctx, self.output_space)
         renoise = (self.expr.renoise.value(ctx, self.output_space)
                    if isinstance(self.expr, Renoised) else None)
         if not bool(torch.isfinite(guided).all()):
-            bad = [repr(b) for b, p in preds.items() if not bool(torch.isfinite(p).all())]
-            raise FloatingPointError(
-                f"guided prediction at step {state.step} (τ={tau:g}) is not finite; "
-                + (f"non-finite branch outputs: {', '.join(bad)}" if bad else
-                   f"every branch was finite, so converting between spaces or combining "
-                   f"{self.expr!r} overflowed at t={t[0].item():g}"))
+            if not excluding or bool(torch.isnan(guided).any() | torch.isposinf(guided).any()):
+                raise FloatingPointError(
+                    f"guided prediction at step {state.step} (τ={tau:g}) is not finite, though every "
+                    f"branch output was {'finite or -inf' if excluding else 'finite'}: converting "
+                    f"between spaces or combining {self.expr!r} overflowed at t={t[0].item():g}")
+            _check_some_token_left(guided, f"the guided prediction of {self.expr!r}", state.step, tau)
         stats = StepStats(step=state.step, tau=float(tau),
                           branches=tuple(repr(b) for bs in groups.values() for b in bs),
                           nfe=len(preds), forward_calls=calls, backward=ctx.backward,
                           cost_evals=ctx.cost_evals, extras=ctx.records)
         if self._reference in preds:
             ref = ctx.pred(self._reference, self.output_space)
-            diff = (guided - ref).reshape(B, -1).float()
-            stats.guidance_norm = float(diff.norm(dim=1).mean())
-            stats.cosine = float(torch.nn.functional.cosine_similarity(
-                guided.reshape(B, -1).float(), ref.reshape(B, -1).float(), dim=1).mean())
+            g, r = guided.reshape(B, -1).float(), ref.reshape(B, -1).float()
+            if excluding:  # statistics over the tokens both allow
+                both = torch.isfinite(g) & torch.isfinite(r)
+                g, r = g.where(both, 0.0), r.where(both, 0.0)
+            stats.guidance_norm = float((g - r).norm(dim=1).mean())
+            stats.cosine = float(torch.nn.functional.cosine_similarity(g, r, dim=1).mean())
         if state.corrector:
             last = state.history[-1]
             last.nfe, last.forward_calls = last.nfe + stats.nfe, last.forward_calls + stats.forward_calls

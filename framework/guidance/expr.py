@@ -16,15 +16,15 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from ..errors import UserError
 from .schedules import Weight, WeightLike, as_weight
 
 if TYPE_CHECKING:
-    import torch
-
     from .branches import Branch
 
-__all__ = ["AffineError", "Expr", "Linear", "Window", "Zero", "check_zero_directions"]
+__all__ = ["AffineError", "Expr", "Linear", "Window", "Zero", "check_zero_directions", "combine_excluding"]
 
 # Coefficients smaller than this are treated as exactly zero: the term and the branches
 # only it needed are not evaluated (e.g. ``uncond`` in ``uncond + 1*(cond - uncond)``).
@@ -176,6 +176,43 @@ class Expr:
         raise NotImplementedError
 
 
+def combine_excluding(terms: list[tuple[Expr, float, torch.Tensor]]) -> torch.Tensor:
+    """``Σ_i c_i·ℓ_i`` over logits/log-probabilities ``[B, ..., V]`` where ``-inf`` marks excluded tokens.
+
+    In probability terms guidance is ``p̃ ∝ Π_i p_i^{c_i}``. A token with ``p_i = 0`` in a branch
+    of positive coefficient gets ``0^{c_i} = 0``: it stays excluded (``-inf``) whatever the other
+    branches say — in particular when every branch excludes it (a shared constraint mask), which
+    is the same as masking after guidance, as ``transformers``' ``generate`` does. Without -inf
+    handling ``c_u·(−inf)`` with ``c_u < 0`` is ``+inf`` and the sum is NaN.
+
+    A token excluded *only* by branches of negative coefficient (``p_u = 0 < p_c`` under CFG with
+    ``w > 1``) would get ``p_u^{1−w} = ∞``: guidance would force a token the subtracted branch
+    forbids. There is no meaningful finite answer (``transformers``' CFG processor returns NaN),
+    so this raises ``FloatingPointError`` naming the branch and a token.
+    """
+    excluded = None  # -inf in a branch of positive coefficient
+    subtracted = []
+    total = None
+    for leaf, c, v in terms:
+        ninf = torch.isneginf(v)
+        part = v.masked_fill(ninf, 0.0) * c
+        total = part if total is None else total + part
+        if c > 0:
+            excluded = ninf if excluded is None else excluded | ninf
+        else:
+            subtracted.append((leaf, c, ninf))
+    for leaf, c, ninf in subtracted:
+        forced = ninf if excluded is None else ninf & ~excluded
+        if bool(forced.any()):
+            where = tuple(int(i) for i in forced.nonzero()[0])
+            raise FloatingPointError(
+                f"branch {leaf!r} has coefficient {c:+g} and marks token {where[-1]} -inf (at index "
+                f"{where}) where no positively weighted branch does: the guided logit would be +inf, "
+                f"forcing a token that branch forbids. Give every branch the same -inf (constraint) "
+                f"mask, or exclude the token in a positively weighted branch too.")
+    return total if excluded is None else total.masked_fill(excluded, -torch.inf)
+
+
 def _expr_operand(other: Any, op: str) -> Expr:
     if isinstance(other, Expr):
         return other
@@ -221,12 +258,15 @@ class Linear(Expr):
         return out
 
     def value(self, ctx: Any, space: str) -> torch.Tensor:
-        total = None
-        for leaf, c in ctx.coefficients(self).items():
-            v = leaf.value(ctx, space)
-            total = v * c if total is None else total + v * c
-        if total is None:
+        terms = [(leaf, c, leaf.value(ctx, space)) for leaf, c in ctx.coefficients(self).items()]
+        if not terms:
             raise AffineError(f"every term of {self!r} has weight 0 at τ={ctx.tau:g}")
+        if getattr(ctx.converter, "allows_neg_inf", False) and any(
+                bool(torch.isneginf(v).any()) for _, _, v in terms):
+            return combine_excluding(terms)
+        total = None
+        for _, c, v in terms:
+            total = v * c if total is None else total + v * c
         return total
 
     def __repr__(self) -> str:

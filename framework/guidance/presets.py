@@ -55,6 +55,16 @@ def _branch_or_uncond(c: CondLike) -> Branch:
     return _uncond() if c == () else _branch(c)
 
 
+def _guidance_arg(value: object, preset: str) -> Expr:
+    """``value`` if it is a guidance expression; else a TypeError that shows the usual form."""
+    if isinstance(value, Expr):
+        return value
+    what = f"the name {value!r}" if isinstance(value, str) else f"{type(value).__name__} {value!r}"
+    example = value if isinstance(value, str) and value.isidentifier() else "text"
+    raise TypeError(f"{preset}() takes a guidance expression, not {what}: write e.g. "
+                    f"{preset}(cfg({example}, 7))")
+
+
 def _split_cfg(e: Expr) -> tuple[Branch, Branch, WeightLike]:
     """``(cond, uncond, w)`` of a two-branch guidance such as ``cfg`` or ``negative``."""
     if any(isinstance(n, CostGrad) for n in e.walk()):
@@ -62,7 +72,8 @@ def _split_cfg(e: Expr) -> tuple[Branch, Branch, WeightLike]:
                          f"e.g. apg(cfg(...)) + cost(...)")
     ref = e.reference()
     branches = e.branches()
-    if len(branches) != 2 or ref not in branches:
+    opaque = [k for tau in PROBE_TAUS for k in e.coefficients(tau) if not isinstance(k, Branch)]
+    if len(branches) != 2 or ref not in branches or opaque:
         raise ValueError(
             f"expected a two-branch guidance (cfg, negative, icg, autoguidance); got {e!r}. "
             f"For multi-condition guidance, project each direction with "
@@ -123,7 +134,7 @@ def adaptive(guidance: Expr, threshold: float = 0.99, after: float = 0.0) -> Exp
     rest of the run; switching is considered from progress ``after`` on. See
     :mod:`framework.guidance.ops.adaptive`.
     """
-    return Adaptive(guidance, threshold, after=after)
+    return Adaptive(_guidance_arg(guidance, "adaptive"), threshold, after=after)
 
 
 def cfg_pp(cond: CondLike, lam: float) -> Expr:
@@ -156,6 +167,7 @@ def rescale(guidance: Expr, phi: float = 0.7, space: str = "x0") -> Expr:
 
     ``x̃ = φ·x_cfg·std(x_c)/std(x_cfg) + (1 − φ)·x_cfg`` with ``x_c`` the unguided prediction.
     """
+    guidance = _guidance_arg(guidance, "rescale")
     return Rescale(guidance, guidance.reference(), phi=phi, space=space)
 
 

@@ -40,6 +40,8 @@ class SpaceConverter:
     """
 
     spaces: frozenset[str] = frozenset()
+    #: Whether ``-inf`` is a legal prediction value (an excluded token in logit spaces).
+    allows_neg_inf: bool = False
     #: The model's valid time inputs ``(lo, hi)``; time-shifted branches (TSG) are clamped to it.
     time_range: tuple[float, float] | None = None
 
@@ -178,9 +180,14 @@ class FlowSpaces(_AffineSpaces):
 
 
 class DiscreteSpaces(SpaceConverter):
-    """Token models: ``logits`` and ``logprobs`` over the last dimension."""
+    """Token models: ``logits`` and ``logprobs`` over the last dimension.
+
+    ``-inf`` marks a token that may not be chosen (constrained decoding); see
+    :func:`framework.guidance.expr.combine_excluding` for how guidance combines it.
+    """
 
     spaces = frozenset({"logits", "logprobs"})
+    allows_neg_inf = True
 
     def convert(self, value: torch.Tensor, src: str, dst: str, *, x: torch.Tensor,
                 t: torch.Tensor, mass: float = 1.0) -> torch.Tensor:

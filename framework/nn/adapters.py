@@ -13,6 +13,7 @@ get a clear error — use :class:`~framework.nn.Backbone` for those methods.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -170,12 +171,33 @@ class CausalLMAdapter(nn.Module):
         return HFCache()
 
     def forward(self, tokens: torch.Tensor, t: torch.Tensor | None, conditions: Conditions,
-                cache: HFCache | None = None, perturbations=None) -> torch.Tensor:
+                cache: HFCache | None = None, perturbations=None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-token logits ``[B, L, V]`` for ``tokens`` ``[B, L]`` (after what ``cache`` holds).
+
+        ``attention_mask`` ``[B, S]`` covers the tokens the cache holds plus ``tokens`` (the
+        condition prefix excluded), 0 at left padding; positions then count real tokens only, as
+        ``generate`` does for a left-padded batch.
+        """
         _no_perturbations("CausalLMAdapter", perturbations)
         k = len(self.conditions)
         fresh = cache is None or cache.length == 0
         ids = torch.cat([self.prefix(conditions), tokens], dim=1) if fresh and k else tokens
-        out = self.lm(input_ids=ids, past_key_values=cache.cache if cache is not None else None,
-                      use_cache=cache is not None)
+        kwargs = {}
+        if attention_mask is not None:
+            mask = attention_mask.long()
+            if k:  # the condition prefix leads every row and is always attended
+                mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, k), mask], dim=1)
+            kwargs["attention_mask"] = mask
+            kwargs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        if cache is not None:
+            kwargs[self._cache_arg] = cache.cache
+        out = self.lm(input_ids=ids, use_cache=cache is not None, **kwargs)
         logits = out.logits[:, (k if fresh else 0):, : self.vocab_size]
         return logits
+
+    @property
+    def _cache_arg(self) -> str:
+        """Recent transformers name the cache argument ``cache`` (5.0 still ``past_key_values``)."""
+        params = inspect.signature(self.lm.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"

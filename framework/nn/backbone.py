@@ -169,13 +169,24 @@ class _Block(nn.Module):
         return h.view(B, L, self.heads, D // self.heads).transpose(1, 2)
 
     def attention(self, h: torch.Tensor, perturb: list[tuple[Perturbation, torch.Tensor]],
-                  cache: KVCache | None) -> torch.Tensor:
+                  cache: KVCache | None, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention; ``keys``: bool ``[B, S]`` over cached + new tokens, False at padding."""
         B, L, D = h.shape
         q, k, v = (self._split(z) for z in self.qkv(h).chunk(3, dim=-1))
         if cache is not None:
             k, v = cache.append(self.index, k, v)
         causal = self.causal and L > 1
-        if causal and cache is not None and k.shape[2] != L:
+        mask = None
+        if keys is not None:
+            # causal over the cached prefix, padding keys hidden; a padding query sees itself only
+            # (its output is never used, and an all-hidden row would be NaN)
+            S = k.shape[2]
+            seen = torch.ones(L, S, dtype=torch.bool, device=h.device).tril(S - L)
+            own = torch.zeros(L, S, dtype=torch.bool, device=h.device)
+            own[torch.arange(L), torch.arange(S - L, S)] = True
+            mask = (seen[None] & (keys[:, None, :] | own[None]))[:, None]  # [B, 1, L, S]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif causal and cache is not None and k.shape[2] != L:
             # incremental prefill after earlier tokens: explicit mask over the cached prefix
             offset = k.shape[2] - L
             mask = torch.ones(L, k.shape[2], dtype=torch.bool, device=h.device).tril(offset)
@@ -188,15 +199,17 @@ class _Block(nn.Module):
             elif isinstance(p, AttnBlur):  # recompute only the perturbed rows with blurred queries
                 idx = rows.nonzero().squeeze(1)
                 qb = _gaussian_blur_tokens(q[idx], p.sigma)
+                rows_mask = None if mask is None else (mask[idx] if mask.ndim == 4 else mask)
                 out = out.index_copy(0, idx, F.scaled_dot_product_attention(
-                    qb, k[idx], v[idx], is_causal=causal and cache is None))
+                    qb, k[idx], v[idx], attn_mask=rows_mask, is_causal=rows_mask is None and causal))
         return self.proj(out.transpose(1, 2).reshape(B, L, D))
 
     def forward(self, h: torch.Tensor, c: torch.Tensor, seq: torch.Tensor | None,
-                perturb: list[tuple[Perturbation, torch.Tensor]], cache: KVCache | None) -> torch.Tensor:
+                perturb: list[tuple[Perturbation, torch.Tensor]], cache: KVCache | None,
+                keys: torch.Tensor | None = None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c))[:, None].chunk(6, dim=-1)
         attn_p = [(p, r) for p, r in perturb if isinstance(p, (AttnIdentity, AttnBlur))]
-        out = h + gate1 * self.attention(self.norm1(h) * (1 + scale1) + shift1, attn_p, cache)
+        out = h + gate1 * self.attention(self.norm1(h) * (1 + scale1) + shift1, attn_p, cache, keys)
         if self.cross and seq is not None:
             B, L, D = out.shape
             q = self._split(self.xq(self.norm_x(out)))
@@ -255,7 +268,8 @@ class Backbone(nn.Module):
         return per_layer
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None, conditions: Conditions,
-                perturbations: Perturbations | None = None, cache: KVCache | None = None) -> torch.Tensor:
+                perturbations: Perturbations | None = None, cache: KVCache | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Predict per token.
 
         Args:
@@ -266,16 +280,31 @@ class Backbone(nn.Module):
             perturbations: per-row perturbations from the guidance engine.
             cache: a :class:`KVCache` for incremental causal decoding; ``x`` then holds only
                 the new tokens, positioned after the cached ones.
+            attention_mask: causal backbones: ``[B, S]`` over the cached and the new tokens
+                (``S = cache length + L``), 1 for real tokens and 0 for (left) padding. Padding
+                is hidden from attention and positions count real tokens only, so a left-padded
+                row computes what the unpadded row would.
 
         Returns:
             ``[B, L, out_dim]`` (``[B, L, K, out_dim]`` with ``K`` codebooks).
         """
         B, L = x.shape[0], x.shape[1]
         start = cache.length if cache is not None else 0
-        if start + L > self.cfg.seq_len:
-            raise ValueError(f"sequence of {start + L} tokens exceeds the backbone's "
+        keys = None
+        if attention_mask is not None:
+            if not self.cfg.causal:
+                raise ValueError("attention_mask (left padding) needs a causal backbone")
+            if tuple(attention_mask.shape) != (B, start + L):
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; expected "
+                                 f"{(B, start + L)} (cached {start} + new {L} tokens)")
+            keys = attention_mask.bool()
+            positions = (keys.long().cumsum(1) - 1).clamp(min=0)[:, start:]  # [B, L]: real tokens only
+        else:
+            positions = torch.arange(start, start + L, device=x.device)
+        if int(positions.max()) + 1 > self.cfg.seq_len:
+            raise ValueError(f"sequence of {int(positions.max()) + 1} tokens exceeds the backbone's "
                              f"seq_len={self.cfg.seq_len}")
-        h = self._embed(x) + self.pos[start:start + L]
+        h = self._embed(x) + self.pos[positions]
         c = torch.zeros(B, self.cfg.dim, device=h.device, dtype=h.dtype)
         if self.time_mlp is not None:
             if t is None:
@@ -287,7 +316,7 @@ class Backbone(nn.Module):
             c = c + emb[name]
         seq = torch.cat([emb[n] for n in self.sequence], dim=1) if self.sequence else None
         for block, perturb in zip(self.blocks, self._layer_perturbations(perturbations), strict=True):
-            h = block(h, c, seq, perturb, cache)
+            h = block(h, c, seq, perturb, cache, keys)
         shift, scale = self.ada_out(F.silu(c))[:, None].chunk(2, dim=-1)
         out = self.head(self.norm_out(h) * (1 + scale) + shift)
         if self.cfg.codebooks > 1:

@@ -51,8 +51,9 @@ class Adaptive(Op):
             return ref
         guided = self.inner.value(ctx, space)
         b = guided.shape[0]
-        cos = torch.nn.functional.cosine_similarity(guided.reshape(b, -1).float(),
-                                                    ref.reshape(b, -1).float(), dim=1)
+        g, r = guided.reshape(b, -1).float(), ref.reshape(b, -1).float()
+        both = torch.isfinite(g) & torch.isfinite(r)  # logits: -inf marks excluded tokens
+        cos = torch.nn.functional.cosine_similarity(g.where(both, 0.0), r.where(both, 0.0), dim=1)
         ctx.record("adaptive_cosine", float(cos.min()))
         if ctx.tau >= self.after and not ctx.state.corrector and bool((cos > self.threshold).all()):
             state["switched"] = True  # takes effect from the next step on
