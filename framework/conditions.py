@@ -60,8 +60,9 @@ class ConditionSpec:
         dim: feature size of vector/sequence conditions.
         null: ``learned`` (a trained null embedding, the default), ``zeros``, or ``mask``
             (a mask token; needs no dropout, the masking objective covers it).
-        encoder: for vector conditions, an import path ``"module:function"`` that embeds raw
-            strings (``list[str] -> [n, dim]``), e.g. ``"framework.encoders:minilm"`` for captions.
+        encoder: for vector and sequence conditions, the name of a registered encoder that turns
+            raw values (``list[str] -> [n, dim]`` or ``[n, L, dim]``): ``"minilm"`` for captions, or
+            ``"<modality>/<name>"`` for one a plugin registers (:mod:`framework.encoders`).
     """
 
     name: str
@@ -83,6 +84,13 @@ class ConditionSpec:
             raise ConditionError(f"{self.kind} condition {self.name!r} needs dim")
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+        if self.encoder is not None:
+            from .encoders import EncoderError, check_name
+
+            try:
+                check_name(self.encoder)
+            except EncoderError as e:
+                raise ConditionError(f"condition {self.name!r}: {e}") from None
 
     @property
     def needs_dropout(self) -> bool:
@@ -111,9 +119,13 @@ class ConditionSpec:
             return idx
         if self.encoder is not None and (isinstance(raw, str) or (
                 isinstance(raw, (list, tuple)) and raw and all(isinstance(v, str) for v in raw))):
-            from .encoders import resolve
+            from .encoders import EncoderError, resolve
+            from .plugins import PluginError
 
-            encode = resolve(self.encoder)
+            try:
+                encode = resolve(self.encoder)
+            except (EncoderError, PluginError) as e:
+                raise ConditionError(f"condition {self.name!r}: {e}") from None
             raw = encode([raw])[0] if isinstance(raw, str) else encode(list(raw))  # one value broadcasts
         value = torch.as_tensor(raw, dtype=torch.float32)
         per_sample = 1 if self.kind == "vector" else 2

@@ -66,6 +66,9 @@ class Modality:
         datamodules: data module name → ``LightningDataModule`` class.
         conditions: condition name → a short description of its values.
         recipes_dir: where this modality's ``*.yaml`` recipes live (``None``: none shipped).
+        encoders: condition encoder name → callable turning raw values into a tensor
+            (``Sequence[Any] -> [n, dim]`` or ``[n, L, dim]``); a condition spec refers to one as
+            ``"<modality>/<name>"`` (see :mod:`framework.encoders`).
     """
 
     name: ClassVar[str] = ""
@@ -74,6 +77,7 @@ class Modality:
     datamodules: ClassVar[Mapping[str, type]] = {}
     conditions: ClassVar[Mapping[str, str]] = {}
     recipes_dir: ClassVar[Path | None] = None
+    encoders: ClassVar[Mapping[str, Callable[[Sequence[Any]], torch.Tensor]]] = {}
 
     def codec(self, representation: str, **kwargs: Any) -> Codec:
         """Build the codec of one representation, e.g. ``codec("patches", size=16, patch=2)``."""

@@ -19,7 +19,7 @@ from .shapes import COLORS, POSITIONS, SHAPES, caption, render
 
 __all__ = ["DigitsData", "ShapesData", "shapes_specs"]
 
-TEXT_ENCODER = "framework.encoders:minilm"
+TEXT_ENCODER = "minilm"
 
 
 def shapes_specs(text: bool = False) -> dict[str, ConditionSpec]:
