@@ -269,14 +269,18 @@ class AudioJudge:
         return out
 
 
-def music_judge(cache_dir: Path | str, *, n_train: int = 1536, n_val: int = 384, per_style: int = 120,
-                epochs: int = 8, melody_cache: Path | str | None = None) -> AudioJudge:
-    """The judge of music models: ``style``, ``instrument`` and ``tempo`` heads trained on real
+def music_judge(cache_dir: Path | str, *, n_train: int = 2048, n_val: int = 384, per_style: int = 120,
+                epochs: int = 16, melody_cache: Path | str | None = None) -> AudioJudge:
+    """The judge of music models: ``style`` and ``instrument`` heads trained on real
     :class:`~.music_data.MusicData` renders (seed 1000, apart from the recipes' seed 0; validation
-    clips from the held-out melodies), cached as ``cache_dir/judge-music.pt``."""
+    clips from the held-out melodies), cached as ``cache_dir/judge-music.pt``.
+
+    (A ``tempo`` head, tried with 8 epochs, stayed near chance on held-out clips — 0.36 for 3
+    bins — so the judge does not score tempo.)
+    """
     from .music_data import MusicData
 
-    heads = {"style": 4, "instrument": 6, "tempo": 3}
+    heads = {"style": 4, "instrument": 6}
     data = MusicData(n_train=n_train, n_val=n_val, per_style=per_style, text=False, melody=False,
                      cache_dir=str(melody_cache) if melody_cache else None, seed=1000)
     clf = cached_classifier(Path(cache_dir) / "judge-music.pt", heads, data.split("train"), epochs=epochs)

@@ -28,8 +28,8 @@ from .music import INSTRUMENTS, STYLES, TEMPO_BPM, TEMPOS, Melodies, clip_notes,
 
 __all__ = ["MELODY_ENCODER", "TEXT_ENCODER", "MusicData", "caption", "music_specs", "render_clips"]
 
-TEXT_ENCODER = "framework.encoders:minilm"
-MELODY_ENCODER = "modalities.audio.chroma:melody"
+TEXT_ENCODER = "minilm"
+MELODY_ENCODER = "audio/melody"
 STYLE_WORDS = {"chorale": "a Bach chorale", "renaissance": "a Renaissance motet", "irish": "an Irish dance",
                "chinese": "a Chinese folk song"}
 _TEMPLATES = ("a {tempo} {instrument} playing {style}", "{style} on the {instrument}, {tempo}",
