@@ -55,7 +55,7 @@ def word_section(name: str, model, judge, n: int, steps: int, seed: int, out: Pa
     """Sweep, multi-condition table and negative speaker for one word model."""
     steps = _steps(model, steps)
     requested = random_requests(model.specs, ["word", "speaker"], n, seed)
-    conds = Conditions.from_raw(model.specs, dict(requested), n)
+    conds = Conditions.from_raw(model.specs, dict(requested), n)  # pitch is left null (not requested)
     sweep = []
     for w in SWEEP_W:
         g = "cond(word)" if w == 1 else f"cfg(word, {w})"
@@ -76,8 +76,12 @@ def word_section(name: str, model, judge, n: int, steps: int, seed: int, out: Pa
         res = model.sample(conds, g, steps=steps, seed=seed)
         with torch.no_grad():
             heard = judge.classifier(res.media)
+        from modalities.audio.metrics import speaker_embed
+
+        sim = speaker_embed(res.media) @ judge.speaker_centroids[neg_id]  # resemblyzer cosine to "en"
         neg.append({"guidance": label, "expression": g,
                     "judged_speaker_en": float((heard["speaker"].argmax(-1) == neg_id).float().mean()),
+                    "similarity_to_en": float(sim.mean()),
                     "acc_word": float((heard["word"].argmax(-1) == requested["word"]).float().mean()),
                     "nfe": res.nfe, "seconds_per_clip": (time.perf_counter() - start) / n})
     picture(model, out / f"audio_{name}.png", steps, seed)
@@ -159,11 +163,12 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {r['guidance']} | `{r['expression']}` | {r['acc_word']:.2f} | "
                          f"{r['acc_speaker']:.2f} | {r['acc_all']:.2f} | {_f(r.get('speaker_sim'))} | "
                          f"{_f(r['fd'])} | {r['nfe']} | {r['seconds_per_clip']:.2f} |")
-        lines += ["", f"| negative speaker | judged as {NEG_SPEAKER} | acc_word | NFE | s/clip |",
-                  "|---|---|---|---|---|"]
+        lines += ["", f"| negative speaker | judged as {NEG_SPEAKER} | speaker similarity to {NEG_SPEAKER} | "
+                  "acc_word | NFE | s/clip |", "|---|---|---|---|---|---|"]
         for r in sec["negative"]:
-            lines.append(f"| `{r['expression']}` | {r['judged_speaker_en']:.2f} | {r['acc_word']:.2f} | "
-                         f"{r['nfe']} | {r['seconds_per_clip']:.2f} |")
+            lines.append(f"| `{r['expression']}` | {r['judged_speaker_en']:.2f} | "
+                         f"{r['similarity_to_en']:.3f} | {r['acc_word']:.2f} | {r['nfe']} | "
+                         f"{r['seconds_per_clip']:.2f} |")
     if results.get("music_markdown"):
         lines += ["", "### Music", "", results["music_markdown"]]
     return "\n".join(lines) + "\n"
