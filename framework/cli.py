@@ -15,10 +15,29 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+from .cli_args import (
+    MAX_N,
+    MAX_SEED,
+    MAX_STEPS,
+    Parser,
+    bounded_int,
+    check_output_dir,
+    non_empty,
+    protect_dash_values,
+)
+from .errors import ArgumentError, UserError, one_line
+
+__all__ = ["USER_ERRORS", "main"]
+
+#: What the CLI reports in one line (exit 2): every user error (``CheckpointError`` included).
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)
+COMMANDS = ("demo", "explain", "modalities", "sample", "eval", "export", "fit")
+#: ``explain`` prints one line per step.
+MAX_EXPLAIN_STEPS = 1_000
 
 
 def _demo(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.toy:
         from .demo import run_demo, table
@@ -28,8 +47,13 @@ def _demo(args: argparse.Namespace) -> int:
         for name in ("guidance_demo.png", "summary.md", "summary.json"):
             print(f"wrote {args.out / name}")
         return 0
+    from modalities.image.demo import CHECKPOINT
     from modalities.image.demo import run_demo as image_demo
 
+    if not CHECKPOINT.is_file():
+        raise ArgumentError(f"the demo's checkpoint {CHECKPOINT} is missing; train it with `polyguide fit "
+                            f"--config recipes/image/shapes_flow.yaml` (see recipes/README.md), or run "
+                            f"`polyguide demo --toy`")
     start = time.perf_counter()
     result = image_demo(args.out, per_request=args.n or 8, steps=args.steps or 30, seed=args.seed,
                         progress=progress)
@@ -42,10 +66,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from .guidance import GuidanceState, Guider, parse
+    from .guidance.expr import check_zero_directions
     from .guidance.spaces import VPSpaces
 
     expr = parse(args.guidance)
     expr.check()
+    check_zero_directions(expr)
     print(f"expression   {expr!r}")
     by_net: dict[str, list[str]] = {}
     for b in sorted(expr.branches(), key=repr):
@@ -75,25 +101,27 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="polyguide", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="polyguide", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="the main job: guided sampling from the shipped shapes checkpoint",
                        description="Sample the shipped shapes flow checkpoint under several guidance "
                                    "expressions: a labelled PNG grid per expression and a summary table "
                                    "(accuracy, Fréchet distance, NFE, seconds). --toy: an analytic 2-D toy.")
     d.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    d.add_argument("--n", type=int, default=None, help="samples per request (image; default 8) or per "
-                                                       "expression (toy; default 400)")
-    d.add_argument("--steps", type=int, default=None, help="sampling steps (default 30; toy 40)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--n", type=bounded_int(1, MAX_N), default=None,
+                   help="samples per request (image; default 8) or per expression (toy; default 400)")
+    d.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None,
+                   help=f"sampling steps (default 30; toy 40; at most {MAX_STEPS:,})")
+    d.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
     d.add_argument("--toy", action="store_true", help="the analytic toy instead (no checkpoint needed)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(run=_demo)
     e = sub.add_parser("explain", help="show the branches, coefficients and NFE plan of a guidance",
                        description="Parse a guidance expression and show what it evaluates.")
-    e.add_argument("guidance", help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
-    e.add_argument("--steps", type=int, default=10, help="sampling steps to plan")
+    e.add_argument("guidance", type=non_empty,
+                   help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
+    e.add_argument("--steps", type=bounded_int(1, MAX_EXPLAIN_STEPS), default=10,
+                   help=f"sampling steps to plan (at most {MAX_EXPLAIN_STEPS:,}: one line each)")
     e.set_defaults(run=_explain)
     from .commands import add_commands
 
@@ -103,28 +131,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(command: str | None, error: BaseException) -> int:
+    """A user error: one line on stderr, exit code 2."""
+    where = f"polyguide {command}" if command else "polyguide"
+    print(f"{where}: error: {one_line(error)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``polyguide`` console script; returns the exit code."""
+    """Entry point of the ``polyguide`` console script; returns the exit code.
+
+    A :class:`~framework.errors.UserError` (bad argument, file, condition, guidance...) is reported
+    in one line, ``polyguide <command>: error: <message>``, with exit code 2; any other exception is
+    a bug and keeps its traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "fit":  # everything after `fit` belongs to LightningCLI
-        from .fit import fit_main
-
-        return fit_main(argv)
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    from .conditions import ConditionError
-    from .guidance import AffineError, GuidanceSyntaxError, SpaceError
-    from .plugins import PluginError
-
+    command = argv[0] if argv and argv[0] in COMMANDS else None
     try:
+        if command == "fit":  # everything after `fit` belongs to LightningCLI
+            from .fit import fit_main
+
+            return fit_main(argv)
+        parser = _parser()
+        args = parser.parse_args(protect_dash_values(argv, parser))
+        if args.command is None:
+            parser.print_help()
+            return 0
         return args.run(args)
-    except (GuidanceSyntaxError, AffineError, SpaceError, ConditionError, PluginError,
-            FileNotFoundError) as e:
-        print(f"polyguide {args.command}: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return _report(command, e)
+    except KeyboardInterrupt:
+        print(f"polyguide{' ' + command if command else ''}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

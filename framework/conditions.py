@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from .errors import UserError
+
 if TYPE_CHECKING:
     from .guidance.expr import Expr
 
@@ -33,7 +35,7 @@ NullKind = Literal["learned", "zeros", "mask"]
 CondKind = Literal["categorical", "vector", "sequence"]
 
 
-class ConditionError(ValueError):
+class ConditionError(UserError, ValueError):
     """A condition name, value or shape that does not fit the model."""
 
 
@@ -104,7 +106,7 @@ class ConditionSpec:
         """
         if self.kind == "categorical":
             if isinstance(raw, torch.Tensor):
-                idx = raw.long().reshape(-1)
+                idx = self._label_tensor(raw)
             else:
                 items = raw if isinstance(raw, (list, tuple)) else [raw]
                 idx = torch.tensor([self._label_index(v) for v in items], dtype=torch.long)
@@ -136,6 +138,20 @@ class ConditionSpec:
             raise ConditionError(f"condition {self.name!r}: expected shape {want} with B={n}, "
                                  f"dim={self.dim}; got {tuple(value.shape)}")
         return value
+
+    def _label_tensor(self, raw: torch.Tensor) -> torch.Tensor:
+        """Label indices given as a tensor → ``[k]`` long. Floats must hold whole numbers: casting
+        ``1.7`` to label 1 would silently sample another class than asked for."""
+        if raw.dtype == torch.bool or raw.is_complex():
+            raise ConditionError(f"condition {self.name!r} is categorical: give label indices as an "
+                                 f"integer tensor, got dtype {raw.dtype}")
+        if raw.is_floating_point():
+            bad = ~torch.isfinite(raw) | (raw != raw.round())
+            if bool(bad.any()):
+                raise ConditionError(
+                    f"condition {self.name!r} is categorical: label indices must be whole numbers, "
+                    f"got {raw.reshape(-1)[bad.reshape(-1)][:5].tolist()} (a {raw.dtype} tensor)")
+        return raw.long().reshape(-1)
 
     def _label_index(self, v: Any) -> int:
         if isinstance(v, (int,)) and not isinstance(v, bool):

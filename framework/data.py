@@ -6,11 +6,18 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .resume import EpochBatches, ResumableLoader
+
 __all__ = ["SplitData"]
 
 
 class SplitData(L.LightningDataModule):
     """Builds its two splits once (:meth:`build`) and serves them; training order is seeded.
+
+    On one process the training order is :class:`~framework.resume.EpochBatches` (a shuffle per
+    epoch from ``(seed, epoch)``), whose position is saved in checkpoints, so a run resumed from any
+    checkpoint sees the same batches as an uninterrupted one. The loaders draw nothing from the
+    global random generators (each has its own), which belong to training.
 
     Subclasses implement :meth:`build` returning ``(train, val)`` datasets whose items are batch
     dicts (``{"x" or "media": ..., "conditions": {...}}``).
@@ -31,9 +38,15 @@ class SplitData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        return DataLoader(self._train, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          generator=torch.Generator().manual_seed(self.seed))
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:  # Lightning shards it with a DistributedSampler
+            return DataLoader(self._train, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(self.seed))
+        batches = EpochBatches(len(self._train), self.batch_size, self.seed)
+        return ResumableLoader(self._train, batch_sampler=batches,
+                               generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
-        return DataLoader(self._val, batch_size=self.batch_size)
+        return DataLoader(self._val, batch_size=self.batch_size,
+                          generator=torch.Generator().manual_seed(self.seed))

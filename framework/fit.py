@@ -3,21 +3,73 @@
 ``polyguide fit --config recipes/toy/points_flow.yaml --trainer.max_steps 2000`` is
 ``LightningCLI`` with any ``LightningDataModule`` given by ``data.class_path`` in the config,
 so every Lightning trainer option (strategies such as ``ddp``/``fsdp``, devices, precision,
-callbacks) works unchanged.
+callbacks) works unchanged. Two defaults make its checkpoints safe: the trainer saves through
+:class:`~framework.checkpoint_io.AtomicCheckpointIO` (unless the config names its own checkpoint
+plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
+:class:`framework.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails).
 
 A recipe whose ``model`` section names a ``class_path`` trains that ``LightningModule`` instead
 (e.g. a modality's codec, ``recipes/audio/codec.yaml``); its other recipes keep the plain
 ``GenerativeModule`` form.
+
+A configuration mistake — a missing config file, a value of the wrong type, an unknown option, a
+model or data module whose constructor refuses its arguments, a bad ``--ckpt_path`` — is a
+:class:`~framework.errors.UserError` (one line from ``polyguide``, exit 2); errors while training
+keep their traceback.
 """
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
+from .checkpoint_io import install
+from .checkpoints import load_checkpoint
+from .errors import ArgumentError, UserError, one_line
 from .training import GenerativeModule
 
 __all__ = ["fit_main"]
+
+_LIGHTNING_CHECKPOINT = {"lightning.pytorch.callbacks.ModelCheckpoint",
+                         "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
+                         "pytorch_lightning.callbacks.ModelCheckpoint"}
+_OURS = "framework.checkpoint_io.ModelCheckpoint"
+_MAX_MESSAGE = 400
+
+
+class _CLI(LightningCLI):
+    """``LightningCLI`` with atomic checkpoints, whose configuration errors are user errors."""
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for cb in config.get("trainer.callbacks") or []:
+            if getattr(cb, "class_path", None) in _LIGHTNING_CHECKPOINT:
+                cb.class_path = _OURS
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except UserError:
+            raise
+        except (ValueError, TypeError, FileNotFoundError) as e:  # a constructor refused its arguments
+            raise ArgumentError(f"the configuration could not be built: {one_line(e)}") from e
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyper-parameters first: check the file with our loader
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path and Path(path).exists():  # 'last', 'best'... are names the trainer resolves later
+            load_checkpoint(path)
+        super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        install(trainer)
+        return trainer
 
 
 def _names_model_class(args: list[str]) -> bool:
@@ -41,12 +93,21 @@ def _names_model_class(args: list[str]) -> bool:
 
 
 def fit_main(args: list[str]) -> int:
-    """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0."""
-    if _names_model_class(args):
-        LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True,
-                     subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
-                     parser_kwargs={"prog": "polyguide"})
-        return 0
-    LightningCLI(GenerativeModule, L.LightningDataModule, subclass_mode_data=True, args=args,
-                 save_config_kwargs={"overwrite": True}, parser_kwargs={"prog": "polyguide"})
+    """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0.
+
+    Raises:
+        UserError: a configuration mistake or a bad ``--ckpt_path`` (the CLI prints one line).
+    """
+    common = dict(subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
+                  parser_kwargs={"prog": "polyguide", "exit_on_error": False})
+    try:
+        if _names_model_class(args):  # e.g. a codec: any LightningModule named by class_path
+            _CLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, **common)
+        else:
+            _CLI(GenerativeModule, L.LightningDataModule, **common)
+    except argparse.ArgumentError as e:  # jsonargparse's parse errors (exit_on_error=False)
+        text = one_line(e)
+        if len(text) > _MAX_MESSAGE:  # jsonargparse may quote a whole file
+            text = text[:_MAX_MESSAGE] + " …"
+        raise ArgumentError(f"{text} (see polyguide fit --help)") from None
     return 0

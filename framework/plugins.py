@@ -21,12 +21,14 @@ from typing import Any, ClassVar
 
 import torch
 
+from .errors import UserError
+
 __all__ = ["Codec", "Modality", "PluginError", "available", "get"]
 
 GROUP = "polyguide.modalities"
 
 
-class PluginError(LookupError):
+class PluginError(UserError, LookupError):
     """A modality, representation or data module that is not installed or not valid."""
 
 

@@ -3,8 +3,10 @@
 Everything needed to rebuild the model is a constructor argument (saved by
 ``save_hyperparameters``), so a checkpoint alone restores it: ``framework.load(path)``.
 EMA of the weights comes from Lightning's ``EMAWeightAveraging`` callback (its checkpoints
-hold the averaged weights in ``state_dict``); checkpoints are written by Lightning inside an
-fsspec transaction (temporary file, then move), so an interrupted save leaves no torn file.
+hold the averaged weights in ``state_dict``). Checkpoints are written atomically beside their
+destination (:class:`~framework.checkpoint_io.AtomicCheckpointIO`, installed on any trainer that
+has Lightning's default IO), so a kill during a save leaves the old or the new file, and they hold
+the random states, so resuming from any checkpoint continues bit for bit (:mod:`framework.resume`).
 
 Condition dropout is per sample. By default it is *derived from the guidance the model will
 be sampled with*: ``guidance=["nested([shape, color], [2, 4])", ...]`` trains exactly the
@@ -21,7 +23,8 @@ import lightning as L
 import torch
 
 from . import plugins
-from .atomic import atomic_write
+from .atomic import atomic_save
+from .checkpoints import build_model, check_compatible, load_checkpoint, load_model
 from .conditions import Conditions, ConditionSpec, DropoutSpec
 from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
 from .guidance.branches import cond
@@ -29,6 +32,7 @@ from .guidance.expr import Expr
 from .guidance.syntax import parse
 from .nn import Backbone, BackboneConfig
 from .plugins import Codec
+from .resume import rng_state, set_rng_state
 
 __all__ = ["FAMILIES", "GenerativeModule", "export", "load"]
 
@@ -186,6 +190,36 @@ class GenerativeModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         return loss
 
+    # ------------------------------------------------------------------ exact resumption
+    def setup(self, stage: str) -> None:
+        from .checkpoint_io import install
+
+        install(self.trainer)  # atomic checkpoints, whatever trainer runs this module
+
+    def on_validation_start(self) -> None:
+        # validation must not move training's random streams: then the training trajectory does not
+        # depend on when (or whether) validation runs, and a resumed run draws what the original drew
+        self._rng_outside_validation = rng_state()
+
+    def on_validation_end(self) -> None:
+        state, self._rng_outside_validation = getattr(self, "_rng_outside_validation", None), None
+        if state is not None:
+            set_rng_state(state)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a save from within validation records the training state validation will give back
+        checkpoint["rng_states"] = getattr(self, "_rng_outside_validation", None) or rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # restored here, not at load time: nothing between a save and the next training step draws
+        # from the generators in an uninterrupted run, while resuming may (sanity checks, set-up)
+        state, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if state is not None:
+            set_rng_state(state)
+
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         x, conds = self._batch(batch)
         gen = torch.Generator().manual_seed(batch_idx)
@@ -240,7 +274,8 @@ class GenerativeModule(L.LightningModule):
                 plain conditional sampling.
             steps: sampling steps (tokens for autoregressive models).
             seed: makes sampling reproducible.
-            weak: a weaker model for ``.on("weak")`` branches (autoguidance).
+            weak: a weaker model for ``.on("weak")`` branches (autoguidance); it must match this
+                one (:func:`~framework.checkpoints.check_compatible`) or ``CheckpointError`` is raised.
             strict: raise (instead of warning) if the guidance needs untrained condition subsets.
 
         Returns:
@@ -250,10 +285,12 @@ class GenerativeModule(L.LightningModule):
             if n is None:
                 raise ValueError("give n when conditions are raw values")
             conditions = self.conditions(conditions, n)
-        if guidance is None:
-            guidance = self.guidance[0] if self.guidance else cond(*self.specs)
+        if guidance is None:  # the recipe's guidance, else plain conditional on what was given
+            given = sorted(n for n, p in conditions.present.items() if bool(p.any()))
+            guidance = self.guidance[0] if self.guidance else cond(*given)
         models = {"main": self.backbone}
         if weak is not None:
+            check_compatible(self, weak)
             models["weak"] = weak.backbone
         was_training = self.training
         self.eval()
@@ -275,18 +312,22 @@ def export(checkpoint: str | Path, dest: str | Path) -> Path:
     EMA weights when trained with ``EMAWeightAveraging``), written atomically; ``load`` reads it.
 
     The optimizer state and callbacks are dropped, so a shipped checkpoint is about a third of the
-    training checkpoint's size.
+    training checkpoint's size. The source is read with ``weights_only=True`` and must rebuild its
+    model (:func:`~framework.checkpoints.load_model`): a bad file raises
+    :class:`~framework.checkpoints.CheckpointError` and nothing is written.
     """
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(checkpoint)
+    build_model(ckpt, checkpoint)  # refuse now what `load` would refuse later
     keep = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if k in ckpt}
-    if "state_dict" not in keep or "hyper_parameters" not in keep:
-        raise ValueError(f"{checkpoint} is not a GenerativeModule checkpoint "
-                         "(it lacks state_dict or hyper_parameters)")
-    return atomic_write(dest, lambda tmp: torch.save(keep, tmp))
+    return atomic_save(dest, lambda f: torch.save(keep, f))
 
 
-def load(checkpoint: str, map_location: str | torch.device = "cpu") -> GenerativeModule:
-    """Rebuild a trained model from a checkpoint alone, ready to sample (eval mode)."""
-    module = GenerativeModule.load_from_checkpoint(checkpoint, map_location=map_location)
-    return module.eval()
+def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
+    """Rebuild a trained model from a checkpoint alone, ready to sample (eval mode).
+
+    Raises:
+        CheckpointError: one line naming the file and what is wrong with it (see
+            :func:`~framework.checkpoints.load_model`).
+    """
+    return load_model(checkpoint, map_location)
 

@@ -20,3 +20,37 @@ def constant_alpha_sigma(alpha: float = 0.6, sigma: float = 0.8):
 @pytest.fixture
 def toy() -> GaussianMixtureToy:
     return GaussianMixtureToy(constant_alpha_sigma())
+
+
+class Evil:
+    """A malicious pickle: unpickling it calls ``open(marker, "w")``, so ``marker`` appears if any code
+    from the file ran (``pickle.dumps(Evil(marker))``, or ``torch.save`` of it or of a dict holding it)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def evil() -> type[Evil]:
+    return Evil
+
+
+@pytest.fixture
+def refusal(capsys):
+    """``refusal(call)``: the one line a refused command gives, from a ``CheckpointError`` it raises or
+    from stderr when it returns exit code 2 (the CLI's answer to user errors)."""
+    from framework.checkpoints import CheckpointError
+
+    def run(call) -> str:
+        try:
+            code = call()
+        except CheckpointError as e:
+            return str(e)
+        assert code == 2, code
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err, err
+        return err
+    return run

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..conditions import Conditions, ConditionSpec, DropoutSpec
 from ..guidance import GuidanceState, GuidedOutput, Guider, StepStats
 from ..guidance.expr import Expr
+from ..guidance.given import check_given
 from ..guidance.spaces import SpaceConverter
 from ..guidance.syntax import parse
 
@@ -112,6 +113,7 @@ class Family:
             raise ValueError(f"steps must be ≥ 1, got {steps}")
         guider = self.guider(guidance, models, specs=specs, max_batch=max_batch, dropout=dropout,
                              strict=strict)
+        check_given(guider.expr, conditions)  # before any work: no silently ignored condition
         device = torch.device(device) if device is not None else torch.device("cpu")
         conditions = conditions.to(device)
         state = guider.new_state(generator)

@@ -25,7 +25,7 @@ import torch
 
 from ..conditions import ConditionError, Conditions, ConditionSpec, DropoutSpec, _unknown
 from .branches import KEEP, Branch, Independent, Noised, Perturbation, Replace, TimeShift
-from .expr import Expr, Linear
+from .expr import Expr, Linear, check_zero_directions
 from .ops.base import Op
 from .ops.cfg_pp import Renoised
 from .spaces import SpaceConverter, SpaceError
@@ -190,6 +190,7 @@ class Guider:
     def _validate(self) -> None:
         expr = self.expr
         expr.check()
+        check_zero_directions(expr)
         for s in (self.native, self.output_space):
             if s not in self.converter.spaces:
                 raise SpaceError(f"space {s!r} is not one of this family's "

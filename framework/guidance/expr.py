@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UserError
 from .schedules import Weight, WeightLike, as_weight
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from .branches import Branch
 
-__all__ = ["AffineError", "Expr", "Linear", "Window"]
+__all__ = ["AffineError", "Expr", "Linear", "Window", "check_zero_directions"]
 
 # Coefficients smaller than this are treated as exactly zero: the term and the branches
 # only it needed are not evaluated (e.g. ``uncond`` in ``uncond + 1*(cond - uncond)``).
@@ -32,7 +33,7 @@ ZERO_TOL = 1e-9
 PROBE_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-class AffineError(ValueError):
+class AffineError(UserError, ValueError):
     """A guided prediction whose coefficients do not sum to 1 (or a direction that is not 0)."""
 
 
@@ -273,3 +274,22 @@ class Window(Expr):
 
     def __repr__(self) -> str:
         return f"({self.inner!r}).within({self.lo:g}, {self.hi:g}, outside={self.outside!r})"
+
+
+def check_zero_directions(expr: Expr, taus: tuple[float, ...] = PROBE_TAUS) -> None:
+    """Raise :class:`AffineError` if a weighted term of ``expr`` is a direction whose branches cancel
+    at every probe τ, e.g. the ``3*(uncond - uncond)`` of ``cfg(uncond, 3)``: the weight would be
+    silently ignored. (It is an error rather than a warning because no such term can mean anything
+    but a typo: a guidance direction is the difference of two *different* branches.)
+    """
+    for node in expr.walk():
+        if not isinstance(node, Linear):
+            continue
+        for w, term in node.terms:
+            if isinstance(term, Linear) and any(w(t) != 0.0 for t in taus) and all(
+                    math.isclose(term.mass(t), 0.0, abs_tol=1e-9) and not term.coefficients(t)
+                    for t in taus):
+                raise AffineError(f"the term {w!r}*({term!r}) is identically zero (its branches "
+                                  f"cancel), so its weight does nothing; a guidance direction is the "
+                                  f"difference of two different branches, e.g. cond(shape) - uncond. "
+                                  f"Expression: {expr!r}")

@@ -16,10 +16,12 @@ from collections.abc import Callable
 
 import torch
 
+from ..errors import UserError
+
 __all__ = ["CumprodSchedule", "DiscreteSpaces", "FlowSpaces", "SpaceConverter", "SpaceError", "VPSpaces"]
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A prediction space the family cannot convert to or from."""
 
 

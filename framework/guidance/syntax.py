@@ -20,6 +20,7 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import UserError
 from . import presets
 from .branches import (
     AttnBlur,
@@ -37,7 +38,7 @@ from .schedules import Weight, const, cosine, linear, window
 __all__ = ["FUNCTIONS", "GuidanceSyntaxError", "parse"]
 
 
-class GuidanceSyntaxError(ValueError):
+class GuidanceSyntaxError(UserError, ValueError):
     """Malformed guidance text; the message points at the offending column."""
 
     def __init__(self, message: str, text: str, col: int | None) -> None:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from framework.atomic import atomic_write
+from framework.checkpoints import CheckpointError, read_checkpoint
 
 __all__ = ["AttributeClassifier", "ImageJudge", "frechet_distance"]
 
@@ -89,7 +90,7 @@ class ImageJudge:
         channels = real[0].shape[1]
         self.classifier = AttributeClassifier(channels, self.labels)
         if cache.exists():
-            self.classifier.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+            self._load(cache)
         else:
             self._train(real, epochs, seed)
             atomic_write(cache, lambda tmp: torch.save(self.classifier.state_dict(), tmp))
@@ -101,6 +102,17 @@ class ImageJudge:
         self.real_accuracy = {k: float((logits[k].argmax(-1) == targets[k]).float().mean())
                               for k in self.labels}
         self._real_keys = {k: targets[k] for k in self.labels}
+
+    def _load(self, cache: Path) -> None:
+        """Weights from ``cache``, read with ``weights_only=True``; a bad or foreign file is a
+        :class:`~framework.checkpoints.CheckpointError` naming it."""
+        state = read_checkpoint(cache)
+        try:
+            self.classifier.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            detail = " ".join(str(e).split())[:200]
+            raise CheckpointError(f"judge cache {cache}: does not hold this judge's classifier "
+                                  f"({detail})") from e
 
     def _train(self, real: tuple[torch.Tensor, Mapping[str, torch.Tensor]], epochs: int, seed: int) -> None:
         images, targets = real

@@ -10,12 +10,15 @@
 
 Passages are speeches cut at line breaks into at most ``words`` words (36 ≈ the 63 text tokens of
 a 64-token window), so the judge does not depend on any tokenizer. The fitted classifier is
-cached as a pickle (our own file, written atomically) and refitted in a few seconds if missing.
+cached as plain arrays in an ``.npz`` file (the TF-IDF vocabulary and idf weights, the logistic
+regression's coefficients; written atomically, read with ``allow_pickle=False``): a cache someone
+sent you runs no code, unlike a pickle, which is refused. It is refitted in a few seconds if
+missing.
 """
 
 from __future__ import annotations
 
-import pickle
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from framework.atomic import atomic_write
+from framework.atomic import atomic_save
+from framework.checkpoints import CheckpointError
 
 from .codecs import media_to_texts
 from .corpus import GENRES, Speech, chunk_lines, load_speeches, split_by_play
 
-__all__ = ["GenreJudge", "distinct_n", "genre_passages"]
+__all__ = ["GenreJudge", "LinearTextClassifier", "distinct_n", "genre_passages"]
 
 UNJUDGED = frozenset({"speaker"})  # conditions the judge accepts in `requested` but does not score
 
@@ -58,6 +62,7 @@ def genre_passages(speeches: Iterable[Speech], words: int = 36, min_words: int =
 
 
 def _fit(texts: Sequence[str], labels: np.ndarray) -> Any:
+    """The sklearn pipeline: TF-IDF of word 1–2-grams, then logistic regression."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -68,12 +73,106 @@ def _fit(texts: Sequence[str], labels: np.ndarray) -> Any:
     return model.fit(list(texts), labels)
 
 
+# the TfidfVectorizer settings that decide the features (the rest only shaped the fit)
+_VECTORIZER = ("ngram_range", "sublinear_tf", "norm", "lowercase", "token_pattern", "analyzer",
+               "strip_accents", "use_idf")
+_ARRAYS = ("terms", "idf", "coef", "intercept", "classes", "config")
+
+
+class LinearTextClassifier:
+    """A fitted TF-IDF + linear classifier as plain arrays: no pickle, no code in the file.
+
+    Features are sklearn's ``TfidfVectorizer`` with the fitted vocabulary and idf weights put back,
+    so texts are tokenised exactly as in fitting; scores are ``X @ coef.T + intercept``
+    (``[B, classes]``), as in ``LogisticRegression.decision_function``.
+    """
+
+    def __init__(self, terms: Sequence[str], idf: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                 classes: np.ndarray, config: Mapping[str, Any]) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.coef, self.intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+        self.classes, self.config = np.asarray(classes), dict(config)
+        if self.coef.shape != (len(self.intercept), len(terms)) or len(idf) != len(terms):
+            raise ValueError(f"inconsistent shapes: {len(terms)} terms, idf {np.shape(idf)}, "
+                             f"coef {self.coef.shape}, intercept {self.intercept.shape}")
+        if len(self.classes) != max(2, len(self.intercept)):
+            raise ValueError(f"{len(self.classes)} classes for {len(self.intercept)} score rows")
+        settings = {k: tuple(v) if k == "ngram_range" else v for k, v in self.config["vectorizer"].items()}
+        self.vectorizer = TfidfVectorizer(vocabulary={t: i for i, t in enumerate(terms)}, **settings)
+        self.vectorizer.idf_ = np.asarray(idf, np.float64)
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Any) -> LinearTextClassifier:
+        """From a fitted ``make_pipeline(TfidfVectorizer(...), LogisticRegression(...))``."""
+        import sklearn
+
+        vec, lr = pipeline[0], pipeline[-1]
+        settings = {k: getattr(vec, k) for k in _VECTORIZER}
+        settings["ngram_range"] = list(settings["ngram_range"])
+        return cls(list(vec.get_feature_names_out()), vec.idf_, lr.coef_, lr.intercept_, lr.classes_,
+                   {"vectorizer": settings, "sklearn": sklearn.__version__})
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        """Class scores ``[B, classes]`` (``[B]`` for two classes, as sklearn)."""
+        scores = np.asarray(self.vectorizer.transform(list(texts)) @ self.coef.T) + self.intercept
+        return scores[:, 0] if len(self.classes) == 2 else scores
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Class labels ``[B]``."""
+        scores = self.decision_function(texts)
+        return self.classes[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)]
+
+    def save(self, path: Path | str) -> Path:
+        """Write the arrays to ``path`` (``.npz``) atomically; terms as one UTF-8 text, ``\n``-joined."""
+        terms = self.vectorizer.get_feature_names_out()
+        if any("\n" in t for t in terms):
+            raise ValueError("a term contains a newline; it cannot be stored \\n-joined")
+        config = json.dumps(self.config).encode("utf-8")
+        arrays = {"terms": np.frombuffer("\n".join(terms).encode("utf-8"), dtype=np.uint8),
+                  "idf": self.vectorizer.idf_, "coef": self.coef, "intercept": self.intercept,
+                  "classes": self.classes, "config": np.frombuffer(config, dtype=np.uint8)}
+        return atomic_save(path, lambda f: np.savez_compressed(f, **arrays))
+
+    @classmethod
+    def load(cls, path: Path | str) -> LinearTextClassifier:
+        """Read a :meth:`save` file; anything else (a pickle, damaged or foreign data) is refused
+        with a :class:`~framework.checkpoints.CheckpointError` naming ``path``."""
+        path = Path(path)
+        where = f"judge cache {path}"
+        if path.suffix in (".pkl", ".pickle"):
+            raise CheckpointError(f"{where}: refused: pickled judges can run code when loaded; "
+                                  "polyguide caches judges as .npz arrays")
+        if not path.is_file():
+            raise CheckpointError(f"{where}: no such file")
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80":
+            raise CheckpointError(f"{where}: refused: it is a pickle, which can run code when loaded")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in _ARRAYS if k not in z.files]
+                if missing:
+                    raise CheckpointError(f"{where}: is not a polyguide judge (no {', '.join(missing)})")
+                arrays = {k: z[k] for k in _ARRAYS}
+            terms = arrays.pop("terms").tobytes().decode("utf-8").split("\n")
+            config = json.loads(arrays.pop("config").tobytes().decode("utf-8"))
+            return cls(terms, config=config, **arrays)
+        except CheckpointError:
+            raise
+        except Exception as e:  # damaged zip, object arrays, wrong shapes or settings: all one answer
+            text = str(e).strip().splitlines()
+            raise CheckpointError(f"{where}: is damaged or not a polyguide judge "
+                                  f"({text[0] if text else type(e).__name__})") from e
+
+
 class GenreJudge:
     """Scores generated text with a cached genre classifier and distinct-n.
 
     Args:
-        cache: the classifier pickle; fitted on the training plays and written there if missing
-            (a file there is loaded as is, whatever the other arguments: give each setting its own).
+        cache: the classifier's ``.npz`` file (:class:`LinearTextClassifier`); fitted on the training
+            plays and written there if missing (a file there is loaded as is, whatever the other
+            arguments: give each setting its own). Pickles are refused.
         words, min_words: passage size (see :func:`genre_passages`).
         shuffle_labels: fit on permuted labels (a control: its held-out accuracy is chance).
         seed: the permutation's seed.
@@ -83,15 +182,14 @@ class GenreJudge:
                  shuffle_labels: bool = False, seed: int = 0) -> None:
         cache = Path(cache)
         train, val = split_by_play(load_speeches())
-        if cache.exists():
-            with open(cache, "rb") as f:
-                self.model = pickle.load(f)
+        if cache.exists() or cache.suffix != ".npz":
+            self.model = LinearTextClassifier.load(cache)  # refuses pickles and damaged files
         else:
             texts, labels = genre_passages(train, words, min_words)
             if shuffle_labels:
                 labels = np.random.default_rng(seed).permutation(labels)
-            self.model = _fit(texts, labels)
-            atomic_write(cache, lambda tmp: tmp.write_bytes(pickle.dumps(self.model)))
+            self.model = LinearTextClassifier.from_pipeline(_fit(texts, labels))
+            self.model.save(cache)
         texts, labels = genre_passages(val, words, min_words)
         predicted = self.model.predict(texts)
         self.real_accuracy = {"genre": float((predicted == labels).mean())}

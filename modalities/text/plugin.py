@@ -49,8 +49,6 @@ class TextModality(Modality):
         return [path]
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> GenreJudge:
-        """The genre judge (tokenizer-independent, so one per cache), cached as
-        ``cache_dir/genre-judge-sklearn<version>.pkl`` (pickles are tied to sklearn's version)."""
-        import sklearn
-
-        return GenreJudge(Path(cache_dir) / f"genre-judge-sklearn{sklearn.__version__}.pkl")
+        """The genre judge (tokenizer-independent, so one per cache), cached as plain arrays in
+        ``cache_dir/genre-judge.npz`` (no pickle: a cache runs no code)."""
+        return GenreJudge(Path(cache_dir) / "genre-judge.npz")

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from framework.cli import main
+from framework.errors import ArgumentError
 from framework.fit import fit_main
 from framework.training import load
 
@@ -27,6 +29,21 @@ def test_every_toy_recipe_fits_and_its_checkpoint_samples(recipe, tmp_path):
 
 
 def test_fit_reports_config_errors_clearly(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(ArgumentError, match="famly"):  # a user error: `polyguide fit` prints it in one line
         fit_main(["fit", "--config", str(RECIPES[0]), "--model.famly", "flow"])
-    assert "famly" in capsys.readouterr().err
+
+
+@pytest.mark.fault("bad checkpoint file")
+@pytest.mark.parametrize(("case", "message"), [("empty", "is empty (0 bytes; an interrupted save?)"),
+                                               ("missing", "no such file")])
+def test_fit_from_a_bad_checkpoint_is_one_line(tmp_path, capsys, case, message):
+    path = tmp_path / "last.ckpt"
+    if case == "empty":
+        path.write_bytes(b"")
+    code = main(["fit", "--config", str(RECIPES[0]), "--ckpt_path", str(path),
+                 "--trainer.max_steps", "1", "--trainer.default_root_dir", str(tmp_path),
+                 "--trainer.enable_progress_bar", "false", "--data.init_args.n_train", "256",
+                 "--data.init_args.n_val", "64", "--data.init_args.batch_size", "64"])
+    err = capsys.readouterr().err.strip().splitlines()  # after Lightning's own notes (devices...)
+    assert code == 2 and err[-1] == f"polyguide fit: error: checkpoint {path}: {message}"
+    assert not any("Traceback" in line for line in err)

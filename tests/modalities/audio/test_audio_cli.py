@@ -65,11 +65,12 @@ def test_eval_reports_word_accuracy(checkpoint, tmp_path, monkeypatch, capsys):
 
     load = speech.load_words
     monkeypatch.setattr(speech, "load_words", lambda n, seed, cache_dir=None: load(n, seed, tmp_path))
-    assert main(["eval", "--checkpoint", str(checkpoint), "--guidance", "cond(word)", "--guidance", GUIDANCE,
+    assert main(["eval", "--checkpoint", str(checkpoint), "--guidance", "cond(word)",
+                 "--guidance", "cfg(word, 2)",
                  "--conditions", "word", "--n", "4", "--steps", "2", "--cache", str(tmp_path),
                  "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
     rows = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    assert [r["nfe"] for r in rows] == [2, 6] and "acc_word" in rows[0] and "acc_speaker" not in rows[0]
+    assert [r["nfe"] for r in rows] == [2, 4] and "acc_word" in rows[0] and "acc_speaker" not in rows[0]
     assert "| guidance | acc_word |" in capsys.readouterr().out
 
 

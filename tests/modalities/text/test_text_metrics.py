@@ -40,7 +40,7 @@ def test_judge_is_well_above_chance_on_held_out_plays(judge, val_passages):
 
 
 def test_judge_with_shuffled_labels_is_at_chance(text_cache):
-    control = GenreJudge(text_cache / "shuffled.pkl", shuffle_labels=True)
+    control = GenreJudge(text_cache / "shuffled.npz", shuffle_labels=True)
     assert control.real_accuracy["genre"] < 0.42
 
 

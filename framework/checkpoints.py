@@ -1,0 +1,201 @@
+"""The one way polyguide reads a checkpoint: safely, with one clear line for every bad file.
+
+:func:`read_checkpoint` loads any torch file with ``torch.load(weights_only=True)`` (tensors and
+plain data only: a pickle that would import or call anything is refused before it runs) and turns
+each way a file can be wrong (missing, a directory, empty, truncated, random bytes, text, code)
+into a :class:`CheckpointError` whose message is one line naming the file and the fault.
+:func:`load_checkpoint` also checks that it is a polyguide checkpoint (hyper-parameters + weights of
+a :class:`~framework.training.GenerativeModule`); :func:`load_model` rebuilds the model from it,
+and :func:`check_compatible` checks a ``weak`` model against the main one before sampling.
+
+A checkpoint names only registered things (family, modality, representation, encoder names); the
+``_instantiator`` import path that Lightning's CLI stores is never imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .training import GenerativeModule
+
+__all__ = ["CheckpointError", "build_model", "check_compatible", "load_checkpoint", "load_model",
+           "read_checkpoint"]
+
+# what LightningCLI stores in hyper_parameters; recognised, never imported
+_LIGHTNING_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # torch.serialization's MAGIC_NUMBER
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint (or cached model file) that cannot be used; the message names the file and why."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0].strip() if text else type(e).__name__
+
+
+def _sniff(path: Path, head: bytes) -> str | None:
+    """What a non-torch file looks like, for the error message (``None``: it may be a torch file)."""
+    if head.startswith(_ZIP_MAGIC):
+        return None if zipfile.is_zipfile(path) else \
+            "is truncated (an incomplete zip archive; an interrupted save?)"
+    if head.startswith(_LEGACY_MAGIC):  # torch's pre-1.6 format, read by torch.load's weights-only unpickler
+        return None
+    if head[:1] == b"\x80":
+        return "is a plain pickle, not a torch checkpoint: refused (unpickling can run code)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return f"is a text file, not a checkpoint (it starts with {text[:24]!r})"
+    return f"is not a torch checkpoint (unrecognised bytes {head[:8].hex(' ')} …)"
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """Load a torch file safely (``weights_only=True``, on the CPU).
+
+    Raises:
+        CheckpointError: one line naming ``path`` and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path}: is a directory, not a checkpoint file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({e.strerror or _one_line(e)})") from e
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path}: is empty (0 bytes; an interrupted save?)")
+    problem = _sniff(path, head)
+    if problem:
+        raise CheckpointError(f"checkpoint {path}: {problem}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"checkpoint {path}: refused: it holds Python objects{what} that would run "
+                              "code when loaded; polyguide loads only tensors and plain data") from e
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"checkpoint {path}: is damaged or not a torch checkpoint "
+                              f"({_one_line(e)})") from e
+
+
+def _init_parameters() -> set[str]:
+    from .training import GenerativeModule
+
+    return set(inspect.signature(GenerativeModule.__init__).parameters) - {"self"}
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a polyguide checkpoint (a training checkpoint or an export) and check its structure.
+
+    Returns the checkpoint dict: ``state_dict`` (weights), ``hyper_parameters`` (the model's
+    constructor arguments, without Lightning's ``_instantiator``) and whatever else it holds.
+
+    Raises:
+        CheckpointError: one line naming ``path``: unreadable files (see :func:`read_checkpoint`),
+            a bare ``state_dict``, a checkpoint without hyper-parameters, one of another module.
+    """
+    ckpt = read_checkpoint(path)
+    where = f"checkpoint {path}"
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{where}: holds a {type(ckpt).__name__}, not a polyguide checkpoint")
+    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise CheckpointError(f"{where}: is a bare state_dict ({len(ckpt)} tensors) without the hyper-"
+                              "parameters that rebuild the model; give a polyguide fit or export checkpoint")
+    if "state_dict" not in ckpt:
+        keys = ", ".join(sorted(map(str, ckpt))[:6]) or "nothing"
+        raise CheckpointError(f"{where}: is not a polyguide checkpoint (no state_dict; it holds {keys})")
+    hp = ckpt.get("hyper_parameters")
+    if not isinstance(hp, Mapping) or not hp:
+        raise CheckpointError(f"{where}: has no hyper-parameters, so it cannot rebuild its model "
+                              "(saved by another LightningModule, or without save_hyperparameters?)")
+    hp = dict(hp)
+    instantiator = hp.pop("_instantiator", None)
+    if instantiator is not None and instantiator != _LIGHTNING_INSTANTIATOR:
+        raise CheckpointError(f"{where}: refused: it names an instantiator {instantiator!r} (an import "
+                              "path); polyguide imports nothing a checkpoint names")
+    unknown = sorted(set(map(str, hp)) - _init_parameters())
+    if unknown:
+        raise CheckpointError(f"{where}: is a checkpoint of another module (hyper-parameters "
+                              f"{', '.join(unknown[:5])} are not GenerativeModule's)")
+    if not isinstance(ckpt["state_dict"], Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt["state_dict"].items()):
+        raise CheckpointError(f"{where}: its state_dict is not a mapping of names to tensors")
+    return {**ckpt, "hyper_parameters": hp}
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
+    """Rebuild a :class:`~framework.training.GenerativeModule` from a checkpoint alone (eval mode).
+
+    Raises:
+        CheckpointError: one line naming ``path``: a bad file (see :func:`load_checkpoint`), hyper-
+            parameters that do not build a model, or weights that do not fit it.
+    """
+    return build_model(load_checkpoint(path), path).to(map_location)
+
+
+def build_model(ckpt: Mapping[str, Any], path: str | Path) -> GenerativeModule:
+    """The model a :func:`load_checkpoint` dict describes, with its weights (eval mode, CPU);
+    errors name ``path``."""
+    from .training import GenerativeModule
+
+    try:
+        model = GenerativeModule(**ckpt["hyper_parameters"])
+    except (ValueError, TypeError, KeyError, ImportError) as e:
+        raise CheckpointError(f"checkpoint {path}: its hyper-parameters do not build a model: "
+                              f"{_one_line(e)}") from e
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its hyper-parameters "
+                              f"describe: {detail[:300]}") from e
+    return model.eval()
+
+
+def _describe_conditions(specs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{n}[{'|'.join(s.labels)}]" if s.labels else f"{n}({s.kind}, dim {s.dim})"
+                     for n, s in specs.items()) or "none"
+
+
+def _signature(model: GenerativeModule) -> dict[str, Any]:
+    """What two networks must share for their predictions to be combined in one guidance."""
+    fam, hp = model.family, model.hparams
+    return {"family": hp.get("family"), "prediction space": getattr(fam, "native_space", None),
+            "noise schedule": getattr(fam, "config", None), "vocabulary": getattr(fam, "vocab_size", None),
+            "codebooks": getattr(fam, "codebooks", None), "sample shape": list(model.shape),
+            "conditions": _describe_conditions(model.specs), "modality": hp.get("modality"),
+            "representation": dict(hp.get("representation") or {})}
+
+
+def check_compatible(main: GenerativeModule, weak: GenerativeModule, main_name: str = "the main model",
+                     weak_name: str = "the weak model") -> None:
+    """Raise :class:`CheckpointError` unless ``weak`` can serve ``.on("weak")`` branches of ``main``:
+    same family, prediction space, noise schedule, vocabulary, sample shape, conditions and
+    representation (its size and training may differ). The message names both and the first
+    difference."""
+    a, b = _signature(main), _signature(weak)
+    for key in a:
+        if a[key] != b[key]:
+            raise CheckpointError(f"weak model {weak_name} does not fit {main_name}: {key} {b[key]} "
+                                  f"instead of {a[key]}")
