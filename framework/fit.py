@@ -8,6 +8,10 @@ callbacks) works unchanged. Two defaults make its checkpoints safe: the trainer 
 plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
 :class:`framework.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails).
 
+A recipe whose ``model`` section names a ``class_path`` trains that ``LightningModule`` instead
+(e.g. a modality's codec, ``recipes/audio/codec.yaml``); its other recipes keep the plain
+``GenerativeModule`` form.
+
 A configuration mistake — a missing config file, a value of the wrong type, an unknown option, a
 model or data module whose constructor refuses its arguments, a bad ``--ckpt_path`` — is a
 :class:`~framework.errors.UserError` (one line from ``polyguide``, exit 2); errors while training
@@ -68,16 +72,39 @@ class _CLI(LightningCLI):
         return trainer
 
 
+def _names_model_class(args: list[str]) -> bool:
+    """Whether a ``--config`` file (or a ``--model.class_path`` argument) names the model's class."""
+    from omegaconf import OmegaConf
+
+    for i, a in enumerate(args):
+        if a.startswith("--model.class_path") or (a == "--model" and i + 1 < len(args)):
+            return True
+        path = args[i + 1] if a == "--config" and i + 1 < len(args) else (
+            a.partition("=")[2] if a.startswith("--config=") else None)
+        if path:
+            try:
+                model = OmegaConf.load(path).get("model")
+            except (OSError, ValueError):
+                continue  # LightningCLI reports an unreadable config itself
+            if isinstance(model, dict) or OmegaConf.is_dict(model):
+                if "class_path" in model:
+                    return True
+    return False
+
+
 def fit_main(args: list[str]) -> int:
     """Run ``LightningCLI`` with ``args`` (e.g. ``["fit", "--config", "x.yaml"]``); returns 0.
 
     Raises:
         UserError: a configuration mistake or a bad ``--ckpt_path`` (the CLI prints one line).
     """
+    common = dict(subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
+                  parser_kwargs={"prog": "polyguide", "exit_on_error": False})
     try:
-        _CLI(GenerativeModule, L.LightningDataModule, subclass_mode_data=True, args=args,
-             save_config_kwargs={"overwrite": True},
-             parser_kwargs={"prog": "polyguide", "exit_on_error": False})
+        if _names_model_class(args):  # e.g. a codec: any LightningModule named by class_path
+            _CLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, **common)
+        else:
+            _CLI(GenerativeModule, L.LightningDataModule, **common)
     except argparse.ArgumentError as e:  # jsonargparse's parse errors (exit_on_error=False)
         text = one_line(e)
         if len(text) > _MAX_MESSAGE:  # jsonargparse may quote a whole file

@@ -1,0 +1,94 @@
+"""Spectral features shared by the audio modality: mono mix-down, resampling, log-mel.
+
+Everything runs on ``torch.stft`` (torchaudio cannot be imported against the CPU torch here); the
+log-mel is the ``mel`` representation's (:mod:`.mel`) and resampling is scipy's polyphase filter,
+so neither is re-implemented here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framework.atomic import atomic_write
+from framework.conditions import ConditionError
+
+__all__ = ["SAMPLE_RATE", "AudioFileError", "as_mono", "log_mel", "read_wav", "resample",
+           "save_wav"]
+
+SAMPLE_RATE = 16_000  # every clip of the modality is 16 kHz mono
+
+
+class AudioFileError(ConditionError):
+    """An audio file that cannot be read (missing, not audio, empty); the message names it."""
+
+
+def as_mono(wave: torch.Tensor) -> torch.Tensor:
+    """``[B, T]``, ``[B, 1, T]`` or ``[B, C, T]`` → ``[B, T]`` float (channels averaged)."""
+    if wave.ndim == 2:
+        return wave.float()
+    if wave.ndim == 3:
+        return wave.float().mean(1)
+    raise ValueError(f"expected audio [B, T] or [B, channels, T], got shape {tuple(wave.shape)}")
+
+
+def log_mel(wave: torch.Tensor, *, sample_rate: int = SAMPLE_RATE, n_fft: int = 512, hop: int = 160,
+            n_mels: int = 64, floor_db: float = -100.0) -> torch.Tensor:
+    """Log-mel spectrogram in dB ``[B, n_mels, frames]`` of audio ``[B, (C,) T]``, floored at
+    ``floor_db`` (``frames = T // hop + 1``: centred Hann frames; the ``mel`` representation's
+    STFT and HTK filter bank)."""
+    from .mel import log_mel as mel_db
+    from .mel import mel_filters
+
+    x = as_mono(wave)
+    fb = _filters(n_fft, n_mels, sample_rate, mel_filters)
+    return mel_db(x, fb, n_fft, hop, x.shape[-1] // hop + 1, floor_db).transpose(1, 2)
+
+
+@cache
+def _filters(n_fft: int, n_mels: int, sample_rate: int, make) -> torch.Tensor:
+    return make(n_fft, n_mels, sample_rate)
+
+
+def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """Resample ``[..., T]`` from ``orig_sr`` to ``new_sr`` (scipy polyphase, anti-aliased)."""
+    if orig_sr <= 0 or new_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} → {new_sr}")
+    if orig_sr == new_sr:
+        return wave
+    from scipy.signal import resample_poly
+
+    g = gcd(int(orig_sr), int(new_sr))
+    out = resample_poly(wave.detach().cpu().double().numpy(), new_sr // g, orig_sr // g, axis=-1)
+    return torch.from_numpy(out.astype(np.float32))
+
+
+def read_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Read an audio file (WAV, FLAC, OGG… through soundfile) as mono ``[1, T]`` float at
+    ``sample_rate``: channels are averaged and other rates resampled. Unreadable or empty files
+    raise :class:`AudioFileError` naming the file."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"audio file {str(path)!r} does not exist")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, channels]
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError on non-audio content
+        raise AudioFileError(f"cannot read audio file {str(path)!r}: {e}") from e
+    if data.shape[0] == 0:
+        raise AudioFileError(f"audio file {str(path)!r} holds no samples")
+    wave = torch.from_numpy(data.mean(1))[None]
+    return resample(wave, int(sr), sample_rate)
+
+
+def save_wav(path: str | Path, wave: torch.Tensor, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono audio ``[T]`` or ``[1, T]`` in ``[-1, 1]`` as 16-bit PCM WAV (atomically)."""
+    import soundfile as sf
+
+    w = wave.detach().cpu().float().reshape(-1).clamp(-1, 1).numpy()
+    return atomic_write(path, lambda tmp: sf.write(str(tmp), w, sample_rate, subtype="PCM_16", format="WAV"))

@@ -1,0 +1,91 @@
+"""The audio modality's plugin class (registered as ``audio`` under ``polyguide.modalities``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import torch
+
+from framework.conditions import ConditionSpec
+from framework.plugins import Codec, Modality
+
+# music: imports of the music side (audio-music)
+from .chroma import melody
+from .codec import EncodecCodec
+from .data import WordsData
+from .mel import LogMel
+from .music_data import INSTRUMENTS, STYLES, TEMPOS, MusicData
+from .speech import PITCHES, SPEAKERS, WORDS
+
+__all__ = ["AudioModality", "words_judge"]
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "audio"
+
+
+def words_judge(cache_dir: Path | str, *, n_train: int = 3000, n_val: int = 500, epochs: int = 6,
+                refs_per_speaker: int = 6):
+    """The judge of spoken-word models: ``word``, ``speaker`` and ``pitch`` heads of a log-mel CNN
+    trained on real clips (render seed 1000, apart from the recipes' seeds 0 and 1), held out on
+    seed 1001, cached as ``cache_dir/judge-words.pt``; ``speaker_sim`` compares resemblyzer
+    embeddings with ``refs_per_speaker`` held-out clips per speaker."""
+    from .metrics import AudioJudge, cached_classifier
+    from .speech import load_words
+
+    heads = {"word": len(WORDS), "speaker": len(SPEAKERS), "pitch": len(PITCHES)}
+    cache = Path(cache_dir) / "judge-words.pt"
+    held = load_words(n_val, 1001)
+    if cache.exists():  # the training clips are only rendered when the judge must be trained
+        train = (torch.zeros(0, 1, 16_000), {})
+    else:
+        clips = load_words(n_train, 1000)
+        train = (clips.audio, clips.conditions())
+    clf = cached_classifier(cache, heads, train, epochs=epochs)
+    refs = {s: held.audio[held.speaker == s][:refs_per_speaker] for s in range(len(SPEAKERS))}
+    return AudioJudge(clf, (held.audio, held.conditions()),
+                      speaker_refs={s: r for s, r in refs.items() if len(r)})
+
+
+class AudioModality(Modality):
+    """Mono audio ``[B, 1, samples]`` at 16 kHz in ``[−1, 1]``: spoken words and music."""
+
+    name = "audio"
+    description = "audio: spoken digits (eSpeak NG, word/speaker/pitch) and music (music21 + SoundFont)"
+    representations = MappingProxyType({"mel": LogMel, "codec": EncodecCodec})
+    datamodules = MappingProxyType({"words": WordsData,
+                                    # music: data modules (audio-music)
+                                    "music": MusicData})
+    conditions = MappingProxyType({
+        "word": " | ".join(WORDS), "speaker": " | ".join(SPEAKERS) + " (eSpeak voice+variant)",
+        "pitch": " | ".join(PITCHES) + " (eSpeak pitch setting, relative to the voice)",
+        # music: conditions (audio-music)
+        "style": " | ".join(STYLES), "instrument": " | ".join(INSTRUMENTS), "tempo": " | ".join(TEMPOS),
+        "melody": "a WAV file (its chromagram, 12 pitch classes per frame)",
+        "text": "a caption (MiniLM embedding)"})
+    recipes_dir = RECIPES
+    #: condition encoders, named ``"audio/<name>"`` in condition specs
+    encoders = MappingProxyType({
+        # music: encoders (audio-music)
+        "melody": melody})
+
+    def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
+              title: str | None = None) -> list[Path]:
+        """A WAV per sample, a labelled spectrogram grid ``grid.png`` and ``index.html`` with a
+        player per sample (:func:`.writers.write_audio`)."""
+        from .writers import write_audio
+
+        return write_audio(media, out, rows=rows, title=title)
+
+    def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path):
+        """The words judge (:func:`words_judge`) for models with a ``word`` condition, the music
+        judge for models with an ``instrument`` or ``style`` condition."""
+        if "word" in specs or "speaker" in specs:
+            return words_judge(cache_dir)
+        # music: the music judge (audio-music)
+        if "instrument" in specs or "style" in specs:
+            from .metrics import music_judge
+
+            return music_judge(cache_dir)
+        raise ValueError(f"no audio judge for a model with conditions {sorted(specs)}; the audio "
+                         f"judges score word/speaker/pitch or style/instrument/tempo")

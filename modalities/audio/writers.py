@@ -1,0 +1,94 @@
+"""Writing audio samples so a person can look and listen: WAVs, a spectrogram grid, an HTML page.
+
+:func:`write_audio` writes, under one folder, ``sample_000.wav`` … (16-bit PCM, one per sample),
+``grid.png`` (log-mel spectrograms, one labelled row per group of samples) and ``index.html``
+(the grid and an ``<audio>`` player per sample, grouped by row).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from framework.atomic import atomic_write
+from modalities.image.writers import grid_image
+
+from .features import SAMPLE_RATE, as_mono, log_mel, save_wav
+
+__all__ = ["spectrogram_grid", "spectrogram_image", "write_audio"]
+
+_PX_PER_SECOND = 64  # display width of a spectrogram tile (at most 256 px)
+
+
+def spectrogram_image(media: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = 64) -> torch.Tensor:
+    """Coloured log-mel spectrograms ``[B, 3, n_mels, W]`` in ``[0, 1]`` of audio ``[B, (1,) T]``:
+    low frequencies at the bottom, 80 dB of range below each batch's loudest bin (magma colours)."""
+    from matplotlib import colormaps
+
+    wave = as_mono(media.detach().cpu())
+    seconds = wave.shape[-1] / sample_rate
+    width = int(max(16, min(256, round(_PX_PER_SECOND * seconds))))
+    n_fft = 1024 if sample_rate >= 16_000 else 512
+    mel = log_mel(wave, sample_rate=sample_rate, n_fft=n_fft, hop=max(1, wave.shape[-1] // width),
+                  n_mels=n_mels)[..., :width]
+    db = mel  # dB
+    top = db.amax()
+    level = ((db - (top - 80)) / 80).clamp(0, 1).flip(1)  # [B, n_mels, W], high bands first
+    rgb = colormaps["magma"](level.numpy())[..., :3]  # [B, n_mels, W, 3]
+    return torch.from_numpy(rgb).float().permute(0, 3, 1, 2)
+
+
+def spectrogram_grid(media: torch.Tensor, *, rows: Sequence[str] | None = None, title: str | None = None,
+                     sample_rate: int = SAMPLE_RATE) -> Image.Image:
+    """A labelled grid of log-mel spectrograms of audio ``[B, (1,) T]`` (``len(rows)`` rows)."""
+    return grid_image(spectrogram_image(media, sample_rate), rows=rows, title=title, scale=2)
+
+
+def _page(title: str | None, grid: str, groups: list[tuple[str | None, list[str]]]) -> str:
+    esc = html.escape
+    parts = ["<!doctype html>", '<html><head><meta charset="utf-8">',
+             f"<title>{esc(title or 'audio samples')}</title>",
+             "<style>body{font-family:sans-serif;margin:1em} .row{margin:.6em 0}"
+             " .clip{display:inline-block;margin:.2em;text-align:center;font-size:small}"
+             " audio{width:13em}</style></head><body>",
+             f"<h1>{esc(title or 'audio samples')}</h1>",
+             f'<p><img src="{esc(grid)}" alt="log-mel spectrograms, one row per label"></p>']
+    for label, files in groups:
+        parts.append('<div class="row">' + (f"<h3>{esc(label)}</h3>" if label else ""))
+        for f in files:
+            parts.append(f'<div class="clip"><audio controls preload="none" src="{esc(f)}"></audio>'
+                         f"<br>{esc(f)}</div>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_audio(media: torch.Tensor, out: Path | str, *, rows: Sequence[str] | None = None,
+                title: str | None = None, sample_rate: int = SAMPLE_RATE) -> list[Path]:
+    """Write a batch of audio ``[B, (1,) T]`` in ``[-1, 1]`` under ``out``; returns the files written.
+
+    ``rows`` labels equal groups of consecutive samples (``B`` must divide evenly), ``title`` the
+    whole set. Files: ``sample_000.wav`` …, ``grid.png``, ``index.html``.
+    """
+    out = Path(out)
+    wave = as_mono(media.detach().cpu())
+    n = wave.shape[0]
+    if rows is not None and (len(rows) == 0 or n % len(rows)):
+        raise ValueError(f"{n} samples do not fill {len(rows)} rows evenly")
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f"sample_{i:03d}.wav" for i in range(n)]
+    files = [save_wav(out / name, w, sample_rate) for name, w in zip(names, wave, strict=True)]
+    grid = out / "grid.png"
+    image = spectrogram_grid(wave, rows=rows, title=title, sample_rate=sample_rate)
+    atomic_write(grid, lambda tmp: image.save(tmp, format="PNG"))
+    per_row = n // len(rows) if rows else n
+    groups = [(rows[i] if rows else None, names[i * per_row:(i + 1) * per_row])
+              for i in range(len(rows) if rows else 1)]
+    page = out / "index.html"
+    text = _page(title, grid.name, groups)
+    atomic_write(page, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return [*files, grid, page]

@@ -1,0 +1,211 @@
+"""Score the shipped audio checkpoints under guidance and record the results for docs/audio.md.
+
+    python recipes/audio/report.py [--n 120] [--steps 20] [--out docs/results] [--music]
+
+Spoken words (every shipped word model): a sweep of the CFG weight on ``word`` (w = 1 … 8: word
+accuracy and Fréchet distance on the judge's features), multi-condition guidance over word +
+speaker (independent, nested, joint) against single-condition CFG (speaker accuracy and
+resemblyzer similarity), interval guidance, a negative speaker; NFE and seconds per clip for every
+row; the judge on real and on representation-reconstructed real clips (Griffin-Lim, codec), and
+the codec's reconstruction figures (SI-SNR, mel distance, bitrate). Writes ``audio.json``,
+``audio.md`` and spectrogram PNGs into ``--out``. ``--music`` adds the music section
+(``recipes/audio/report_music.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from framework.commands import random_requests, score_guidance
+from framework.conditions import Conditions
+from framework.training import load
+from modalities.audio.plugin import words_judge
+from modalities.audio.speech import SPEAKERS, WORDS, load_words
+
+HERE = Path(__file__).resolve().parent
+CHECKPOINTS = HERE / "checkpoints"
+WORD_MODELS = {"words_flow": CHECKPOINTS / "words_flow.ckpt", "words_ar": CHECKPOINTS / "words_ar.ckpt"}
+SWEEP_W = (1, 2, 3, 4, 6, 8)
+TABLE = {
+    "no guidance (w=1)": "cond(word, speaker)",
+    "cfg word only, w=3": "cfg(word, 3)",
+    "cfg joint (word, speaker), w=3": "cfg((word, speaker), 3)",
+    "independent word 3, speaker 2": "independent([word, speaker], [3, 2])",
+    "nested word 3, speaker 2": "nested([word, speaker], [3, 2])",
+    "interval cfg word w=4, τ∈[0.2, 0.8]": "interval(word, 4, 0.2, 0.8)",
+}
+NEG_SPEAKER = "en"  # British English (eSpeak's "en"): steered away from
+NEGATIVE = {"word only (w=1)": "cond(word)",
+            f"word, not speaker {NEG_SPEAKER} (negative w=3)": f"negative(word, speaker, {NEG_SPEAKER}, 3)"}
+
+
+def _steps(model, steps: int) -> int:
+    """Autoregressive models sample one step per token frame; the others take ``steps``."""
+    return model.shape[-1] if model.hparams.family == "autoregressive" else steps
+
+
+def word_section(name: str, model, judge, n: int, steps: int, seed: int, out: Path) -> dict[str, Any]:
+    """Sweep, multi-condition table and negative speaker for one word model."""
+    steps = _steps(model, steps)
+    requested = random_requests(model.specs, ["word", "speaker"], n, seed)
+    conds = Conditions.from_raw(model.specs, dict(requested), n)  # pitch is left null (not requested)
+    sweep = []
+    for w in SWEEP_W:
+        g = "cond(word)" if w == 1 else f"cfg(word, {w})"
+        row, _ = score_guidance(model, judge, conds, {"word": requested["word"]}, f"w={w}", g, steps, seed)
+        sweep.append({**row, "w": w, "seconds_per_clip": row["seconds"] / n})
+        print(f"  {name} sweep w={w}: acc_word {row['acc_word']:.2f} fd {row['fd']:.1f}", flush=True)
+    rows, shown = [], {}
+    for label, g in TABLE.items():
+        row, res = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        rows.append({**row, "seconds_per_clip": row["seconds"] / n})
+        shown[label] = res.media
+        print(f"  {name} {label}: acc_word {row['acc_word']:.2f} acc_speaker {row['acc_speaker']:.2f}",
+              flush=True)
+    neg_id = SPEAKERS.index(NEG_SPEAKER)
+    neg = []
+    for label, g in NEGATIVE.items():
+        start = time.perf_counter()
+        res = model.sample(conds, g, steps=steps, seed=seed)
+        with torch.no_grad():
+            heard = judge.classifier(res.media)
+        from modalities.audio.metrics import speaker_embed
+
+        sim = speaker_embed(res.media) @ judge.speaker_centroids[neg_id]  # resemblyzer cosine to "en"
+        neg.append({"guidance": label, "expression": g,
+                    "judged_speaker_en": float((heard["speaker"].argmax(-1) == neg_id).float().mean()),
+                    "similarity_to_en": float(sim.mean()),
+                    "acc_word": float((heard["word"].argmax(-1) == requested["word"]).float().mean()),
+                    "nfe": res.nfe, "seconds_per_clip": (time.perf_counter() - start) / n})
+    picture(model, out / f"audio_{name}.png", steps, seed)
+    return {"steps": steps, "sweep": sweep, "rows": rows, "negative": neg}
+
+
+def picture(model, path: Path, steps: int, seed: int) -> Path:
+    """Spectrograms: real clips of four words (top row) and generated ones under two guidances."""
+    from modalities.audio.writers import spectrogram_grid
+
+    words = ["zero", "three", "seven", "nine"]
+    held = load_words(500, 1001)
+    real = torch.cat([held.audio[held.word == WORDS.index(w)][:1] for w in words])
+    rows = [real]
+    for g in ("cond(word)", "cfg(word, 4)"):
+        rows.append(model.sample({"word": words}, g, n=len(words), steps=steps, seed=seed).media)
+    spectrogram_grid(torch.cat(rows), rows=["real", "no guidance (w=1)", "cfg word w=4"],
+                     title=" | ".join(words)).save(path)
+    return path
+
+
+def reconstruction(judge, n: int) -> dict[str, Any]:
+    """The judge on held-out real clips and on their reconstructions through each representation."""
+    from modalities.audio.codec import EncodecCodec, resolve_path
+    from modalities.audio.mel import LogMel
+    from modalities.audio.metrics import mel_distance, si_snr
+
+    held = load_words(500, 1001)
+    audio, labels = held.audio[:n], {k: v[:n] for k, v in held.conditions().items()}
+    want = {"word": labels["word"], "speaker": labels["speaker"]}
+    rows = [{"clips": "real held-out clips", **judge.evaluate(audio, want)}]
+    start = time.perf_counter()
+    mel = LogMel()
+    rebuilt = mel.decode(mel.encode(audio))
+    rows.append({"clips": "mel → Griffin-Lim (32 iterations)", **judge.evaluate(rebuilt, want),
+                 "si_snr_db": float(si_snr(rebuilt, audio).mean()),
+                 "mel_distance": float(mel_distance(rebuilt, audio).mean()),
+                 "seconds_per_clip": (time.perf_counter() - start) / n})
+    if (resolve_path("recipes/audio/checkpoints/codec") / "config.json").exists():
+        codec = EncodecCodec()
+        stats = json.loads((resolve_path(codec.path) / "polyguide_codec.json").read_text())
+        start = time.perf_counter()
+        rebuilt = codec.decode(codec.encode(audio))
+        rows.append({"clips": f"codec tokens ({codec.codebooks} × 256 codes, {codec.frames} frames/s)",
+                     **judge.evaluate(rebuilt, want), "si_snr_db": float(si_snr(rebuilt, audio).mean()),
+                     "mel_distance": float(mel_distance(rebuilt, audio).mean()),
+                     "bitrate_bps": stats.get("bitrate_bps"),
+                     "seconds_per_clip": (time.perf_counter() - start) / n})
+    return {"n": n, "rows": rows, "judge_real_accuracy": judge.real_accuracy}
+
+
+def _f(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of docs/audio.md."""
+    rec = results["reconstruction"]
+    lines = [f"### Judge and representations ({rec['n']} held-out real clips)", "",
+             "| clips | acc_word | acc_speaker | fd | SI-SNR (dB) | mel distance | bitrate (bit/s) "
+             "| s/clip |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rec["rows"]:
+        lines.append(f"| {r['clips']} | {_f(r['acc_word'])} | {_f(r['acc_speaker'])} | {_f(r['fd'])} | "
+                     f"{_f(r.get('si_snr_db'))} | {_f(r.get('mel_distance'))} | "
+                     f"{r.get('bitrate_bps') or '–'} | {_f(r.get('seconds_per_clip'))} |")
+    for name, sec in results["models"].items():
+        lines += ["", f"### {name} ({results['n']} random requests, {sec['steps']} steps)", "",
+                  "| CFG weight on word | acc_word | fd | diversity | NFE | s/clip |",
+                  "|---|---|---|---|---|---|"]
+        for r in sec["sweep"]:
+            lines.append(f"| {r['w']} | {r['acc_word']:.2f} | {_f(r['fd'])} | {_f(r['diversity'])} | "
+                         f"{r['nfe']} | {r['seconds_per_clip']:.2f} |")
+        lines += ["", "| guidance | expression | acc_word | acc_speaker | acc_all | speaker_sim | fd | "
+                  "NFE | s/clip |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in sec["rows"]:
+            lines.append(f"| {r['guidance']} | `{r['expression']}` | {r['acc_word']:.2f} | "
+                         f"{r['acc_speaker']:.2f} | {r['acc_all']:.2f} | {_f(r.get('speaker_sim'))} | "
+                         f"{_f(r['fd'])} | {r['nfe']} | {r['seconds_per_clip']:.2f} |")
+        lines += ["", f"| negative speaker | judged as {NEG_SPEAKER} | speaker similarity to {NEG_SPEAKER} | "
+                  "acc_word | NFE | s/clip |", "|---|---|---|---|---|---|"]
+        for r in sec["negative"]:
+            lines.append(f"| `{r['expression']}` | {r['judged_speaker_en']:.2f} | "
+                         f"{r['similarity_to_en']:.3f} | {r['acc_word']:.2f} | {r['nfe']} | "
+                         f"{r['seconds_per_clip']:.2f} |")
+    if results.get("music_markdown"):
+        lines += ["", "### Music", "", results["music_markdown"]]
+    return "\n".join(lines) + "\n"
+
+
+def run(out: Path, n: int, steps: int, seed: int = 0, music: bool = False) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    judge = words_judge(CHECKPOINTS)
+    results: dict[str, Any] = {"n": n, "reconstruction": reconstruction(judge, min(n, 200)), "models": {}}
+    for name, path in WORD_MODELS.items():
+        if path.exists():
+            print(f"{name}: {path}", flush=True)
+            results["models"][name] = word_section(name, load(str(path)), judge, n, steps, seed, out)
+    # music: the music section (audio-music's recipes/audio/report_music.py)
+    if music:
+        sys.path.insert(0, str(HERE))
+        from report_music import music_section
+
+        results["music"], results["music_markdown"] = music_section(out)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=120)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p.add_argument("--music", action="store_true", help="add the music section (report_music.py)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    results = run(args.out, args.n, args.steps, args.seed, args.music)
+    (args.out / "audio.json").write_text(json.dumps(results, indent=2))
+    md = markdown(results)
+    (args.out / "audio.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

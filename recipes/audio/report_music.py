@@ -1,0 +1,165 @@
+"""Score the shipped music checkpoint under guidance and record the results for docs/audio.md.
+
+    python recipes/audio/report_music.py [--n 48] [--out docs/results] [--samples outputs/music]
+
+Requests are held-out clips (melodies no training clip used): each asks for that clip's style,
+instrument, melody (its chromagram) and caption. For every guidance expression the report samples
+one clip per request and judges it: style and instrument accuracy (a log-mel CNN trained on real
+renders), melody similarity (cosine of requested and generated chromagrams), Fréchet distance and
+diversity on the judge's features, NFE and seconds per clip. A negative-instrument table shows how
+often the judge hears a piano with and without ``negative(…, instrument, piano, 3)``. Writes
+``audio_music.json``, ``audio_music.md`` and the spectrogram grid ``audio_music.png`` into
+``--out``, and WAVs + ``index.html`` per expression under ``--samples`` (to listen to).
+
+:func:`music_section` is what ``recipes/audio/report.py`` calls to put this section in its report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from framework.commands import score_guidance
+from framework.conditions import Conditions
+from framework.training import load
+from modalities.audio.chroma import chromagram
+from modalities.audio.features import as_mono
+from modalities.audio.metrics import AudioJudge, music_judge
+from modalities.audio.music import INSTRUMENTS, STYLES
+from modalities.audio.music_data import render_clips
+from modalities.audio.writers import write_audio
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+ALL = "style, instrument, melody, text"
+GUIDANCE = {
+    "no guidance (w=1)": f"cond({ALL})",
+    "cfg joint, w=3": f"cfg(({ALL}), 3)",
+    "melody only, cfg w=3": "cfg(melody, 3)",
+    "independent: melody 2, instrument/style/text 3":
+        "uncond + 2*(cond(melody) - uncond) + 3*(cond(instrument, style, text) - uncond)",
+    "double (MusicGen): α=3, β=2":
+        f"uncond + 3*(cond(melody) + 2*(cond({ALL}) - cond(melody)) - uncond)",
+}
+NEGATIVE = {
+    "no guidance (w=1), no caption": "cond(style, instrument, melody)",
+    "not piano (negative w=3)": "negative((style, instrument, melody), instrument, piano, 3)",
+}
+
+
+def requests(n: int, seed: int = 7, melodies=None) -> tuple[torch.Tensor, dict[str, Any], list[str]]:
+    """``n`` held-out real clips ``[n, 1, 64000]``, their raw conditions (style, instrument, melody
+    chromagram, caption) and captions."""
+    from modalities.audio.music import load_melodies
+
+    waves, labels, captions = render_clips(melodies if melodies is not None else load_melodies(), n, seed,
+                                           val=True)
+    raw = {"style": labels["style"], "instrument": labels["instrument"], "melody": chromagram(waves),
+           "text": captions}
+    return waves, raw, captions
+
+
+def _judged_instrument(judge: AudioJudge, media: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return judge.classifier(as_mono(media))["instrument"].argmax(-1)
+
+
+def music_section(out: Path | str, *, n: int = 48, steps: int = 30, seed: int = 0,
+                  checkpoint: Path | str = CHECKPOINTS / "music_flow.ckpt", samples: Path | str | None = None
+                  ) -> tuple[dict[str, Any], str]:
+    """Run the music evaluation; returns ``(results, markdown)`` and writes the grid PNG into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load(str(checkpoint))
+    judge = music_judge(Path(checkpoint).parent)
+    waves, raw, _ = requests(n)
+    conds = Conditions.from_raw(model.specs, raw, n)
+    requested = {"style": raw["style"], "instrument": raw["instrument"], "melody": raw["melody"]}
+    real = judge.evaluate(waves, requested)
+    shuffled = dict(requested, melody=requested["melody"].roll(1, 0))  # another clip's tune: chance level
+    rows = [{"guidance": "real held-out clips", "expression": None, **real, "nfe": 0, "nfe_per_step": 0,
+             "seconds": 0.0},
+            {"guidance": "real clips vs another clip's melody", "expression": None,
+             "melody_sim": judge.evaluate(waves, shuffled)["melody_sim"], "nfe": 0, "nfe_per_step": 0,
+             "seconds": 0.0}]
+    shown = {}
+    for label, g in GUIDANCE.items():
+        row, res = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        row["seconds_per_clip"] = row["seconds"] / n
+        rows.append(row)
+        shown[label] = res.media
+        if samples is not None:
+            slug = "".join(c if c.isalnum() else "_" for c in label)[:40]
+            write_audio(res.media, Path(samples) / slug, title=f"{label}: {g}")
+    # negative instrument: requests that are not piano
+    keep = torch.nonzero(raw["instrument"] != INSTRUMENTS.index("piano")).flatten()
+    sub = conds.index(keep)
+    neg_rows = []
+    for label, g in NEGATIVE.items():
+        start = time.perf_counter()
+        res = model.sample(sub, g, steps=steps, seed=seed)
+        heard = _judged_instrument(judge, res.media)
+        neg_rows.append({"guidance": label, "expression": g,
+                         "piano": float((heard == INSTRUMENTS.index("piano")).float().mean()),
+                         "acc_instrument": float((heard == raw["instrument"][keep]).float().mean()),
+                         "nfe": res.nfe, "seconds_per_clip": (time.perf_counter() - start) / len(keep)})
+    # the picture: 4 requests (columns) × real + two guidance rows
+    pick = torch.arange(4) * (n // 4)
+    grid_rows = ["real", "no guidance (w=1)", "independent: melody 2, instrument/style/text 3"]
+    media = torch.cat([waves[pick], shown[grid_rows[1]][pick], shown[grid_rows[2]][pick]])
+    from modalities.audio.writers import spectrogram_grid
+
+    title = " | ".join(f"{STYLES[int(raw['style'][i])]}/{INSTRUMENTS[int(raw['instrument'][i])]}"
+                       for i in pick)
+    spectrogram_grid(media, rows=["real", "no guidance", "independent 2, 3"], title=title).save(
+        out / "audio_music.png")
+    results = {"n": n, "steps": steps, "judge_real_accuracy": judge.real_accuracy, "rows": rows,
+               "negative": neg_rows}
+    return results, markdown(results)
+
+
+def _f(v: Any) -> str:
+    return "–" if v is None else (f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The music section's tables."""
+    judge = ", ".join(f"{k} {v:.2f}" for k, v in results["judge_real_accuracy"].items())
+    lines = [f"{results['n']} held-out requests, {results['steps']} Euler steps; judge accuracy on real "
+             f"held-out clips: {judge}",
+             "", "| guidance | acc_style | acc_instrument | acc_all | melody_sim | fd | diversity | NFE | "
+             "s/clip |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        lines.append(f"| {r['guidance']} | {_f(r.get('acc_style'))} | {_f(r.get('acc_instrument'))} | "
+                     f"{_f(r.get('acc_all'))} | {_f(r.get('melody_sim'))} | {_f(r.get('fd'))} | "
+                     f"{_f(r.get('diversity'))} | {r['nfe'] or '–'} | {_f(r.get('seconds_per_clip'))} |")
+    lines += ["", "| negative instrument (requests that are not piano) | judged piano | acc_instrument "
+              "| NFE | s/clip |", "|---|---|---|---|---|"]
+    for r in results["negative"]:
+        lines.append(f"| {r['guidance']} | {r['piano']:.2f} | {r['acc_instrument']:.2f} | {r['nfe']} | "
+                     f"{r['seconds_per_clip']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=48)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--checkpoint", type=Path, default=CHECKPOINTS / "music_flow.ckpt")
+    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p.add_argument("--samples", type=Path, default=Path("outputs/music"))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    results, md = music_section(args.out, n=args.n, steps=args.steps, checkpoint=args.checkpoint,
+                                samples=args.samples)
+    (args.out / "audio_music.json").write_text(json.dumps(results, indent=2))
+    (args.out / "audio_music.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

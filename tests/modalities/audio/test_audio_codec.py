@@ -1,0 +1,151 @@
+"""The ``codec`` representation (transformers' EncodecModel) and its training module."""
+
+import json
+
+import pytest
+import torch
+from transformers import EncodecConfig, EncodecModel
+
+from framework import plugins
+from modalities.audio.codec import STATS_FILE, EncodecCodec, rvq_encode
+from modalities.audio.codec_train import CodecModule, _check_codes, multiscale_mel_loss, save_codec
+
+TINY = dict(sampling_rate=16_000, audio_channels=1, num_filters=4, hidden_size=8, codebook_dim=8,
+            upsampling_ratios=[5, 4], codebook_size=16, target_bandwidths=[6.4], num_lstm_layers=1,
+            normalize=False, chunk_length_s=None, use_causal_conv=False)  # hop 20, 800 frames/s, 2 codebooks
+
+
+def audio(n: int = 2, samples: int = 1600, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(samples) / 16_000
+    f = 200 + 800 * torch.rand(n, 1, 1, generator=g)
+    return 0.5 * torch.sin(2 * torch.pi * f * t) + 0.05 * torch.randn(n, 1, samples, generator=g)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A tiny codec trained for three steps (so its codebooks are filled), saved with save_pretrained."""
+    torch.manual_seed(0)
+    module = CodecModule(config=TINY, crop=None)
+    opt = module.configure_optimizers()
+    x = audio(4)
+    for _ in range(3):
+        loss = module._losses(x, update=True)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return save_codec(module.model, tmp_path_factory.mktemp("codec") / "codec", module.stats(x))
+
+
+def test_saved_folder_reloads_with_from_pretrained(folder):
+    assert (folder / "config.json").exists() and (folder / STATS_FILE).exists()
+    stats = json.loads((folder / STATS_FILE).read_text())
+    assert stats["codebooks"] == 2 and len(stats["mean"]) == 8 and stats["bitrate_bps"] == 2 * 800 * 4
+    model = EncodecModel.from_pretrained(str(folder), local_files_only=True)
+    assert model.config.codebook_size == 16 and len(model.quantizer.layers) == 2
+
+
+def test_tokens_match_transformers_own_encode_and_decode(folder):
+    codec = EncodecCodec(str(folder), samples=1600)
+    x = audio(3, seed=1)
+    codes = codec.encode(x)
+    assert codec.shape == (2, 80) and codes.shape == (3, 2, 80) and codec.vocab_size == 16
+    assert codes.dtype == torch.long and int(codes.max()) < 16
+    # the oracle: the model's own inference path (transformers' EncodecModel.encode / decode)
+    out = codec.model.encode(x, bandwidth=6.4, return_dict=True)
+    assert torch.equal(out.audio_codes[0], codes)
+    ref = codec.model.decode(out.audio_codes, out.audio_scales, return_dict=True).audio_values
+    assert torch.allclose(codec.decode(codes), ref[..., :1600].clamp(-1, 1), atol=1e-5)
+    assert torch.equal(codec.encode(x), codes)  # deterministic
+
+
+def test_layouts_decode_through_the_same_decoder(folder):
+    x = audio(2, seed=2)
+    tokens = EncodecCodec(str(folder), samples=1600)
+    flat = EncodecCodec(str(folder), layout="flat", samples=1600)
+    lat = EncodecCodec(str(folder), layout="latents", samples=1600)
+    assert flat.shape == (160,) and lat.shape == (80, 8) and lat.vocab_size is None
+    assert torch.equal(flat.encode(x).reshape(2, 2, 80), tokens.encode(x))
+    z = lat.encode(x)
+    assert abs(float(z.mean())) < 0.5 and 0.5 < float(z.std()) < 2  # standardised with the saved stats
+    # quantised latents decode exactly as the codes of the same clip
+    assert torch.allclose(lat.decode(z), tokens.decode(tokens.encode(x)), atol=1e-5)
+    one = EncodecCodec(str(folder), codebooks=1, samples=1600)
+    assert one.shape == (1, 80) and torch.equal(one.encode(x)[:, 0], tokens.encode(x)[:, 0])
+
+
+def test_plugin_builds_the_codec_and_names_bad_arguments(folder, tmp_path):
+    audio_plugin = plugins.get("audio")
+    assert audio_plugin.codec("codec", path=str(folder), samples=1600).shape == (2, 80)
+    with pytest.raises(plugins.PluginError, match="no codec at"):
+        audio_plugin.codec("codec", path=str(tmp_path / "missing"))
+    with pytest.raises(plugins.PluginError, match="layout must be one of"):
+        audio_plugin.codec("codec", path=str(folder), layout="bits")
+    with pytest.raises(plugins.PluginError, match=r"codebooks must be in 1\.\.2"):
+        audio_plugin.codec("codec", path=str(folder), codebooks=3)
+    with pytest.raises(plugins.PluginError, match="not a multiple of the codec's hop 20"):
+        audio_plugin.codec("codec", path=str(folder), samples=1610)
+    codec = EncodecCodec(str(folder), samples=1600)
+    with pytest.raises(ValueError, match=r"integer ids in 0\.\.15"):
+        codec.decode(torch.full((1, 2, 80), 16))
+    with pytest.raises(ValueError, match=r"expected mono audio \[B, 1, 1600\]"):
+        codec.encode(torch.zeros(1, 1, 800))
+
+
+def test_training_quantiser_agrees_with_inference_and_learns():
+    torch.manual_seed(0)
+    module = CodecModule(config=TINY, crop=None)
+    x = audio(4)
+    opt = module.configure_optimizers()
+    first = None
+    for _ in range(8):
+        losses = module._losses(x, update=True)
+        first = first if first is not None else float(losses["loss"])
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    cb = module.model.quantizer.layers[0].codebook
+    assert float(cb.cluster_size.sum()) > 0 and float(cb.embed.abs().sum()) > 0  # EMA-filled codebooks
+    assert _check_codes(module, x)
+    assert float(module._losses(x, update=False)["loss"]) < first
+    codes = rvq_encode(module.model, module.model.encoder(x), 2)
+    assert codes.shape == (4, 2, 80)
+    assert module._crop(x).shape == x.shape
+    assert CodecModule(config=TINY, crop=400)._crop(x).shape == (4, 1, 400)
+
+
+def test_multiscale_mel_loss_is_zero_only_for_equal_audio():
+    x = audio(2)
+    assert float(multiscale_mel_loss(x[:, 0], x[:, 0], 16_000)) == 0
+    half = multiscale_mel_loss(0.5 * x[:, 0], x[:, 0], 16_000, floor_db=-100)
+    assert float(half) == pytest.approx(0.602, abs=0.005)  # half the amplitude: 6.02 dB less power
+    quiet = (1e-4 * torch.randn(2, 1600, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    multiscale_mel_loss(quiet, x[:, 0], 16_000).backward()  # far below the 0-dB floor
+    assert float(quiet.grad.abs().sum()) > 0  # a near-silent output (a fresh decoder) still learns
+
+
+def test_save_codec_replaces_a_folder_atomically(folder, tmp_path):
+    model = EncodecModel(EncodecConfig(**TINY))
+    dest = save_codec(model, tmp_path / "c", {"mean": [0.0] * 8, "std": [1.0] * 8})
+    save_codec(model, dest, {"mean": [1.0] * 8, "std": [1.0] * 8})
+    assert json.loads((dest / STATS_FILE).read_text())["mean"][0] == 1.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temporary or old folders left
+
+
+@pytest.mark.parametrize(("family", "layout", "args"), [
+    ("autoregressive", "tokens", {"codebooks": 2}), ("masked", "flat", {}), ("flow", "latents", {})])
+def test_every_family_trains_and_samples_on_the_codec(folder, family, layout, args):
+    from framework.training import GenerativeModule
+
+    model = GenerativeModule(family=family, family_args=args, modality="audio",
+                             representation={"name": "codec", "path": str(folder), "layout": layout,
+                                             "samples": 1600},
+                             conditions=[{"name": "word", "labels": ["one", "two"]}],
+                             backbone={"dim": 16, "depth": 1, "heads": 2}, guidance=["cfg(word, 2)"])
+    batch = {"media": audio(2), "conditions": {"word": torch.tensor([0, 1])}}
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    steps = 80 if family == "autoregressive" else 2
+    out = model.sample({"word": "two"}, n=1, steps=steps, seed=0)
+    assert out.media.shape == (1, 1, 1600) and out.nfe == 2 * len(out.stats)

@@ -1,0 +1,76 @@
+"""WAV, spectrogram-grid and HTML writers; reading audio files back (any rate, any channels)."""
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from framework.conditions import ConditionError
+from modalities.audio.features import AudioFileError, read_wav, resample
+from modalities.audio.writers import spectrogram_image, write_audio
+
+
+def sines(n: int, seconds: float = 1.0, sr: int = 16_000) -> torch.Tensor:
+    t = torch.arange(int(seconds * sr)) / sr
+    return torch.stack([0.4 * torch.sin(2 * math.pi * (200 + 100 * i) * t) for i in range(n)])[:, None]
+
+
+def test_write_audio_wavs_grid_and_page(tmp_path):
+    media = sines(6)
+    files = write_audio(media, tmp_path / "out", rows=["low <a>", "high"], title="two & rows")
+    names = sorted(f.name for f in files)
+    assert names == ["grid.png", "index.html", *[f"sample_{i:03d}.wav" for i in range(6)]]
+    for i in range(6):
+        data, sr = sf.read(tmp_path / "out" / f"sample_{i:03d}.wav", dtype="float32")
+        assert sr == 16_000 and data.shape == (16_000,)
+        assert np.abs(data - media[i, 0].numpy()).max() <= 1 / 32_767 + 1e-6  # 16-bit PCM
+    grid = Image.open(tmp_path / "out" / "grid.png")
+    assert grid.width > grid.height  # 2 rows of 3 wide tiles
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert page.count("<audio") == 6 and 'src="grid.png"' in page
+    assert "low &lt;a&gt;" in page and "two &amp; rows" in page  # labels are escaped
+    assert page.index("sample_002.wav") < page.index("high") < page.index("sample_003.wav")
+
+
+def test_spectrogram_tiles_show_pitch():
+    """The picture shows the signal: the 400-Hz tone's bright band sits above the 200-Hz one's."""
+    img = spectrogram_image(torch.cat([sines(1), sines(3)[2:]]))  # 200 Hz, 400 Hz
+    assert img.shape[:3] == (2, 3, 64) and 0 <= img.min() and img.max() <= 1
+    band = img.mean((1, 3)).argmax(-1)  # brightest mel row of each tile (row 0 = highest band)
+    assert band[1] < band[0]
+
+
+@pytest.mark.fault("bad-input")
+def test_rows_must_divide_the_batch(tmp_path):
+    with pytest.raises(ValueError, match="do not fill 4 rows"):
+        write_audio(sines(6), tmp_path, rows=["a", "b", "c", "d"])
+
+
+def test_read_wav_mixes_down_and_resamples(tmp_path):
+    sr = 8_000
+    t = np.arange(sr) / sr
+    left = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, -0.5 * left + 0.2 * np.sin(2 * np.pi * 500 * t)], 1), sr)
+    wave = read_wav(path)
+    assert wave.shape == (1, 16_000)
+    spectrum = np.abs(np.fft.rfft(wave[0].numpy()))
+    peaks = sorted(np.argsort(spectrum)[-2:])  # 1 Hz bins over 1 s
+    assert peaks == [500, 1000]
+    torch.testing.assert_close(resample(wave, 16_000, 16_000), wave)
+
+
+@pytest.mark.fault("bad-input")
+def test_unreadable_audio_is_a_condition_error_naming_the_file(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    with pytest.raises(AudioFileError, match=r"broken\.wav") as e:
+        read_wav(bad)
+    assert isinstance(e.value, ConditionError)  # the CLI prints it on one line, exit code 2
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16_000)
+    with pytest.raises(AudioFileError, match="no samples"):
+        read_wav(empty)
