@@ -24,6 +24,7 @@ state = {"saves": 0, "armed": False}
 
 
 def freeze() -> None:
+    state["armed"] = False  # the marker file itself must be written normally
     (ROOT / "HOOKED").write_text(str(os.getpid()))
     time.sleep(120)
     os._exit(3)  # only if nobody killed us

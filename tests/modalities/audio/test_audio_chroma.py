@@ -60,7 +60,7 @@ def test_melody_encoder_reads_any_rate_and_channels(tmp_path):
     assert cos.min() > 0.95
 
 
-@pytest.mark.fault("bad-input")
+@pytest.mark.fault("audio input")
 def test_melody_errors_name_the_file(tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio")

@@ -91,7 +91,7 @@ def test_cached_judge_reloads_without_training(judged, monkeypatch):
         cached_classifier(cache, {"pitch": 4}, (None, None), width=8)
 
 
-@pytest.mark.fault("bad-input")
+@pytest.mark.fault("audio input")
 def test_judge_rejects_unknown_attributes(judged):
     with pytest.raises(ValueError, match="not \\['word'\\]"):
         judged[2].evaluate(torch.zeros(2, 1, 8000), {"word": torch.zeros(2, dtype=torch.long)})

@@ -43,7 +43,7 @@ def test_spectrogram_tiles_show_pitch():
     assert band[1] < band[0]
 
 
-@pytest.mark.fault("bad-input")
+@pytest.mark.fault("audio input")
 def test_rows_must_divide_the_batch(tmp_path):
     with pytest.raises(ValueError, match="do not fill 4 rows"):
         write_audio(sines(6), tmp_path, rows=["a", "b", "c", "d"])
@@ -63,7 +63,7 @@ def test_read_wav_mixes_down_and_resamples(tmp_path):
     torch.testing.assert_close(resample(wave, 16_000, 16_000), wave)
 
 
-@pytest.mark.fault("bad-input")
+@pytest.mark.fault("audio input")
 def test_unreadable_audio_is_a_condition_error_naming_the_file(tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVEjunk")
