@@ -2,20 +2,13 @@
 
 import torch
 
-from framework.training import GenerativeModule
-from modalities.motion.actions import ACTIONS
 from modalities.motion.metrics import trajectory_error
 from modalities.motion.trajectory import DIM, trajectory_encoder
 
 
-def test_trajectory_cost_pulls_the_root_onto_the_requested_path():
+def test_trajectory_cost_pulls_the_root_onto_the_requested_path(make_motion_model):
     torch.manual_seed(0)
-    model = GenerativeModule(
-        family="flow", modality="motion",
-        representation={"name": "features", "frames": 64, "frames_per_token": 4},
-        conditions=[{"name": "trajectory", "kind": "sequence", "dim": DIM, "encoder": "motion/trajectory"},
-                    {"name": "action", "labels": list(ACTIONS)}],
-        backbone={"dim": 32, "depth": 1, "heads": 2}, guidance=["cfg((trajectory, action), 2)"])
+    model = make_motion_model()
     path = torch.stack([torch.linspace(0, 1.5, 64), torch.linspace(0, 2.0, 64)], -1)
     request = trajectory_encoder([path])[0]
     raw = {"trajectory": request, "action": "walk"}

@@ -9,23 +9,15 @@ from PIL import Image
 
 from framework import plugins
 from framework.cli import main
-from framework.training import GenerativeModule
-from modalities.motion.actions import ACTIONS
 from modalities.motion.bvh import read_bvh
 from modalities.motion.data import MotionData
-from modalities.motion.trajectory import DIM
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, make_motion_model):
     root = tmp_path_factory.mktemp("motion")
     torch.manual_seed(0)
-    model = GenerativeModule(
-        family="flow", modality="motion",
-        representation={"name": "features", "frames": 64, "frames_per_token": 4},
-        conditions=[{"name": "trajectory", "kind": "sequence", "dim": DIM, "encoder": "motion/trajectory"},
-                    {"name": "action", "labels": list(ACTIONS)}],
-        backbone={"dim": 32, "depth": 1, "heads": 2}, guidance=["cfg((trajectory, action), 2)"])
+    model = make_motion_model()
     dm = MotionData(conditions=["trajectory", "action"], n_train=8, n_val=4, batch_size=4,
                     cache_dir=str(root))
     before = [p.detach().clone() for p in model.parameters()]
