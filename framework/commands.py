@@ -191,7 +191,7 @@ def _check_model_args(model, args: argparse.Namespace, raw: dict[str, Any], weak
     if weak is not None and not uses_weak:
         raise ArgumentError("--weak is given but the guidance has no .on(weak) branch to use it")
     if args.guidance is not None:
-        check_given(parse(args.guidance), Conditions.from_raw(model.specs, raw, 1))
+        check_given(expr, Conditions.from_raw(model.specs, raw, 1))
     _check_steps(model, args.steps)
 
 
