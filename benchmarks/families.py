@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, main, write
 
-from framework.training import GenerativeModule
+from framework.training.module import GenerativeModule
 
 PAIR = ("shape", "color")
 CONDITIONS = [{"name": "shape", "labels": ["circle", "square", "triangle", "star"]},

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, interleaved, main, write
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.guidance import Guider, VPSpaces
 from framework.guidance import presets as G
 from framework.nn import Backbone, BackboneConfig

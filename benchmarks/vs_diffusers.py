@@ -27,7 +27,7 @@ from diffusers.guiders import ClassifierFreeGuidance
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, interleaved, main, write
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Diffusion
 from framework.guidance import presets as G
 from framework.nn import UNetAdapter, class_embeds_needed

@@ -8,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from framework.toy import GaussianMixtureToy
+from framework.toy.model import GaussianMixtureToy
 
 
 def constant_alpha_sigma(alpha: float = 0.6, sigma: float = 0.8):
@@ -42,7 +42,7 @@ def evil() -> type[Evil]:
 def refusal(capsys):
     """``refusal(call)``: the one line a refused command gives, from a ``CheckpointError`` it raises or
     from stderr when it returns exit code 2 (the CLI's answer to user errors)."""
-    from framework.checkpoints import CheckpointError
+    from framework.core.checkpoints import CheckpointError
 
     def run(call) -> str:
         try:

@@ -29,14 +29,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..conditions import Conditions, ConditionSpec, DropoutSpec
-from ..guidance import GuidanceState, Guider, Perturbations
-from ..guidance.branches import Branch
-from ..guidance.expr import Expr
-from ..guidance.ops.cost_grad import CostFn
-from ..guidance.spaces import DiscreteSpaces
-from .base import Family, StepCallback, progress_tau
-from .delay import delay, pad_mask, undelay
+from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
+from framework.generators.base import Family, StepCallback, progress_tau
+from framework.generators.delay import delay, pad_mask, undelay
+from framework.guidance import GuidanceState, Guider, Perturbations
+from framework.guidance.branches import Branch
+from framework.guidance.expr import Expr
+from framework.guidance.ops.cost_grad import CostFn
+from framework.guidance.spaces import DiscreteSpaces
 
 __all__ = ["PAD", "Autoregressive", "BranchCaches", "filter_logprobs"]
 

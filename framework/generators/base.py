@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ..conditions import Conditions, ConditionSpec, DropoutSpec
-from ..guidance import GuidanceState, GuidedOutput, Guider, StepStats
-from ..guidance.expr import Expr
-from ..guidance.given import check_given
-from ..guidance.ops.cost_grad import CostFn
-from ..guidance.spaces import SpaceConverter
-from ..guidance.syntax import parse
+from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
+from framework.guidance import GuidanceState, GuidedOutput, Guider, StepStats
+from framework.guidance.expr import Expr
+from framework.guidance.given import check_given
+from framework.guidance.ops.cost_grad import CostFn
+from framework.guidance.spaces import SpaceConverter
+from framework.guidance.syntax import parse
 
 __all__ = ["Family", "SampleOutput", "StepCallback"]
 

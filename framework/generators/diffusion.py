@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from ..conditions import Conditions
-from ..guidance import GuidanceState, Guider
-from ..guidance.spaces import VPSpaces
-from .base import Family, StepCallback, progress_tau, randn
+from framework.core.conditions import Conditions
+from framework.generators.base import Family, StepCallback, progress_tau, randn
+from framework.guidance import GuidanceState, Guider
+from framework.guidance.spaces import VPSpaces
 
 __all__ = ["Diffusion"]
 

@@ -13,10 +13,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..conditions import Conditions
-from ..guidance import GuidanceState, Guider
-from ..guidance.spaces import FlowSpaces
-from .base import Family, StepCallback, progress_tau, randn
+from framework.core.conditions import Conditions
+from framework.generators.base import Family, StepCallback, progress_tau, randn
+from framework.guidance import GuidanceState, Guider
+from framework.guidance.spaces import FlowSpaces
 
 __all__ = ["Flow"]
 

@@ -23,10 +23,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..conditions import Conditions
-from ..guidance import GuidanceState, Guider
-from ..guidance.spaces import DiscreteSpaces
-from .base import Family, StepCallback, progress_tau
+from framework.core.conditions import Conditions
+from framework.generators.base import Family, StepCallback, progress_tau
+from framework.guidance import GuidanceState, Guider
+from framework.guidance.spaces import DiscreteSpaces
 
 __all__ = ["Masked"]
 

@@ -9,8 +9,8 @@ Write guidance as mathematics over model branches::
 and evaluate it with a :class:`Guider`, which plans the fewest batched forward passes.
 """
 
-from . import presets
-from .branches import (
+from framework.guidance import presets
+from framework.guidance.branches import (
     AttnBlur,
     AttnIdentity,
     Branch,
@@ -22,12 +22,22 @@ from .branches import (
     noised,
     uncond,
 )
-from .engine import GuidanceState, GuidedOutput, Guider, Perturbations, StepStats
-from .expr import AffineError, Expr, Linear, Window, Zero
-from .ops import Adaptive, CostError, CostFn, CostGrad, Project, Renoised, Renormalize, Rescale, ZeroStar
-from .schedules import Weight, const, cosine, linear, piecewise, schedule, window
-from .spaces import DiscreteSpaces, FlowSpaces, SpaceConverter, SpaceError, VPSpaces
-from .syntax import GuidanceSyntaxError, parse
+from framework.guidance.engine import GuidanceState, GuidedOutput, Guider, Perturbations, StepStats
+from framework.guidance.expr import AffineError, Expr, Linear, Window, Zero
+from framework.guidance.ops import (
+    Adaptive,
+    CostError,
+    CostFn,
+    CostGrad,
+    Project,
+    Renoised,
+    Renormalize,
+    Rescale,
+    ZeroStar,
+)
+from framework.guidance.schedules import Weight, const, cosine, linear, piecewise, schedule, window
+from framework.guidance.spaces import DiscreteSpaces, FlowSpaces, SpaceConverter, SpaceError, VPSpaces
+from framework.guidance.syntax import GuidanceSyntaxError, parse
 
 __all__ = [
     "Adaptive", "AffineError", "AttnBlur", "AttnIdentity", "Branch", "CostError", "CostFn", "CostGrad",

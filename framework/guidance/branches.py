@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import torch
 
-from .expr import Expr
-from .schedules import Weight, WeightLike, as_weight
+from framework.guidance.expr import Expr
+from framework.guidance.schedules import Weight, WeightLike, as_weight
 
 __all__ = [
     "KEEP",
@@ -62,7 +62,7 @@ class Replace:
     """Replace a condition by a fixed value (negative prompt, reference class, ...).
 
     The value is raw (a label such as ``"blue"``, an int) and encoded by the condition's
-    :class:`~framework.conditions.ConditionSpec`, or a tensor of one sample's shape.
+    :class:`~framework.core.conditions.ConditionSpec`, or a tensor of one sample's shape.
     Tensors compare by identity, everything else by value, so branches stay hashable.
     """
 

@@ -29,14 +29,14 @@ from typing import Any
 
 import torch
 
-from ..conditions import ConditionError, Conditions, ConditionSpec, DropoutSpec, _unknown
-from .branches import KEEP, Branch, Independent, Noised, Perturbation, Replace, TimeShift
-from .expr import Expr, Linear, check_zero_directions
-from .ops.base import Op
-from .ops.cfg_pp import Renoised
-from .ops.cost_grad import CostError, CostFn, CostGrad, cost_gradient, find_costs
-from .ops.cost_grad import unknown_cost as _unknown_cost
-from .spaces import SpaceConverter, SpaceError
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec, DropoutSpec, _unknown
+from framework.guidance.branches import KEEP, Branch, Independent, Noised, Perturbation, Replace, TimeShift
+from framework.guidance.expr import Expr, Linear, check_zero_directions
+from framework.guidance.ops.base import Op
+from framework.guidance.ops.cfg_pp import Renoised
+from framework.guidance.ops.cost_grad import CostError, CostFn, CostGrad, cost_gradient, find_costs
+from framework.guidance.ops.cost_grad import unknown_cost as _unknown_cost
+from framework.guidance.spaces import SpaceConverter, SpaceError
 
 __all__ = ["GuidanceState", "GuidedOutput", "Guider", "Perturbations", "StepStats"]
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import UserError
-from .schedules import Weight, WeightLike, as_weight
+from framework.core.errors import UserError
+from framework.guidance.schedules import Weight, WeightLike, as_weight
 
 if TYPE_CHECKING:
-    from .branches import Branch
+    from framework.guidance.branches import Branch
 
 __all__ = ["AffineError", "Expr", "Linear", "Window", "Zero", "check_zero_directions", "combine_excluding"]
 
@@ -137,7 +137,7 @@ class Expr:
         A condition that is only ever noised (CADS) stays noised: the annealing applies to the
         conditional prediction with or without guidance.
         """
-        from .branches import KEEP, Branch, Noised
+        from framework.guidance.branches import KEEP, Branch, Noised
 
         values: dict[str, Any] = {}
         for b in sorted(self.branches(), key=repr):  # sorted: the same reference every run

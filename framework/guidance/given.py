@@ -16,9 +16,9 @@ guidance stays usable with fewer conditions).
 
 from __future__ import annotations
 
-from ..conditions import ConditionError, Conditions
-from .branches import KEEP, Branch, Independent, Noised
-from .expr import Expr
+from framework.core.conditions import ConditionError, Conditions
+from framework.guidance.branches import KEEP, Branch, Independent, Noised
+from framework.guidance.expr import Expr
 
 __all__ = ["check_given", "given_names"]
 
@@ -41,7 +41,7 @@ def _effective(branch: Branch, given: frozenset[str]) -> Branch:
 
 
 def check_given(expr: Expr, conditions: Conditions) -> None:
-    """Raise :class:`~framework.conditions.ConditionError` if conditions that no sample carries make
+    """Raise :class:`~framework.core.conditions.ConditionError` if conditions that no sample carries make
     ``expr`` degenerate (see the module docstring); the message names those conditions.
 
     ``conditions``: the batch to sample (``present`` masks ``[B]`` per condition).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .branches import (
+from framework.guidance.branches import (
     AttnBlur,
     AttnIdentity,
     Branch,
@@ -17,21 +17,21 @@ from .branches import (
     SkipLayers,
     TimeShift,
 )
-from .branches import (
+from framework.guidance.branches import (
     cond as _cond,
 )
-from .branches import (
+from framework.guidance.branches import (
     independent as _independent,
 )
-from .branches import (
+from framework.guidance.branches import (
     noised as _noised,
 )
-from .branches import (
+from framework.guidance.branches import (
     uncond as _uncond,
 )
-from .expr import PROBE_TAUS, Expr
-from .ops import Adaptive, CostGrad, PlausibilityMask, Project, Renoised, Rescale, ZeroStar
-from .schedules import WeightLike, as_weight, schedule, window
+from framework.guidance.expr import PROBE_TAUS, Expr
+from framework.guidance.ops import Adaptive, CostGrad, PlausibilityMask, Project, Renoised, Rescale, ZeroStar
+from framework.guidance.schedules import WeightLike, as_weight, schedule, window
 
 __all__ = [
     "adaptive", "apg", "autoguidance", "cads", "cfg", "cfg_pp", "cfg_zero_star", "contrastive", "cost",
@@ -358,6 +358,6 @@ def _pairs(names: Sequence[str], weights: Sequence[WeightLike]) -> tuple[list[st
 
 
 def _zero() -> Expr:
-    from .expr import Linear
+    from framework.guidance.expr import Linear
 
     return Linear(())

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import UserError
+from framework.core.errors import UserError
 
 __all__ = ["CumprodSchedule", "DiscreteSpaces", "FlowSpaces", "SpaceConverter", "SpaceError", "VPSpaces"]
 

@@ -31,9 +31,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import UserError
-from . import presets
-from .branches import (
+from framework.core.errors import UserError
+from framework.guidance import presets
+from framework.guidance.branches import (
     AttnBlur,
     AttnIdentity,
     SkipLayers,
@@ -43,8 +43,8 @@ from .branches import (
     noised,
     uncond,
 )
-from .expr import Expr
-from .schedules import Weight, const, cosine, linear, window
+from framework.guidance.expr import Expr
+from framework.guidance.schedules import Weight, const, cosine, linear, window
 
 __all__ = ["FUNCTIONS", "MAX_BRANCHES", "MAX_DEPTH", "MAX_LENGTH", "MAX_TERMS", "GuidanceSyntaxError",
            "parse"]

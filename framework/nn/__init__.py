@@ -1,7 +1,7 @@
 """Shared neural network modules: the conditional backbone and adapters."""
 
-from .adapters import CausalLMAdapter, HFCache, UNetAdapter, class_embeds_needed
-from .backbone import Backbone, BackboneConfig, KVCache
+from framework.nn.adapters import CausalLMAdapter, HFCache, UNetAdapter, class_embeds_needed
+from framework.nn.backbone import Backbone, BackboneConfig, KVCache
 
 __all__ = ["Backbone", "BackboneConfig", "CausalLMAdapter", "HFCache", "KVCache", "UNetAdapter",
            "class_embeds_needed"]

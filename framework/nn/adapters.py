@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..conditions import ConditionError, Conditions, ConditionSpec
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec
 
 __all__ = ["CausalLMAdapter", "HFCache", "UNetAdapter", "class_embeds_needed"]
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conditions import Conditioner, Conditions, ConditionSpec
-from ..guidance.branches import AttnBlur, AttnIdentity, Perturbation, SkipLayers
-from ..guidance.engine import Perturbations
+from framework.core.conditions import Conditioner, Conditions, ConditionSpec
+from framework.guidance.branches import AttnBlur, AttnIdentity, Perturbation, SkipLayers
+from framework.guidance.engine import Perturbations
 
 __all__ = ["Backbone", "BackboneConfig", "KVCache"]
 

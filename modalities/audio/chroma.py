@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.conditions import ConditionError
+from framework.core.conditions import ConditionError
 
 from .features import SAMPLE_RATE, as_mono, read_wav
 
@@ -84,7 +84,7 @@ def melody(values: Sequence[str | Path | torch.Tensor]) -> torch.Tensor:
 
     Each value is a path to an audio file (WAV/FLAC/OGG at any sample rate, stereo mixed down) or a
     waveform ``[T]`` at 16 kHz; its first 4 s are used. An unreadable file or a clip shorter than
-    4 s raises :class:`~framework.conditions.ConditionError` naming it.
+    4 s raises :class:`~framework.core.conditions.ConditionError` naming it.
     """
     samples = int(CLIP_SECONDS * SAMPLE_RATE)
     return chromagram(torch.stack([_clip(v, samples) for v in values]))

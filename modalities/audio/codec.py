@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from framework.plugins import Codec
+from framework.core.plugins import Codec
 
 __all__ = ["STATS_FILE", "EncodecCodec", "latent_stats", "resolve_path", "rvq_decode", "rvq_encode"]
 

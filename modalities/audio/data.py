@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from framework.conditions import ConditionSpec
-from framework.data import SplitData
+from framework.core.conditions import ConditionSpec
+from framework.core.data import SplitData
 
 from .speech import PITCHES, SPEAKERS, WORDS, WordClips, load_words
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.atomic import atomic_write
-from framework.conditions import ConditionError
+from framework.core.atomic import atomic_write
+from framework.core.conditions import ConditionError
 
 __all__ = ["SAMPLE_RATE", "AudioFileError", "as_mono", "log_mel", "read_wav", "resample",
            "save_wav"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from framework.plugins import Codec
+from framework.core.plugins import Codec
 
 __all__ = ["LogMel", "griffin_lim", "log_mel", "mel_filters"]
 

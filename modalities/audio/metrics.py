@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 from modalities.image.metrics import _group_ids, _group_spread, frechet_distance
 
 from .chroma import chromagram

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 from .features import SAMPLE_RATE
 
@@ -210,6 +210,10 @@ def clip_notes(melody: np.ndarray, start: int, bpm: float, instrument: str, seco
     return [(o, d, int(np.clip(k + shift, lo - 12, hi + 12))) for o, d, k in out]
 
 
+#: frames rendered and discarded after each clip (covers the voices' fast fade-out)
+FLUSH_FRAMES = 1024
+
+
 def render(notes: list[tuple[float, float, int]], instrument: str, seconds: float = 4.0,
            velocity: int = 96) -> np.ndarray:
     """Render ``(onset s, duration s, key)`` notes with the GM program of ``instrument``: mono
@@ -235,7 +239,10 @@ def render(notes: list[tuple[float, float, int]], instrument: str, seconds: floa
     if pos < total:
         out.append(np.frombuffer(synth.generate(total - pos), dtype=np.float32))
     synth.notes_off(0)
-    synth.sounds_off(0)  # the next clip starts from silence
+    synth.sounds_off(0)
+    # sounds_off fades voices out over the next ~200 samples: render and drop that tail here, so
+    # the next clip starts from silence, not from the end of this one (a note held past the clip)
+    synth.generate(FLUSH_FRAMES)
     wave = np.concatenate(out).reshape(-1, 2).mean(1)[:total]
     peak = float(np.abs(wave).max())
     return (wave * (0.5 / peak) if peak > 1e-6 else wave).astype(np.float32)

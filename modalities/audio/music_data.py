@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from framework.conditions import ConditionSpec
-from framework.data import SplitData
+from framework.core.conditions import ConditionSpec
+from framework.core.data import SplitData
 
 from .chroma import CHROMA_FRAMES, CLIP_SECONDS, chromagram
 from .features import SAMPLE_RATE
@@ -140,7 +140,7 @@ class MusicData(SplitData):
         if self.melody:
             conds["melody"] = chromagram(waves, frames=CHROMA_FRAMES)
         if self.text:
-            from framework.encoders import resolve
+            from framework.core.encoders import resolve
 
             conds["text"] = resolve(TEXT_ENCODER)(captions)
         return waves, conds

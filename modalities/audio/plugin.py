@@ -8,8 +8,8 @@ from types import MappingProxyType
 
 import torch
 
-from framework.conditions import ConditionSpec
-from framework.plugins import Codec, Modality
+from framework.core.conditions import ConditionSpec
+from framework.core.plugins import Codec, Modality
 
 # music: imports of the music side (audio-music)
 from .chroma import melody

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 __all__ = ["PITCHES", "SAMPLE_RATE", "SPEAKERS", "WORDS", "WordClips", "load_words", "render_clip",
            "render_words", "synthesize"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 from modalities.image.writers import grid_image
 
 from .features import SAMPLE_RATE, as_mono, log_mel, save_wav

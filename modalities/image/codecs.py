@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from framework.plugins import Codec
+from framework.core.plugins import Codec
 
 from .shapes import BACKGROUND, RGB
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from framework.conditions import Conditions, ConditionSpec
-from framework.plugins import Codec, PluginError
+from framework.core.conditions import Conditions, ConditionSpec
+from framework.core.plugins import Codec, PluginError
 
 from .metrics import AttributeClassifier, ImageJudge
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from framework.conditions import ConditionSpec
-from framework.data import SplitData
+from framework.core.conditions import ConditionSpec
+from framework.core.data import SplitData
 
 from .shapes import COLORS, POSITIONS, SHAPES, caption, render
 
@@ -73,7 +73,7 @@ class ShapesData(_ImageData):
         b = render(n, self.size, torch.Generator().manual_seed(seed))
         conds = {"shape": b.shape, "color": b.color, "position": b.position}
         if self.text:
-            from framework.encoders import resolve
+            from framework.core.encoders import resolve
 
             conds["text"] = resolve(TEXT_ENCODER)(b.captions())
         return _Tensors(b.images, conds)

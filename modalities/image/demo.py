@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from framework.commands import format_table, score_guidance
-from framework.conditions import Conditions
-from framework.training import load
+from framework.cli.commands import format_table, score_guidance
+from framework.core.conditions import Conditions
+from framework.training.module import load
 
 from .plugin import ImageModality
 from .writers import save_grid

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from framework.atomic import atomic_write
-from framework.checkpoints import CheckpointError, read_checkpoint
+from framework.core.atomic import atomic_write
+from framework.core.checkpoints import CheckpointError, read_checkpoint
 
 __all__ = ["AttributeClassifier", "ImageJudge", "frechet_distance"]
 
@@ -105,7 +105,7 @@ class ImageJudge:
 
     def _load(self, cache: Path) -> None:
         """Weights from ``cache``, read with ``weights_only=True``; a bad or foreign file is a
-        :class:`~framework.checkpoints.CheckpointError` naming it."""
+        :class:`~framework.core.checkpoints.CheckpointError` naming it."""
         state = read_checkpoint(cache)
         try:
             self.classifier.load_state_dict(state)

@@ -8,8 +8,8 @@ from types import MappingProxyType
 
 import torch
 
-from framework.conditions import ConditionSpec
-from framework.plugins import Codec, Modality
+from framework.core.conditions import ConditionSpec
+from framework.core.plugins import Codec, Modality
 
 from .codecs import Palette, Patches
 from .costs import COSTS

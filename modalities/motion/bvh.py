@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 from .actions import FPS
 from .skeleton import JOINTS, OFFSETS, PARENTS

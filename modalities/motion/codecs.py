@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.plugins import Codec
+from framework.core.plugins import Codec
 
 from .actions import FRAMES
 from .features import DIM, features_to_positions, positions_to_features

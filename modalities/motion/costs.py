@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 
 from .trajectory import SCALE
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import StackDataset
 
-from framework.atomic import atomic_write
-from framework.conditions import ConditionSpec
-from framework.data import SplitData
+from framework.core.atomic import atomic_write
+from framework.core.conditions import ConditionSpec
+from framework.core.data import SplitData
 
 from .actions import ACTIONS, FRAMES, SPEEDS, generate_clip
 from .captions import caption
@@ -88,7 +88,7 @@ def caption_embeddings(captions: np.ndarray, cache: Path | None) -> torch.Tensor
         emb = np.load(cache, allow_pickle=False)
         if emb.shape == (len(captions), 384):
             return torch.from_numpy(emb)
-    from framework.encoders import _minilm  # the core "minilm" encoder's model, batched here for speed
+    from framework.core.encoders import _minilm  # the core "minilm" encoder's model, batched here for speed
 
     unique, inverse = np.unique(np.asarray(captions, dtype=str), return_inverse=True)
     vecs = _minilm().encode(list(unique), batch_size=64, normalize_embeddings=True)

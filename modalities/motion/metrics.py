@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 from .actions import ACTIONS
 from .costs import path_error

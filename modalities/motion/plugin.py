@@ -8,8 +8,8 @@ from types import MappingProxyType
 
 import torch
 
-from framework.conditions import Conditions, ConditionSpec
-from framework.plugins import Codec, Modality
+from framework.core.conditions import Conditions, ConditionSpec
+from framework.core.plugins import Codec, Modality
 
 from .actions import ACTIONS, SPEEDS
 from .codecs import Features, Tokens

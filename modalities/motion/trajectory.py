@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from framework.conditions import ConditionError
+from framework.core.conditions import ConditionError
 
 from .actions import FRAMES
 

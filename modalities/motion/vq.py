@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 from .features import DIM
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 from .actions import FPS
 from .skeleton import PARENTS

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from framework.plugins import Codec
+from framework.core.plugins import Codec
 
 from .tokenizer import EOS, PAD, load_tokenizer, resolve_tokenizer
 

@@ -8,8 +8,8 @@ from types import MappingProxyType
 
 import torch
 
-from framework.conditions import ConditionSpec
-from framework.plugins import Codec, Modality
+from framework.core.conditions import ConditionSpec
+from framework.core.plugins import Codec, Modality
 
 from .codecs import BPETokens, media_to_texts
 from .corpus import GENRES

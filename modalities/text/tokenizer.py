@@ -19,7 +19,7 @@ from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 from .corpus import load_speeches, split_by_play
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from framework.commands import random_requests, score_guidance
-from framework.conditions import Conditions
-from framework.training import load
+from framework.cli.commands import random_requests, score_guidance
+from framework.core.conditions import Conditions
+from framework.training.module import load
 from modalities.audio.plugin import words_judge
 from modalities.audio.speech import SPEAKERS, WORDS, load_words
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from framework.commands import score_guidance
-from framework.conditions import Conditions
-from framework.training import load
+from framework.cli.commands import score_guidance
+from framework.core.conditions import Conditions
+from framework.training.module import load
 from modalities.audio.chroma import chromagram
 from modalities.audio.features import as_mono
 from modalities.audio.metrics import AudioJudge, music_judge

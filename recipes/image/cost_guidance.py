@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from framework.commands import random_requests, score_guidance
-from framework.conditions import Conditions
+from framework.cli.commands import random_requests, score_guidance
+from framework.core.conditions import Conditions
 from framework.guidance import parse
-from framework.training import load
+from framework.training.module import load
 from modalities.image.demo import CHECKPOINTS
 from modalities.image.plugin import ImageModality
 from modalities.image.writers import save_grid

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.commands import format_table, score_guidance
-from framework.conditions import Conditions
-from framework.training import load
+from framework.cli.commands import format_table, score_guidance
+from framework.core.conditions import Conditions
+from framework.training.module import load
 from modalities.motion.data import caption_embeddings, load_or_generate, sparsify
 from modalities.motion.metrics import MotionJudge
 from modalities.motion.trajectory import encode_trajectory

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from framework import plugins
-from framework.commands import score_guidance
-from framework.conditions import Conditions
-from framework.training import load
+from framework.cli.commands import score_guidance
+from framework.core import plugins
+from framework.core.conditions import Conditions
+from framework.training.module import load
 from modalities.text.data import ShakespeareData
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"

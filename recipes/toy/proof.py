@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from framework.fit import fit_main
-from framework.toydata import MixtureData, guidance_sweep
-from framework.training import load
+from framework.cli.fit import fit_main
+from framework.toy.data import MixtureData, guidance_sweep
+from framework.training.module import load
 
 RECIPES = {"flow": "points_flow", "diffusion": "points_diffusion", "masked": "tokens_masked",
            "autoregressive": "tokens_ar"}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from framework.toy import CategoricalMixtureToy
+from framework.toy.model import CategoricalMixtureToy
 
 
 @pytest.fixture

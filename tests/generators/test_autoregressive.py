@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 from framework.generators import Autoregressive
 from framework.generators.autoregressive import filter_logprobs
 from framework.guidance import presets as G
 from framework.guidance.expr import Expr
 from framework.nn import Backbone, BackboneConfig
-from framework.toy import CategoricalMixtureToy, ToyLM
+from framework.toy.model import CategoricalMixtureToy, ToyLM
 
 TARGET = {"shape": "square", "color": "green"}
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Autoregressive, Masked
 from framework.guidance import presets as G
 from framework.nn import CausalLMAdapter
-from framework.toy import ToyLM
+from framework.toy.model import ToyLM
 
 TARGET = {"shape": "square", "color": "green"}
 SQUARE = 1  # the token guidance towards "square" favours most

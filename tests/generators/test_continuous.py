@@ -4,10 +4,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 from framework.generators import Diffusion, Flow
 from framework.guidance import presets as G
-from framework.toy import GaussianMixtureToy
+from framework.toy.model import GaussianMixtureToy
 
 TARGET = {"shape": "square", "color": "green"}  # component (1, 1), mean (-0.5, 0.0)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Autoregressive
 from framework.generators.delay import delay, pad_mask, undelay
 from framework.guidance import presets as G
@@ -73,7 +73,7 @@ def test_guided_multi_codebook_decoding_respects_the_pattern_and_the_cache():
 
 
 def test_multi_codebook_training_masks_the_padding():
-    from framework.training import GenerativeModule
+    from framework.training.module import GenerativeModule
 
     torch.manual_seed(0)
     model = GenerativeModule(family="autoregressive", family_args={"vocab_size": V, "codebooks": K},

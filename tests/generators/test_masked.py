@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 from framework.generators import Masked
 from framework.guidance import presets as G
 

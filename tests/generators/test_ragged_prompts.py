@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Autoregressive
 from framework.guidance import presets as G
 from framework.nn import Backbone, BackboneConfig, CausalLMAdapter
-from framework.toy import ToyLM
+from framework.toy.model import ToyLM
 
 V = 12
 SPEC_MAP = {"shape": ConditionSpec("shape", labels=("a", "b", "c"))}

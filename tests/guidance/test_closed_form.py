@@ -9,7 +9,7 @@ routes share nothing but the mixture parameters.
 import pytest
 import torch
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 from framework.guidance import Guider, VPSpaces, cond, uncond
 from framework.guidance import presets as G
 

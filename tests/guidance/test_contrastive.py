@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Autoregressive
 from framework.guidance import Guider, parse
 from framework.guidance import presets as G

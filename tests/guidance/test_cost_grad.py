@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 from framework.generators import Diffusion, Flow, Masked
 from framework.guidance import (
     AffineError,
@@ -27,7 +27,7 @@ from framework.guidance import (
     window,
 )
 from framework.guidance import presets as G
-from framework.toy import CategoricalMixtureToy, GaussianMixtureToy, flow_alpha_sigma
+from framework.toy.model import CategoricalMixtureToy, GaussianMixtureToy, flow_alpha_sigma
 
 K = torch.tensor([1.0, 2.0], dtype=torch.float64)
 M = torch.tensor([0.7, -0.4], dtype=torch.float64)
@@ -283,7 +283,7 @@ def test_text_syntax_and_repr():
 
 
 def test_the_branch_a_cost_reads_must_have_been_trained():
-    from framework.conditions import ConditionError, ConditionSpec, DropoutSpec
+    from framework.core.conditions import ConditionError, ConditionSpec, DropoutSpec
 
     specs = {n: ConditionSpec(n, labels=("a", "b")) for n in ("p", "q", "r")}
     # trained subsets: all kept, {q}, {p}, none; never {p, q} (r is never dropped alone)

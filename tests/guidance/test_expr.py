@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from framework.conditions import ConditionError, Conditions, ConditionSpec
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec
 from framework.guidance import (
     AffineError,
     AttnIdentity,

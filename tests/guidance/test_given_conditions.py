@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from framework.conditions import ConditionError, Conditions
+from framework.core.conditions import ConditionError, Conditions
 from framework.generators import Flow
 from framework.guidance import AffineError, Guider, cond, parse, uncond
 from framework.guidance.expr import check_zero_directions
 from framework.guidance.given import check_given
 from framework.guidance.spaces import VPSpaces
-from framework.toy import GaussianMixtureToy, flow_alpha_sigma
+from framework.toy.model import GaussianMixtureToy, flow_alpha_sigma
 
 WRONG = pytest.mark.fault("silently wrong")
 

@@ -17,7 +17,7 @@ from transformers.generation.logits_process import (
     UnbatchedClassifierFreeGuidanceLogitsProcessor,
 )
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.guidance import DiscreteSpaces, FlowSpaces, Guider, Renormalize
 from framework.guidance import presets as G
 

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.guidance import DiscreteSpaces, FlowSpaces, Guider, SpaceError, VPSpaces, cond, uncond
 from framework.guidance import presets as G
 

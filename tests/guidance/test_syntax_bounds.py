@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from framework.cli import main
+from framework.cli.main import main
 from framework.guidance import GuidanceSyntaxError, parse
 from framework.guidance.syntax import MAX_BRANCHES, MAX_DEPTH, MAX_LENGTH, MAX_TERMS
 

@@ -14,7 +14,7 @@ from diffusers.guiders import (
 )
 from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.guidance import FlowSpaces, Guider, VPSpaces
 from framework.guidance import presets as G
 

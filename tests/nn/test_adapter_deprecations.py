@@ -12,7 +12,7 @@ import torch
 from diffusers import UNet2DModel
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Autoregressive, Diffusion
 from framework.guidance import presets as G
 from framework.nn import CausalLMAdapter, UNetAdapter, class_embeds_needed

@@ -5,7 +5,7 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from framework.conditions import ConditionError, Conditions, ConditionSpec
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec
 from framework.generators import Autoregressive, Diffusion
 from framework.guidance import Guider
 from framework.guidance import presets as G

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from framework.conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.guidance import AttnBlur, AttnIdentity, Guider, Perturbations, SkipLayers, VPSpaces
 from framework.guidance import presets as G
 from framework.nn import Backbone, BackboneConfig

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lightning as L
 
-from framework.fit import fit_main
+from framework.cli.fit import fit_main
 
 ROOT, AT = (Path(sys.argv[1]), int(sys.argv[2])) if __name__ == "__main__" else (Path(), 0)
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "toy" / "points_flow.yaml"

@@ -5,8 +5,8 @@ import pickle
 import lightning as L
 import torch
 
-from framework.toydata import MixtureData
-from framework.training import GenerativeModule, load
+from framework.toy.data import MixtureData
+from framework.training.module import GenerativeModule, load
 
 
 def test_module_and_data_pickle_for_spawned_processes():

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import main
-from framework.errors import ArgumentError
-from framework.fit import fit_main
-from framework.training import load
+from framework.cli.fit import fit_main
+from framework.cli.main import main
+from framework.core.errors import ArgumentError
+from framework.training.module import load
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes" / "toy").glob("*.yaml"))

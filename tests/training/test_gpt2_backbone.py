@@ -7,8 +7,8 @@ import lightning as L
 import pytest
 import torch
 
-from framework.toydata import MixtureData
-from framework.training import GenerativeModule, load
+from framework.toy.data import MixtureData
+from framework.training.module import GenerativeModule, load
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
-from framework.toydata import MixtureData, guidance_sweep
-from framework.training import GenerativeModule
+from framework.toy.data import MixtureData, guidance_sweep
+from framework.training.module import GenerativeModule
 
 # (family, family args, sample shape, data kind, sampling steps, training steps): token
 # models need ~400 steps before their partial-condition branches are good enough to guide with

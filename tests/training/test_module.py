@@ -7,9 +7,9 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
-from framework.conditions import ConditionError
-from framework.toydata import MixtureData
-from framework.training import GenerativeModule, load
+from framework.core.conditions import ConditionError
+from framework.toy.data import MixtureData
+from framework.training.module import GenerativeModule, load
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 GUIDANCE = ["nested([shape, color], [2, 4])", "cfg((shape, color), 3)"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from framework.guidance import CostError
-from framework.training import GenerativeModule
+from framework.training.module import GenerativeModule
 from modalities.image.plugin import ImageModality
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
-from framework.checkpoint_io import ModelCheckpoint
-from framework.checkpoints import read_checkpoint
-from framework.toydata import MixtureData
-from framework.training import GenerativeModule
+from framework.core.checkpoints import read_checkpoint
+from framework.toy.data import MixtureData
+from framework.training.checkpoint_io import ModelCheckpoint
+from framework.training.module import GenerativeModule
 
 N = 7  # total steps
 FAMILIES = {"flow": ({}, [1, 2], "points"), "masked": ({"vocab_size": 12}, [8], "tokens")}

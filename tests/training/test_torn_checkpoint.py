@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.atomic import stale_temporaries
-from framework.checkpoints import read_checkpoint
-from framework.fit import fit_main
+from framework.cli.fit import fit_main
+from framework.core.atomic import stale_temporaries
+from framework.core.checkpoints import read_checkpoint
 
 HELPER = Path(__file__).with_name("kill_during_save.py")
 ROOT = Path(__file__).resolve().parents[2]

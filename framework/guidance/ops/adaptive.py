@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from ..branches import Branch
-from ..expr import Expr
-from .base import Op
+from framework.guidance.branches import Branch
+from framework.guidance.expr import Expr
+from framework.guidance.ops.base import Op
 
 
 class Adaptive(Op):

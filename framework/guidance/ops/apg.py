@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..expr import Expr
-from .base import Op
+from framework.guidance.expr import Expr
+from framework.guidance.ops.base import Op
 
 
 class Project(Op):

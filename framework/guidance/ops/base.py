@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..expr import Expr
+from framework.guidance.expr import Expr
 
 
 def sample_dims(t: torch.Tensor) -> tuple[int, ...]:

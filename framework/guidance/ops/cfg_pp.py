@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..expr import Expr
+from framework.guidance.expr import Expr
 
 
 class Renoised(Expr):

@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ...errors import UserError
-from ..expr import Expr
-from .base import Op
+from framework.core.errors import UserError
+from framework.guidance.expr import Expr
+from framework.guidance.ops.base import Op
 
 if TYPE_CHECKING:
-    from ...conditions import Conditions
-    from ..branches import Branch
+    from framework.core.conditions import Conditions
+    from framework.guidance.branches import Branch
 
 __all__ = ["CostError", "CostFn", "CostGrad", "cost_gradient", "find_costs", "unknown_cost"]
 
@@ -65,7 +65,7 @@ class CostGrad(Op):
     space = "x0"
 
     def __init__(self, name: str, through_model: bool = False, at: Branch | None = None) -> None:
-        from ..branches import Branch
+        from framework.guidance.branches import Branch
 
         if not isinstance(name, str) or not name:
             raise ValueError(f"a cost is named by a non-empty string, got {name!r}")

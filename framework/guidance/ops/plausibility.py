@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..expr import Expr
-from .base import Op
+from framework.guidance.expr import Expr
+from framework.guidance.ops.base import Op
 
 #: The score of a masked token: finite (the engine checks guided outputs are finite) but with
 #: probability exactly 0 after ``log_softmax`` in float32.

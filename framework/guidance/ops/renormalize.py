@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from ..expr import Expr
-from .base import Op
+from framework.guidance.expr import Expr
+from framework.guidance.ops.base import Op
 
 
 class Renormalize(Op):

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..expr import Expr
-from .base import Op, sample_dims
+from framework.guidance.expr import Expr
+from framework.guidance.ops.base import Op, sample_dims
 
 
 class Rescale(Op):

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from ..branches import Branch
-from ..expr import Expr
-from ..schedules import Weight
-from .base import Op
+from framework.guidance.branches import Branch
+from framework.guidance.expr import Expr
+from framework.guidance.ops.base import Op
+from framework.guidance.schedules import Weight
 
 
 class ZeroStar(Op):

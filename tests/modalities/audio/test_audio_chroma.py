@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from framework.conditions import ConditionError
+from framework.core.conditions import ConditionError
 from modalities.audio.chroma import CHROMA_FRAMES, PITCH_CLASSES, chromagram, melody
 
 SR = 16_000

@@ -7,8 +7,8 @@ import lightning as L
 import pytest
 import torch
 
-from framework.cli import main
-from framework.training import GenerativeModule
+from framework.cli.main import main
+from framework.training.module import GenerativeModule
 from modalities.audio import plugin
 from modalities.audio.data import WordsData
 from modalities.audio.speech import SPEAKERS, WORDS

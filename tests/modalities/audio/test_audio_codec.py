@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import EncodecConfig, EncodecModel
 
-from framework import plugins
+from framework.core import plugins
 from modalities.audio.codec import STATS_FILE, EncodecCodec, rvq_encode
 from modalities.audio.codec_train import CodecModule, _check_codes, multiscale_mel_loss, save_codec
 
@@ -135,7 +135,7 @@ def test_save_codec_replaces_a_folder_atomically(folder, tmp_path):
 @pytest.mark.parametrize(("family", "layout", "args"), [
     ("autoregressive", "tokens", {"codebooks": 2}), ("masked", "flat", {}), ("flow", "latents", {})])
 def test_every_family_trains_and_samples_on_the_codec(folder, family, layout, args):
-    from framework.training import GenerativeModule
+    from framework.training.module import GenerativeModule
 
     model = GenerativeModule(family=family, family_args=args, modality="audio",
                              representation={"name": "codec", "path": str(folder), "layout": layout,

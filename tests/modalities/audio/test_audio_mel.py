@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from framework import plugins
+from framework.core import plugins
 from modalities.audio.mel import LogMel, griffin_lim
 
 

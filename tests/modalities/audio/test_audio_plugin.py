@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from framework import plugins
-from framework.encoders import resolve
-from framework.training import GenerativeModule
+from framework.core import plugins
+from framework.core.encoders import resolve
+from framework.training.module import GenerativeModule
 from modalities.audio import AudioModality
 from modalities.audio.data import WordsData, words_specs
 from modalities.audio.speech import PITCHES, SPEAKERS, WORDS

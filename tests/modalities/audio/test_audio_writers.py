@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from framework.conditions import ConditionError
+from framework.core.conditions import ConditionError
 from modalities.audio.features import AudioFileError, read_wav, resample
 from modalities.audio.writers import spectrogram_image, write_audio
 

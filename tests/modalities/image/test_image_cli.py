@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from framework.cli import main
+from framework.cli.main import main
 from modalities.image.demo import CHECKPOINT, run_demo
 
 CKPT = str(CHECKPOINT)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from framework.conditions import Conditions, ConditionSpec
-from framework.plugins import PluginError
-from framework.training import load
+from framework.core.conditions import Conditions, ConditionSpec
+from framework.core.plugins import PluginError
+from framework.training.module import load
 from modalities.image.codecs import Palette, Patches
 from modalities.image.costs import CACHE, attribute_cost, cost_classifier
 from modalities.image.demo import CHECKPOINT
@@ -71,7 +71,7 @@ def test_cost_guidance_steers_the_colour_of_the_shipped_model():
 
 
 def test_cli_names_an_unknown_cost_and_exits_2(tmp_path, capsys):
-    from framework.cli import main
+    from framework.cli.main import main
 
     code = main(["sample", "--checkpoint", str(CHECKPOINT), "--cond", "shape=circle", "--cond", "color=red",
                  "--guidance", "cond(shape) + cost(colr, 1)", "--n", "2", "--steps", "2", "--out",

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from framework.checkpoints import CheckpointError, read_checkpoint
-from framework.cli import main
+from framework.cli.main import main
+from framework.core.checkpoints import CheckpointError, read_checkpoint
 from modalities.image.metrics import AttributeClassifier, ImageJudge
 
 SHIPPED = Path(__file__).resolve().parents[3] / "recipes" / "image" / "checkpoints"

@@ -2,7 +2,7 @@
 
 import torch
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 from modalities.image.data import ShapesData
 
 

@@ -7,7 +7,7 @@ import lightning as L
 import pytest
 import torch
 
-from framework.training import GenerativeModule, export, load
+from framework.training.module import GenerativeModule, export, load
 from modalities.image.data import ShapesData
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -46,7 +46,7 @@ def test_codec_and_explicit_settings_must_agree():
     with pytest.raises(ValueError, match=r"family_args\.vocab_size=5 but the codec has 7 tokens"):
         GenerativeModule(family="masked", modality="image", family_args={"vocab_size": 5},
                          conditions=CONDITIONS, representation={"name": "palette"})
-    from framework.plugins import PluginError
+    from framework.core.plugins import PluginError
 
     with pytest.raises(PluginError, match=r"no representation 'vq'; it has \['palette', 'patches'\]"):
         GenerativeModule(family="flow", modality="image", conditions=CONDITIONS,

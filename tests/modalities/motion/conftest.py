@@ -2,7 +2,7 @@
 
 import pytest
 
-from framework.training import GenerativeModule
+from framework.training.module import GenerativeModule
 from modalities.motion.actions import ACTIONS
 from modalities.motion.trajectory import DIM
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from framework.conditions import Conditions
+from framework.core.conditions import Conditions
 from modalities.motion.actions import generate_clip
 from modalities.motion.codecs import Features, Tokens
 from modalities.motion.costs import trajectory_cost

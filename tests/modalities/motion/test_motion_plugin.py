@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from framework import plugins
-from framework.cli import main
+from framework.cli.main import main
+from framework.core import plugins
 from modalities.motion.bvh import read_bvh
 from modalities.motion.data import MotionData
 

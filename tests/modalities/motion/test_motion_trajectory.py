@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from framework.conditions import ConditionError, Conditions
+from framework.core.conditions import ConditionError, Conditions
 from modalities.motion.data import motion_specs, sparsify
 from modalities.motion.trajectory import DIM, decode_trajectory, load_trajectory, trajectory_encoder
 

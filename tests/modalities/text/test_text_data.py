@@ -4,8 +4,8 @@ token model trained one step on its batches through the framework."""
 import pytest
 import torch
 
-from framework import plugins
-from framework.training import GenerativeModule
+from framework.core import plugins
+from framework.training.module import GenerativeModule
 from modalities.text import TextModality
 from modalities.text.corpus import GENRES, VAL_PLAYS
 from modalities.text.data import ShakespeareData

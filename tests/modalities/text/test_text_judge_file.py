@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from framework.checkpoints import CheckpointError
-from framework.cli import main
+from framework.cli.main import main
+from framework.core.checkpoints import CheckpointError
 from modalities.text.corpus import load_speeches, split_by_play
 from modalities.text.metrics import GenreJudge, LinearTextClassifier, _fit, genre_passages
 from modalities.text.plugin import RECIPES

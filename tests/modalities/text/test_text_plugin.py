@@ -2,7 +2,7 @@
 
 import pytest
 
-from framework.plugins import Modality
+from framework.core.plugins import Modality
 from modalities.text import TextModality
 from modalities.text.codecs import BPETokens, texts_to_media
 from modalities.text.data import ShakespeareData

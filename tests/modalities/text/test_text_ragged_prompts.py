@@ -4,7 +4,7 @@ and decoded exactly as each prompt alone (our backbone and the GPT-2 backbone)."
 import pytest
 import torch
 
-from framework.training import GenerativeModule
+from framework.training.module import GenerativeModule
 
 PROMPTS = ["To be, or not to be", "What", "Now is the winter of our discontent"]
 

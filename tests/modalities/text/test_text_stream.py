@@ -3,8 +3,8 @@ length through a sliding window."""
 
 import torch
 
-from framework.commands import stream_text
-from framework.training import GenerativeModule
+from framework.cli.commands import stream_text
+from framework.training.module import GenerativeModule
 
 
 def test_stream_continues_past_the_model_length_and_emits_the_text(codec, tokenizer_name):

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli_args import (
+from framework.cli.args import (
     MAX_N,
     MAX_SEED,
     MAX_STEPS,
@@ -25,7 +25,7 @@ from .cli_args import (
     non_empty,
     protect_dash_values,
 )
-from .errors import ArgumentError, UserError, one_line
+from framework.core.errors import ArgumentError, UserError, one_line
 
 __all__ = ["USER_ERRORS", "main"]
 
@@ -40,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.toy:
-        from .demo import run_demo, table
+        from framework.toy.demo import run_demo, table
 
         rows = run_demo(args.out, n=args.n or 400, steps=args.steps or 40, seed=args.seed, progress=progress)
         print(table(rows))
@@ -65,10 +65,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .guidance import Guider, parse
-    from .guidance.expr import check_zero_directions
-    from .guidance.ops.cost_grad import find_costs
-    from .guidance.spaces import VPSpaces
+    from framework.guidance import Guider, parse
+    from framework.guidance.expr import check_zero_directions
+    from framework.guidance.ops.cost_grad import find_costs
+    from framework.guidance.spaces import VPSpaces
 
     expr = parse(args.guidance)
     expr.check()
@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=bounded_int(1, MAX_EXPLAIN_STEPS), default=10,
                    help=f"sampling steps to plan (at most {MAX_EXPLAIN_STEPS:,}: one line each)")
     e.set_defaults(run=_explain)
-    from .commands import add_commands
+    from framework.cli.commands import add_commands
 
     add_commands(sub)
     sub.add_parser("fit", help="train a recipe: polyguide fit --config recipes/<modality>/<name>.yaml",
@@ -162,7 +162,7 @@ def _report(command: str | None, error: BaseException) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``polyguide`` console script; returns the exit code.
 
-    A :class:`~framework.errors.UserError` (bad argument, file, condition, guidance...) is reported
+    A :class:`~framework.core.errors.UserError` (bad argument, file, condition, guidance...) is reported
     in one line, ``polyguide <command>: error: <message>``, with exit code 2; any other exception is
     a bug and keeps its traceback.
     """
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv and argv[0] in COMMANDS else None
     try:
         if command == "fit":  # everything after `fit` belongs to LightningCLI
-            from .fit import fit_main
+            from framework.cli.fit import fit_main
 
             return fit_main(argv)
         parser = _parser()

@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from framework.conditions import (
+from framework.core.conditions import (
     Conditioner,
     ConditionError,
     Conditions,

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .errors import UserError
+from framework.core.errors import UserError
 
 if TYPE_CHECKING:
-    from .conditions import ConditionSpec
-    from .guidance.ops.cost_grad import CostFn
+    from framework.core.conditions import ConditionSpec
+    from framework.guidance.ops.cost_grad import CostFn
 
 __all__ = ["Codec", "Modality", "PluginError", "available", "get"]
 
@@ -74,7 +74,7 @@ class Modality:
         recipes_dir: where this modality's ``*.yaml`` recipes live (``None``: none shipped).
         encoders: condition encoder name → callable turning raw values into a tensor
             (``Sequence[Any] -> [n, dim]`` or ``[n, L, dim]``); a condition spec refers to one as
-            ``"<modality>/<name>"`` (see :mod:`framework.encoders`).
+            ``"<modality>/<name>"`` (see :mod:`framework.core.encoders`).
         costs: cost name → factory ``(codec, condition specs) -> cost`` building a differentiable
             ``cost(x0 [B, *shape], conditions) -> [B]`` on the model's representation, for
             cost-gradient guidance (``presets.cost``). A model of this modality offers these
@@ -153,7 +153,7 @@ def get(name: str) -> Modality:
     except Exception as e:  # a broken plugin must not look like a missing one
         raise PluginError(f"modality {name!r} ({eps[name].value}) failed to load: {e}") from e
     if not (isinstance(cls, type) and issubclass(cls, Modality)):
-        raise PluginError(f"modality {name!r} ({eps[name].value}) is not a framework.plugins.Modality "
+        raise PluginError(f"modality {name!r} ({eps[name].value}) is not a framework.core.plugins.Modality "
                           f"subclass")
     if cls.name != name:
         raise PluginError(f"entry point {name!r} loads a modality named {cls.name!r}; they must match")

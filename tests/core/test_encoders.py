@@ -6,8 +6,8 @@ from typing import ClassVar
 import pytest
 import torch
 
-from framework import encoders, plugins
-from framework.conditions import ConditionError, ConditionSpec
+from framework.core import encoders, plugins
+from framework.core.conditions import ConditionError, ConditionSpec
 
 
 def test_core_names_resolve():
@@ -29,7 +29,7 @@ def test_plugin_encoders_resolve_through_the_registry(monkeypatch):
 
 
 @pytest.mark.fault("malicious file")
-@pytest.mark.parametrize("name", ["os:system", "subprocess:run", "framework.encoders:minilm",
+@pytest.mark.parametrize("name", ["os:system", "subprocess:run", "framework.core.encoders:minilm",
                                   "builtins:eval", "../minilm", "Minilm", "a/b/c", ""])
 def test_import_paths_and_malformed_names_are_refused_before_any_import(name):
     before = set(sys.modules)

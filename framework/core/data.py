@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .resume import EpochBatches, ResumableLoader
+from framework.training.resume import EpochBatches, ResumableLoader
 
 __all__ = ["SplitData"]
 
@@ -14,7 +14,7 @@ __all__ = ["SplitData"]
 class SplitData(L.LightningDataModule):
     """Builds its two splits once (:meth:`build`) and serves them; training order is seeded.
 
-    On one process the training order is :class:`~framework.resume.EpochBatches` (a shuffle per
+    On one process the training order is :class:`~framework.training.resume.EpochBatches` (a shuffle per
     epoch from ``(seed, epoch)``), whose position is saved in checkpoints, so a run resumed from any
     checkpoint sees the same batches as an uninterrupted one. The loaders draw nothing from the
     global random generators (each has its own), which belong to training.

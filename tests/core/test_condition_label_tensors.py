@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from framework.conditions import ConditionError, Conditions, ConditionSpec
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec
 
 SPEC = ConditionSpec("shape", labels=("circle", "square", "triangle"))
 WRONG = pytest.mark.fault("silently wrong")

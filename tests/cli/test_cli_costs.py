@@ -1,6 +1,6 @@
 """polyguide explain: cost terms, their backward passes and cost evaluations."""
 
-from framework.cli import main
+from framework.cli.main import main
 
 
 def test_explain_states_what_a_cost_term_costs(capsys):

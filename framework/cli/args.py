@@ -1,6 +1,6 @@
 """Command-line values checked before any work starts: bounded numbers, files, output folders.
 
-Each check raises a :class:`~framework.errors.UserError` (or, inside argparse, an
+Each check raises a :class:`~framework.core.errors.UserError` (or, inside argparse, an
 ``argparse.ArgumentTypeError`` that the parser turns into one), so the CLI reports a mistake in one
 line with exit code 2 before it loads a model or samples anything.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import ArgumentError, OutputError
+from framework.core.errors import ArgumentError, OutputError
 
 __all__ = [
     "MAX_N", "MAX_SEED", "MAX_STEPS", "MAX_TOKENS", "Parser", "bounded_int", "check_input_file",
@@ -29,7 +29,7 @@ MAX_SEED = 2**63 - 1  # torch generators take a signed 64-bit seed
 
 
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors raise :class:`~framework.errors.ArgumentError`
+    """An ``ArgumentParser`` whose usage errors raise :class:`~framework.core.errors.ArgumentError`
     (``polyguide sample: error: ...`` in one line from ``main``) instead of printing the usage
     and exiting; ``--help`` still prints and exits 0."""
 

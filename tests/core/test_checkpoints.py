@@ -1,6 +1,6 @@
 """One checkpoint loader: each bad file gets one line naming it and the fault; nothing in a file runs.
 
-Every bad input is its own case, tried through ``framework.training.load`` (what ``polyguide sample
+Every bad input is its own case, tried through ``framework.training.module.load`` (what ``polyguide sample
 --checkpoint/--weak`` and ``eval`` use) and through ``export``; malicious files are also tried as
 ``--weak`` through the CLI.
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from framework.checkpoints import CheckpointError, check_compatible, load_checkpoint
-from framework.cli import main
-from framework.training import GenerativeModule, export, load
+from framework.cli.main import main
+from framework.core.checkpoints import CheckpointError, check_compatible, load_checkpoint
+from framework.training.module import GenerativeModule, export, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(ROOT.glob("recipes/*/checkpoints/*.ckpt"))
 assert len(SHIPPED) >= 7, SHIPPED  # never let an empty glob pass
 

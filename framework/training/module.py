@@ -4,9 +4,9 @@ Everything needed to rebuild the model is a constructor argument (saved by
 ``save_hyperparameters``), so a checkpoint alone restores it: ``framework.load(path)``.
 EMA of the weights comes from Lightning's ``EMAWeightAveraging`` callback (its checkpoints
 hold the averaged weights in ``state_dict``). Checkpoints are written atomically beside their
-destination (:class:`~framework.checkpoint_io.AtomicCheckpointIO`, installed on any trainer that
+destination (:class:`~framework.training.checkpoint_io.AtomicCheckpointIO`, installed on any trainer that
 has Lightning's default IO), so a kill during a save leaves the old or the new file, and they hold
-the random states, so resuming from any checkpoint continues bit for bit (:mod:`framework.resume`).
+the random states, so resuming from any checkpoint continues bit for bit (:mod:`framework.training.resume`).
 
 Condition dropout is per sample. By default it is *derived from the guidance the model will
 be sampled with*: ``guidance=["nested([shape, color], [2, 4])", ...]`` trains exactly the
@@ -22,19 +22,19 @@ from typing import Any
 import lightning as L
 import torch
 
-from . import plugins
-from .atomic import atomic_save
-from .checkpoints import build_model, check_compatible, load_checkpoint, load_model
-from .conditions import Conditions, ConditionSpec, DropoutSpec
-from .errors import ArgumentError
-from .generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
-from .guidance.branches import cond
-from .guidance.expr import Expr
-from .guidance.ops.cost_grad import CostFn, find_costs, unknown_cost
-from .guidance.syntax import parse
-from .nn import Backbone, BackboneConfig
-from .plugins import Codec
-from .resume import rng_state, set_rng_state
+from framework.core import plugins
+from framework.core.atomic import atomic_save
+from framework.core.checkpoints import build_model, check_compatible, load_checkpoint, load_model
+from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
+from framework.core.errors import ArgumentError
+from framework.core.plugins import Codec
+from framework.generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
+from framework.guidance.branches import cond
+from framework.guidance.expr import Expr
+from framework.guidance.ops.cost_grad import CostFn, find_costs, unknown_cost
+from framework.guidance.syntax import parse
+from framework.nn import Backbone, BackboneConfig
+from framework.training.resume import rng_state, set_rng_state
 
 __all__ = ["FAMILIES", "GenerativeModule", "export", "load"]
 
@@ -152,7 +152,7 @@ class GenerativeModule(L.LightningModule):
     def _gpt2(self, args: dict[str, Any]) -> torch.nn.Module:
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        from .nn import CausalLMAdapter
+        from framework.nn import CausalLMAdapter
 
         if not isinstance(self.family, Autoregressive) or len(self.shape) != 1:
             raise ValueError("a gpt2 backbone serves the autoregressive family on single-stream tokens")
@@ -195,7 +195,7 @@ class GenerativeModule(L.LightningModule):
 
     # ------------------------------------------------------------------ exact resumption
     def setup(self, stage: str) -> None:
-        from .checkpoint_io import install
+        from framework.training.checkpoint_io import install
 
         install(self.trainer)  # atomic checkpoints, whatever trainer runs this module
 
@@ -298,11 +298,11 @@ class GenerativeModule(L.LightningModule):
             steps: sampling steps (tokens for autoregressive models).
             seed: makes sampling reproducible.
             weak: a weaker model for ``.on("weak")`` branches (autoguidance); it must match this
-                one (:func:`~framework.checkpoints.check_compatible`) or ``CheckpointError`` is raised.
+                one (:func:`~framework.core.checkpoints.check_compatible`) or ``CheckpointError`` is raised.
             strict: raise (instead of warning) if the guidance needs untrained condition subsets.
             costs: cost name → ``fn(x0 [B, *shape], conditions) -> [B]`` for cost terms
                 (``presets.cost``), on top of the costs the model's modality plugin provides
-                (:attr:`framework.plugins.Modality.costs`; these take precedence over them).
+                (:attr:`framework.core.plugins.Modality.costs`; these take precedence over them).
             init: a starting state; for autoregressive models a prompt: ids ``[n, P]``, or ``n``
                 prompts of different lengths (token-id lists, or strings the model's text codec
                 encodes), left-padded and decoded as if each were alone.
@@ -349,8 +349,8 @@ def export(checkpoint: str | Path, dest: str | Path) -> Path:
 
     The optimizer state and callbacks are dropped, so a shipped checkpoint is about a third of the
     training checkpoint's size. The source is read with ``weights_only=True`` and must rebuild its
-    model (:func:`~framework.checkpoints.load_model`): a bad file raises
-    :class:`~framework.checkpoints.CheckpointError` and nothing is written.
+    model (:func:`~framework.core.checkpoints.load_model`): a bad file raises
+    :class:`~framework.core.checkpoints.CheckpointError` and nothing is written.
     """
     ckpt = load_checkpoint(checkpoint)
     build_model(ckpt, checkpoint)  # refuse now what `load` would refuse later
@@ -363,7 +363,7 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> Ge
 
     Raises:
         CheckpointError: one line naming the file and what is wrong with it (see
-            :func:`~framework.checkpoints.load_model`).
+            :func:`~framework.core.checkpoints.load_model`).
     """
     return load_model(checkpoint, map_location)
 

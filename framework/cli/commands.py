@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from . import plugins
-from .cli_args import (
+from framework.cli.args import (
     MAX_N,
     MAX_SEED,
     MAX_STEPS,
@@ -23,8 +22,9 @@ from .cli_args import (
     check_output_file,
     non_empty,
 )
-from .conditions import ConditionError, ConditionSpec
-from .errors import ArgumentError, NonFiniteError, OutputError, one_line
+from framework.core import plugins
+from framework.core.conditions import ConditionError, ConditionSpec
+from framework.core.errors import ArgumentError, NonFiniteError, OutputError, one_line
 
 __all__ = ["add_commands"]
 
@@ -88,7 +88,7 @@ def _check_cond_syntax(pairs: list[str]) -> None:
 
 def _load(path: Path, what: str = "checkpoint"):
     """Load a model for the CLI; a bad file is a ``CheckpointError`` (a user error) naming it."""
-    from .training import load
+    from framework.training.module import load
 
     check_input_file(path, what)
     return load(str(path))
@@ -98,8 +98,8 @@ def _parse_guidance(text: str | None) -> None:
     """Parse (and check) guidance text before any model is loaded: syntax errors come first."""
     if text is None:
         return
-    from .guidance import parse
-    from .guidance.expr import check_zero_directions
+    from framework.guidance import parse
+    from framework.guidance.expr import check_zero_directions
 
     expr = parse(text)
     expr.check()
@@ -179,9 +179,9 @@ def _kind(model) -> str:
 
 def _check_model_args(model, args: argparse.Namespace, raw: dict[str, Any], weak) -> None:
     """What can only be checked once the model is known, still before sampling."""
-    from .conditions import Conditions
-    from .guidance import parse
-    from .guidance.given import check_given
+    from framework.core.conditions import Conditions
+    from framework.guidance import parse
+    from framework.guidance.given import check_given
 
     expr = parse(args.guidance) if args.guidance is not None else (
         model.guidance[0] if model.guidance else None)
@@ -233,7 +233,7 @@ def _sample(args: argparse.Namespace) -> int:
     raw = parse_conditions(args.cond, model.specs)
     weak = _load(args.weak, "--weak checkpoint") if args.weak else None
     if weak is not None:
-        from .checkpoints import check_compatible
+        from framework.core.checkpoints import check_compatible
 
         check_compatible(model, weak, str(args.checkpoint), str(args.weak))  # before any sampling
     _check_model_args(model, args, raw, weak)
@@ -276,7 +276,7 @@ def random_requests(specs: dict[str, ConditionSpec], names: list[str], n: int,
 
 def score_guidance(model, judge, conditions, requested: dict[str, torch.Tensor], label: str,
                    guidance: str | None, steps: int, seed: int, weak=None, progress: bool = False):
-    """Sample a :class:`~framework.conditions.Conditions` batch of ``B`` under one guidance and score
+    """Sample a :class:`~framework.core.conditions.Conditions` batch of ``B`` under one guidance and score
     the media with ``judge`` against ``requested`` labels (``[B]`` each).
 
     Returns ``(row, output)``: the row holds the judge's metrics, NFE, NFE per step and the
@@ -293,7 +293,7 @@ def score_guidance(model, judge, conditions, requested: dict[str, torch.Tensor],
 def evaluate(model, guidances: dict[str, str], n: int, steps: int, seed: int, cache_dir: Path,
              names: list[str] | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """Sample ``n`` random requests per guidance and score them with the modality's judge."""
-    from .conditions import Conditions
+    from framework.core.conditions import Conditions
 
     modality = plugins.get(model.hparams.modality)
     judge = modality.judge(model.specs, model.codec, cache_dir)
@@ -318,9 +318,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _check_eval_args(model, args: argparse.Namespace, guidances: dict[str, str | None]) -> None:
-    from .conditions import Conditions
-    from .guidance import parse
-    from .guidance.given import check_given
+    from framework.core.conditions import Conditions
+    from framework.guidance import parse
+    from framework.guidance.given import check_given
 
     if not model.hparams.get("modality"):
         raise ArgumentError(f"checkpoint {args.checkpoint} has no modality, so there is no judge to "
@@ -389,7 +389,7 @@ def is_polyguide_checkpoint(path: Path) -> bool:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .training import export
+    from framework.training.module import export
 
     check_input_file(args.checkpoint, "checkpoint")
     dest = check_output_file(args.dest, "export destination")

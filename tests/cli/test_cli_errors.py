@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import framework.training
-from framework.cli import main
-from framework.commands import is_polyguide_checkpoint
+import framework.training.module
+from framework.cli.commands import is_polyguide_checkpoint
+from framework.cli.main import main
 from framework.generators.base import Family
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IMAGE = str(ROOT / "recipes/image/checkpoints/shapes_flow.ckpt")
 TEXT_AR = str(ROOT / "recipes/text/checkpoints/shakespeare_ar.ckpt")
 TEXT_MASKED = str(ROOT / "recipes/text/checkpoints/shakespeare_masked.ckpt")
@@ -41,7 +41,7 @@ def no_sampling(monkeypatch):
 
 @pytest.fixture
 def no_load(monkeypatch, no_sampling):
-    monkeypatch.setattr(framework.training, "load", _forbid("loading the checkpoint"))
+    monkeypatch.setattr(framework.training.module, "load", _forbid("loading the checkpoint"))
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -419,7 +419,7 @@ def test_checkpoint_sniffing_reads_no_code(tmp_path):
 
 
 def test_an_internal_error_keeps_its_traceback(monkeypatch):
-    import framework.commands as commands
+    import framework.cli.commands as commands
 
     def bug(args):
         raise RuntimeError("a bug in polyguide")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from framework.cli import main
+from framework.cli.main import main
 
 
 @pytest.fixture(scope="module")

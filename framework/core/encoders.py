@@ -1,11 +1,11 @@
 """Condition encoders: named functions that turn raw values (captions, files) into tensors.
 
-A :class:`~framework.conditions.ConditionSpec` names its encoder, and a checkpoint stores only
+A :class:`~framework.core.conditions.ConditionSpec` names its encoder, and a checkpoint stores only
 that name, so sampling from a checkpoint runs only code that the installed packages registered:
 
 - a core name, e.g. ``"minilm"`` (captions → MiniLM sentence embeddings), registered here;
 - ``"<modality>/<name>"``, an encoder a modality plugin lists in
-  :attr:`framework.plugins.Modality.encoders`, e.g. ``"audio/melody"``.
+  :attr:`framework.core.plugins.Modality.encoders`, e.g. ``"audio/melody"``.
 
 Import paths (``"package.module:function"``) are refused: a file someone sent you must not
 decide what gets imported.
@@ -49,7 +49,7 @@ def resolve(name: str) -> Encoder:
         if name not in CORE:
             raise EncoderError(f"no core encoder {name!r}; core encoders: {sorted(CORE)}")
         return CORE[name]
-    from . import plugins
+    from framework.core import plugins
 
     registered = plugins.get(modality).encoders
     if local not in registered:

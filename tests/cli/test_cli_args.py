@@ -4,9 +4,9 @@ import argparse
 
 import pytest
 
-from framework.cli import _parser
-from framework.cli_args import bounded_int, check_output_dir, check_output_file, protect_dash_values
-from framework.errors import OutputError, one_line
+from framework.cli.args import bounded_int, check_output_dir, check_output_file, protect_dash_values
+from framework.cli.main import _parser
+from framework.core.errors import OutputError, one_line
 from framework.guidance import GuidanceSyntaxError, parse
 
 CLI = pytest.mark.fault("CLI arguments")

@@ -1,4 +1,4 @@
-"""The main job until the image modality lands: guidance on an analytic two-condition toy.
+"""`polyguide demo --toy`: guidance on an analytic two-condition toy, no checkpoint needed.
 
 Samples a 2-D Gaussian mixture indexed by ``shape`` (x position) and ``color`` (y position),
 whose exact ε-prediction is closed-form, through the diffusion family (diffusers' DDIM), under
@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .conditions import Conditions
-from .generators import Diffusion
-from .guidance import cond
-from .guidance import presets as G
-from .guidance.expr import Expr
-from .guidance.spaces import CumprodSchedule
-from .toy import GaussianMixtureToy
+from framework.core.conditions import Conditions
+from framework.generators import Diffusion
+from framework.guidance import cond
+from framework.guidance import presets as G
+from framework.guidance.expr import Expr
+from framework.guidance.spaces import CumprodSchedule
+from framework.toy.model import GaussianMixtureToy
 
 __all__ = ["EXPRESSIONS", "run_demo"]
 

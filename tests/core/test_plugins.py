@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 import torch
 
-from framework import plugins
-from framework.plugins import PluginError
-from framework.training import GenerativeModule, load
+from framework.core import plugins
+from framework.core.plugins import PluginError
+from framework.training.module import GenerativeModule, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "polyguide_spectra"
 DIST = "polyguide-spectra"
 TINY = {"dim": 32, "depth": 1, "heads": 2}
@@ -60,7 +60,7 @@ def test_unknown_or_misused_representation_is_a_plugin_error():
 
 @pytest.mark.parametrize(("value", "error"), [
     ("modalities.image:ImageModality", "loads a modality named 'image'"),
-    ("framework.plugins:Codec", "is not a framework.plugins.Modality subclass"),
+    ("framework.core.plugins:Codec", "is not a framework.core.plugins.Modality subclass"),
     ("no_such_package_xyz:Thing", "failed to load"),
 ])
 def test_broken_plugins_are_reported_not_hidden(monkeypatch, value, error):
@@ -177,7 +177,7 @@ def test_trains_one_step_and_samples(spectra, tmp_path):
 
 
 def test_shipped_recipe_fits_and_its_checkpoint_samples(spectra, tmp_path, monkeypatch):
-    from framework.fit import fit_main
+    from framework.cli.fit import fit_main
 
     monkeypatch.setattr(sys, "argv", ["polyguide"])  # LightningCLI warns about pytest's own arguments
     (recipe,) = spectra.recipes()

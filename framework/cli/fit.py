@@ -1,12 +1,12 @@
-"""``polyguide fit``: Lightning's own CLI over :class:`~framework.training.GenerativeModule`.
+"""``polyguide fit``: Lightning's own CLI over :class:`~framework.training.module.GenerativeModule`.
 
 ``polyguide fit --config recipes/toy/points_flow.yaml --trainer.max_steps 2000`` is
 ``LightningCLI`` with any ``LightningDataModule`` given by ``data.class_path`` in the config,
 so every Lightning trainer option (strategies such as ``ddp``/``fsdp``, devices, precision,
 callbacks) works unchanged. Two defaults make its checkpoints safe: the trainer saves through
-:class:`~framework.checkpoint_io.AtomicCheckpointIO` (unless the config names its own checkpoint
+:class:`~framework.training.checkpoint_io.AtomicCheckpointIO` (unless the config names its own checkpoint
 plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
-:class:`framework.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails).
+:class:`framework.training.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails).
 
 A recipe whose ``model`` section names a ``class_path`` trains that ``LightningModule`` instead
 (e.g. a modality's codec, ``recipes/audio/codec.yaml``); its other recipes keep the plain
@@ -14,7 +14,7 @@ A recipe whose ``model`` section names a ``class_path`` trains that ``LightningM
 
 A configuration mistake — a missing config file, a value of the wrong type, an unknown option, a
 model or data module whose constructor refuses its arguments, a bad ``--ckpt_path`` — is a
-:class:`~framework.errors.UserError` (one line from ``polyguide``, exit 2); errors while training
+:class:`~framework.core.errors.UserError` (one line from ``polyguide``, exit 2); errors while training
 keep their traceback.
 """
 
@@ -27,17 +27,17 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from .checkpoint_io import install
-from .checkpoints import load_checkpoint
-from .errors import ArgumentError, UserError, one_line
-from .training import GenerativeModule
+from framework.core.checkpoints import load_checkpoint
+from framework.core.errors import ArgumentError, UserError, one_line
+from framework.training.checkpoint_io import install
+from framework.training.module import GenerativeModule
 
 __all__ = ["fit_main"]
 
 _LIGHTNING_CHECKPOINT = {"lightning.pytorch.callbacks.ModelCheckpoint",
                          "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
                          "pytorch_lightning.callbacks.ModelCheckpoint"}
-_OURS = "framework.checkpoint_io.ModelCheckpoint"
+_OURS = "framework.training.checkpoint_io.ModelCheckpoint"
 _MAX_MESSAGE = 400
 
 

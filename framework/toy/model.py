@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from .conditions import Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 
 __all__ = ["CategoricalMixtureToy", "GaussianMixtureToy", "PrefixCache", "ToyLM"]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from framework.atomic import atomic_write
+from framework.core.atomic import atomic_write
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path):
@@ -32,7 +32,7 @@ def _dead_pid() -> int:
 def test_the_next_write_removes_only_dead_writers_temporaries(tmp_path):
     import os
 
-    from framework.atomic import _host, stale_temporaries
+    from framework.core.atomic import _host, stale_temporaries
 
     dead = tmp_path / f".b.ckpt.{_host()}.{_dead_pid()}.x1y2.tmp"  # a writer killed mid-save
     alive = tmp_path / f".b.ckpt.{_host()}.{os.getppid()}.x1y2.tmp"  # a writer still running
@@ -48,7 +48,7 @@ def test_the_temporary_is_beside_the_destination_and_synced_before_the_rename(tm
     import os
     import tempfile
 
-    from framework.atomic import atomic_save
+    from framework.core.atomic import atomic_save
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "elsewhere"))  # $TMPDIR is never used
     events = []

@@ -5,7 +5,7 @@ plain data only: a pickle that would import or call anything is refused before i
 each way a file can be wrong (missing, a directory, empty, truncated, random bytes, text, code)
 into a :class:`CheckpointError` whose message is one line naming the file and the fault.
 :func:`load_checkpoint` also checks that it is a polyguide checkpoint (hyper-parameters + weights of
-a :class:`~framework.training.GenerativeModule`); :func:`load_model` rebuilds the model from it,
+a :class:`~framework.training.module.GenerativeModule`); :func:`load_model` rebuilds the model from it,
 and :func:`check_compatible` checks a ``weak`` model against the main one before sampling.
 
 A checkpoint names only registered things (family, modality, representation, encoder names); the
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import UserError
+from framework.core.errors import UserError
 
 if TYPE_CHECKING:
-    from .training import GenerativeModule
+    from framework.training.module import GenerativeModule
 
 __all__ = ["CheckpointError", "build_model", "check_compatible", "load_checkpoint", "load_model",
            "read_checkpoint"]
@@ -100,7 +100,7 @@ def read_checkpoint(path: str | Path) -> Any:
 
 
 def _init_parameters() -> set[str]:
-    from .training import GenerativeModule
+    from framework.training.module import GenerativeModule
 
     return set(inspect.signature(GenerativeModule.__init__).parameters) - {"self"}
 
@@ -145,7 +145,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
-    """Rebuild a :class:`~framework.training.GenerativeModule` from a checkpoint alone (eval mode).
+    """Rebuild a :class:`~framework.training.module.GenerativeModule` from a checkpoint alone (eval mode).
 
     Raises:
         CheckpointError: one line naming ``path``: a bad file (see :func:`load_checkpoint`), hyper-
@@ -157,7 +157,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Ge
 def build_model(ckpt: Mapping[str, Any], path: str | Path) -> GenerativeModule:
     """The model a :func:`load_checkpoint` dict describes, with its weights (eval mode, CPU);
     errors name ``path``."""
-    from .training import GenerativeModule
+    from framework.training.module import GenerativeModule
 
     try:
         model = GenerativeModule(**ckpt["hyper_parameters"])

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from .errors import UserError
+from framework.core.errors import UserError
 
 if TYPE_CHECKING:
-    from .guidance.expr import Expr
+    from framework.guidance.expr import Expr
 
 __all__ = [
     "ConditionError",
@@ -64,7 +64,7 @@ class ConditionSpec:
             (a mask token; needs no dropout, the masking objective covers it).
         encoder: for vector and sequence conditions, the name of a registered encoder that turns
             raw values (``list[str] -> [n, dim]`` or ``[n, L, dim]``): ``"minilm"`` for captions, or
-            ``"<modality>/<name>"`` for one a plugin registers (:mod:`framework.encoders`).
+            ``"<modality>/<name>"`` for one a plugin registers (:mod:`framework.core.encoders`).
     """
 
     name: str
@@ -87,7 +87,7 @@ class ConditionSpec:
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
         if self.encoder is not None:
-            from .encoders import EncoderError, check_name
+            from framework.core.encoders import EncoderError, check_name
 
             try:
                 check_name(self.encoder)
@@ -121,8 +121,8 @@ class ConditionSpec:
             return idx
         if self.encoder is not None and (isinstance(raw, str) or (
                 isinstance(raw, (list, tuple)) and raw and all(isinstance(v, str) for v in raw))):
-            from .encoders import EncoderError, resolve
-            from .plugins import PluginError
+            from framework.core.encoders import EncoderError, resolve
+            from framework.core.plugins import PluginError
 
             try:
                 encode = resolve(self.encoder)

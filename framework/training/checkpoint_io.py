@@ -1,17 +1,17 @@
 """Training checkpoints that never tear and never trail.
 
 * :class:`AtomicCheckpointIO` is Lightning's ``TorchCheckpointIO`` with the save done by
-  :func:`~framework.atomic.atomic_save` (a temporary file beside the checkpoint, fsynced, renamed,
+  :func:`~framework.core.atomic.atomic_save` (a temporary file beside the checkpoint, fsynced, renamed,
   directory fsynced): a kill at any moment leaves the old or the new checkpoint, never a torn one,
   whatever filesystem ``$TMPDIR`` is on. Lightning's own save stages the file in ``$TMPDIR`` and,
   when that is another filesystem, falls back to truncating the checkpoint and copying into it.
-  Loading goes through :func:`~framework.checkpoints.read_checkpoint` (``weights_only=True``, one
+  Loading goes through :func:`~framework.core.checkpoints.read_checkpoint` (``weights_only=True``, one
   clear line for a bad file).
 * :class:`ModelCheckpoint` is Lightning's callback writing ``last.ckpt`` *before* the step
   checkpoint of the same step, so after a kill ``last.ckpt`` is never older than the newest step
   checkpoint.
 
-:meth:`GenerativeModule.setup <framework.training.GenerativeModule.setup>` installs the IO plugin on
+:meth:`GenerativeModule.setup <framework.training.module.GenerativeModule.setup>` installs the IO plugin on
 any trainer that still has Lightning's default one, and ``polyguide fit`` uses both, so recipes get
 them without asking.
 """
@@ -25,8 +25,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
-from .atomic import atomic_save
-from .checkpoints import read_checkpoint
+from framework.core.atomic import atomic_save
+from framework.core.checkpoints import read_checkpoint
 
 __all__ = ["AtomicCheckpointIO", "ModelCheckpoint", "install"]
 
@@ -50,7 +50,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: Any, map_location: Callable | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
         """Read a local checkpoint with ``weights_only=True`` whatever is asked (see
-        :func:`~framework.checkpoints.read_checkpoint`); remote URLs as Lightning does."""
+        :func:`~framework.core.checkpoints.read_checkpoint`); remote URLs as Lightning does."""
         if not _is_local(path):
             return super().load_checkpoint(path, weights_only=True)
         return read_checkpoint(str(path).removeprefix("file://"))

@@ -1,8 +1,8 @@
 """Procedural two-condition data for the toy recipes of every family.
 
-``kind="points"``: 2-D points from the Gaussian mixture of :class:`~framework.toy.GaussianMixtureToy`
+``kind="points"``: 2-D points from the Gaussian mixture of :class:`~framework.toy.model.GaussianMixtureToy`
 (shape ``[1, 2]`` per sample: one continuous token). ``kind="tokens"``: sequences from
-:class:`~framework.toy.CategoricalMixtureToy`. Conditions ``shape`` (4 labels) and ``color``
+:class:`~framework.toy.model.CategoricalMixtureToy`. Conditions ``shape`` (4 labels) and ``color``
 (3 labels). Samples are scored by the mixture's exact rule (nearest component / most frequent
 tokens), so "conditional accuracy" needs no trained classifier.
 """
@@ -14,9 +14,9 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
-from .conditions import Conditions
-from .data import SplitData
-from .toy import CategoricalMixtureToy, GaussianMixtureToy, flow_alpha_sigma
+from framework.core.conditions import Conditions
+from framework.core.data import SplitData
+from framework.toy.model import CategoricalMixtureToy, GaussianMixtureToy, flow_alpha_sigma
 
 __all__ = ["MixtureData"]
 
