@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import html
+import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,11 +17,10 @@ import torch
 from PIL import Image
 
 from framework.core.atomic import atomic_write
-from modalities.image.writers import grid_image
 
 from .features import SAMPLE_RATE, as_mono, log_mel, save_wav
 
-__all__ = ["spectrogram_grid", "spectrogram_image", "write_audio"]
+__all__ = ["spectrogram_figure", "spectrogram_grid", "spectrogram_image", "write_audio"]
 
 _PX_PER_SECOND = 64  # display width of a spectrogram tile (at most 256 px)
 
@@ -42,10 +43,68 @@ def spectrogram_image(media: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mel
     return torch.from_numpy(rgb).float().permute(0, 3, 1, 2)
 
 
-def spectrogram_grid(media: torch.Tensor, *, rows: Sequence[str] | None = None, title: str | None = None,
+def spectrogram_figure(media: torch.Tensor, *, rows: Sequence[str] | None = None,
+                       cols: Sequence[str] | None = None, title: str | None = None,
+                       sample_rate: int = SAMPLE_RATE):
+    """The matplotlib figure of :func:`spectrogram_grid` (drawn, so label extents are final);
+    the caller closes it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tiles = spectrogram_image(media, sample_rate)  # [B, 3, n_mels, W]
+    n = tiles.shape[0]
+    if rows is not None:
+        if len(rows) == 0 or n % len(rows):
+            raise ValueError(f"{n} samples do not fill {len(rows)} rows evenly")
+        n_rows, n_cols = len(rows), n // len(rows)
+    else:  # unlabelled: rows of at most 8, the last one may be short
+        n_cols = min(n, 8)
+        n_rows = -(-n // n_cols)
+    if cols is not None and len(cols) != n_cols:
+        raise ValueError(f"{len(cols)} column labels for {n_cols} columns")
+    aspect = tiles.shape[3] / tiles.shape[2]  # tile width / height
+    tile_h = 1.1  # inches
+    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, layout="constrained",
+                             figsize=((1.6 if rows else 0.2) + n_cols * tile_h * aspect * 0.9,
+                                      (0.45 if title else 0.1) + (0.3 if cols else 0) + n_rows * tile_h))
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(tiles[k].permute(1, 2, 0).numpy(), aspect="auto", interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        i, j = divmod(k, n_cols)
+        if rows and j == 0:  # long labels wrap; constrained layout reserves their width
+            ax.set_ylabel(textwrap.fill(str(rows[i]), 18), rotation=0, ha="right", va="center",
+                          fontsize=9)
+        if cols and i == 0:
+            ax.set_title(textwrap.fill(str(cols[j]), max(8, int(12 * aspect))), fontsize=9)
+    if title:
+        fig.suptitle(textwrap.fill(title, 110), fontsize=10)
+    fig.canvas.draw()
+    return fig
+
+
+def spectrogram_grid(media: torch.Tensor, *, rows: Sequence[str] | None = None,
+                     cols: Sequence[str] | None = None, title: str | None = None,
                      sample_rate: int = SAMPLE_RATE) -> Image.Image:
-    """A labelled grid of log-mel spectrograms of audio ``[B, (1,) T]`` (``len(rows)`` rows)."""
-    return grid_image(spectrogram_image(media, sample_rate), rows=rows, title=title, scale=2)
+    """A labelled grid of log-mel spectrograms of audio ``[B, (1,) T]``: ``len(rows)`` rows (one
+    label each, left of the row), ``len(cols)`` column labels above the first row, a title above.
+
+    Laid out by matplotlib's constrained layout, so labels of any length get their own space and
+    neither overlap a tile or each other nor are cut at the edge; long labels wrap.
+    """
+    import matplotlib.pyplot as plt
+
+    fig = spectrogram_figure(media, rows=rows, cols=cols, title=title, sample_rate=sample_rate)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
 
 
 def _page(title: str | None, grid: str, groups: list[tuple[str | None, list[str]]]) -> str:
@@ -68,22 +127,23 @@ def _page(title: str | None, grid: str, groups: list[tuple[str | None, list[str]
 
 
 def write_audio(media: torch.Tensor, out: Path | str, *, rows: Sequence[str] | None = None,
-                title: str | None = None, sample_rate: int = SAMPLE_RATE) -> list[Path]:
+                title: str | None = None, cols: Sequence[str] | None = None,
+                sample_rate: int = SAMPLE_RATE) -> list[Path]:
     """Write a batch of audio ``[B, (1,) T]`` in ``[-1, 1]`` under ``out``; returns the files written.
 
     ``rows`` labels equal groups of consecutive samples (``B`` must divide evenly), ``title`` the
-    whole set. Files: ``sample_000.wav`` …, ``grid.png``, ``index.html``.
+    whole set, ``cols`` the columns of the grid. Files: ``sample_000.wav`` …, ``grid.png``, ``index.html``.
     """
     out = Path(out)
     wave = as_mono(media.detach().cpu())
     n = wave.shape[0]
     if rows is not None and (len(rows) == 0 or n % len(rows)):
         raise ValueError(f"{n} samples do not fill {len(rows)} rows evenly")
+    image = spectrogram_grid(wave, rows=rows, cols=cols, title=title, sample_rate=sample_rate)  # checks cols
     out.mkdir(parents=True, exist_ok=True)
     names = [f"sample_{i:03d}.wav" for i in range(n)]
     files = [save_wav(out / name, w, sample_rate) for name, w in zip(names, wave, strict=True)]
     grid = out / "grid.png"
-    image = spectrogram_grid(wave, rows=rows, title=title, sample_rate=sample_rate)
     atomic_write(grid, lambda tmp: image.save(tmp, format="PNG"))
     per_row = n // len(rows) if rows else n
     groups = [(rows[i] if rows else None, names[i * per_row:(i + 1) * per_row])

@@ -74,3 +74,37 @@ def test_unreadable_audio_is_a_condition_error_naming_the_file(tmp_path):
     sf.write(empty, np.zeros(0, dtype=np.float32), 16_000)
     with pytest.raises(AudioFileError, match="no samples"):
         read_wav(empty)
+
+
+def test_grid_labels_neither_overlap_tiles_nor_leave_the_picture():
+    """Long row labels, column labels and a title each get their own space (the old grid drew a
+    long row label under the first tile and cut the title)."""
+    import matplotlib.pyplot as plt
+
+    from modalities.audio.writers import spectrogram_figure
+
+    rows = ["real (held out)", "generated, independent([word, speaker], [3, 2])"]
+    fig = spectrogram_figure(sines(6), rows=rows, cols=["zero", "one", "a rather long column label"],
+                             title="spoken words: real vs generated")
+    try:
+        renderer = fig.canvas.get_renderer()
+        page = fig.bbox
+        tiles = [ax.get_window_extent(renderer) for ax in fig.axes]
+        labels = [ax.yaxis.label for ax in fig.axes if ax.get_ylabel()]
+        labels += [ax.title for ax in fig.axes if ax.get_title()] + [fig._suptitle]
+        assert len(labels) == 2 + 3 + 1
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for box in boxes:
+            assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+            assert not any(box.overlaps(tile) for tile in tiles)
+        for i, a in enumerate(boxes):
+            assert not any(a.overlaps(b) for b in boxes[i + 1:])
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.fault("audio input")
+def test_grid_column_labels_must_match_the_columns(tmp_path):
+    with pytest.raises(ValueError, match="2 column labels for 3 columns"):
+        write_audio(sines(6), tmp_path / "out", rows=["a", "b"], cols=["x", "y"])
+    assert not (tmp_path / "out").exists()  # nothing written
