@@ -66,9 +66,12 @@ def spectrogram_figure(media: torch.Tensor, *, rows: Sequence[str] | None = None
         raise ValueError(f"{len(cols)} column labels for {n_cols} columns")
     aspect = tiles.shape[3] / tiles.shape[2]  # tile width / height
     tile_h = 1.1  # inches
+    width = (1.6 if rows else 0.2) + n_cols * tile_h * aspect * 0.9  # inches
+    # the title wraps to the figure's width (about 11 characters an inch at 10 pt)
+    title_lines = textwrap.wrap(title, max(20, int(width * 11))) if title else []
     fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, layout="constrained",
-                             figsize=((1.6 if rows else 0.2) + n_cols * tile_h * aspect * 0.9,
-                                      (0.45 if title else 0.1) + (0.3 if cols else 0) + n_rows * tile_h))
+                             figsize=(width, 0.1 + 0.2 * len(title_lines) + (0.3 if cols else 0)
+                                      + n_rows * tile_h))
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.axis("off")
@@ -82,8 +85,8 @@ def spectrogram_figure(media: torch.Tensor, *, rows: Sequence[str] | None = None
                           fontsize=9)
         if cols and i == 0:
             ax.set_title(textwrap.fill(str(cols[j]), max(8, int(12 * aspect))), fontsize=9)
-    if title:
-        fig.suptitle(textwrap.fill(title, 110), fontsize=10)
+    if title_lines:
+        fig.suptitle("\n".join(title_lines), fontsize=10)
     fig.canvas.draw()
     return fig
 

@@ -77,23 +77,31 @@ def test_unreadable_audio_is_a_condition_error_naming_the_file(tmp_path):
         read_wav(empty)
 
 
-def test_grid_labels_neither_overlap_tiles_nor_leave_the_picture():
-    """Long row labels, column labels and a title each get their own space (the old grid drew a
-    long row label under the first tile and cut the title)."""
+LONG_TITLE = "word=seven, speaker=en-us+f1 | independent([word, speaker], [3, 2]) | 20 steps, seed 0"
+
+
+@pytest.mark.parametrize("layout", ["labelled", "unlabelled"])
+def test_grid_labels_neither_overlap_tiles_nor_leave_the_picture(layout):
+    """Long row labels, column labels and a long title each get their own space (the old grid
+    drew a long row label under the first tile and cut the title at the picture's edges)."""
     import matplotlib.pyplot as plt
 
     from modalities.audio.writers import spectrogram_figure
 
-    rows = ["real (held out)", "generated, independent([word, speaker], [3, 2])"]
-    fig = spectrogram_figure(sines(6), rows=rows, cols=["zero", "one", "a rather long column label"],
-                             title="spoken words: real vs generated")
+    if layout == "labelled":
+        rows = ["real (held out)", "generated, independent([word, speaker], [3, 2])"]
+        fig = spectrogram_figure(sines(6), rows=rows, cols=["zero", "one", "a rather long column label"],
+                                 title=LONG_TITLE)
+        n_labels = 2 + 3 + 1
+    else:  # what `polyguide sample --n 4` draws: no row labels, a long title over 4 tiles
+        fig, n_labels = spectrogram_figure(sines(4), title=LONG_TITLE), 1
     try:
         renderer = fig.canvas.get_renderer()
         page = fig.bbox
         tiles = [ax.get_window_extent(renderer) for ax in fig.axes]
         labels = [ax.yaxis.label for ax in fig.axes if ax.get_ylabel()]
         labels += [ax.title for ax in fig.axes if ax.get_title()] + [fig._suptitle]
-        assert len(labels) == 2 + 3 + 1
+        assert len(labels) == n_labels
         boxes = [t.get_window_extent(renderer) for t in labels]
         for box in boxes:
             assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
