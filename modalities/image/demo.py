@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 
 from framework.cli.commands import format_table, score_guidance
 from framework.core.conditions import Conditions
+from framework.core.shipped import recipes_dir
 from framework.training.module import load
 
 from .plugin import ImageModality
 from .writers import save_grid
 
-CHECKPOINTS = Path(__file__).resolve().parents[2] / "recipes" / "image" / "checkpoints"
+CHECKPOINTS = recipes_dir("image") / "checkpoints"
 CHECKPOINT = CHECKPOINTS / "shapes_flow.ckpt"
 
 REQUESTS = [("circle", "red"), ("square", "green"), ("triangle", "blue"), ("cross", "yellow"),
