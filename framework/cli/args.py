@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from framework.core import shipped
 from framework.core.errors import ArgumentError, OutputError
 
 __all__ = [
@@ -65,7 +66,12 @@ non_empty.__name__ = "text"
 
 
 def check_input_file(path: Path, what: str) -> Path:
-    """``path`` must be an existing, readable regular file; ``what`` names it in the error."""
+    """``path`` must be an existing, readable regular file; ``what`` names it in the error.
+
+    A shipped file named as the docs do (``recipes/image/checkpoints/shapes_flow.ckpt``) is found
+    from any directory, in the checkout or the installed package (:func:`framework.core.shipped.resolve`).
+    """
+    path = shipped.resolve(path)
     if not path.exists():
         raise ArgumentError(f"{what} {path} does not exist")
     if path.is_dir():

@@ -22,7 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from framework.core import plugins
+from framework.core import plugins, shipped
 from framework.core.atomic import atomic_save
 from framework.core.checkpoints import build_model, check_compatible, load_checkpoint, load_model
 from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
@@ -361,9 +361,13 @@ def export(checkpoint: str | Path, dest: str | Path) -> Path:
 def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
     """Rebuild a trained model from a checkpoint alone, ready to sample (eval mode).
 
+    ``checkpoint`` is a path; a shipped one may be named as the docs do,
+    ``recipes/<modality>/checkpoints/<name>.ckpt``, from any directory, source checkout or
+    installed package (:func:`framework.core.shipped.resolve`).
+
     Raises:
         CheckpointError: one line naming the file and what is wrong with it (see
             :func:`~framework.core.checkpoints.load_model`).
     """
-    return load_model(checkpoint, map_location)
+    return load_model(shipped.resolve(checkpoint), map_location)
 

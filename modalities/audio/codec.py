@@ -22,22 +22,20 @@ from pathlib import Path
 
 import torch
 
+from framework.core import shipped
 from framework.core.plugins import Codec
 
 __all__ = ["STATS_FILE", "EncodecCodec", "latent_stats", "resolve_path", "rvq_decode", "rvq_encode"]
 
 STATS_FILE = "polyguide_codec.json"  # latent mean/std and the training data, beside config.json
-REPO = Path(__file__).resolve().parents[2]
 LAYOUTS = ("tokens", "flat", "latents")
 
 
 def resolve_path(path: str | Path) -> Path:
     """A codec folder: absolute, relative to the working directory, or (for shipped codecs such as
-    ``recipes/audio/checkpoints/codec``) relative to the repository."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return REPO / p if (REPO / p).exists() else p
+    ``recipes/audio/checkpoints/codec``) the shipped folder of that name, in the checkout or the
+    installed package (:func:`framework.core.shipped.resolve`)."""
+    return shipped.resolve(path)
 
 
 def rvq_encode(model, latents: torch.Tensor, codebooks: int) -> torch.Tensor:

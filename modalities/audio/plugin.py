@@ -10,6 +10,7 @@ import torch
 
 from framework.core.conditions import ConditionSpec
 from framework.core.plugins import Codec, Modality
+from framework.core.shipped import recipes_dir
 
 # music: imports of the music side (audio-music)
 from .chroma import melody
@@ -21,7 +22,7 @@ from .speech import PITCHES, SPEAKERS, WORDS
 
 __all__ = ["AudioModality", "words_judge"]
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "audio"
+RECIPES = recipes_dir("audio")  # the checkout's recipes/audio, or the installed polyguide_recipes.audio
 
 
 def words_judge(cache_dir: Path | str, *, n_train: int = 3000, n_val: int = 500, epochs: int = 6,

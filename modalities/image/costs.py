@@ -28,12 +28,13 @@ import torch.nn.functional as F
 
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.core.plugins import Codec, PluginError
+from framework.core.shipped import recipes_dir
 
 from .metrics import AttributeClassifier, ImageJudge
 
 __all__ = ["COSTS", "AttributeCost", "attribute_cost", "cost_classifier"]
 
-CACHE = Path(__file__).resolve().parents[2] / "recipes" / "image" / "checkpoints"
+CACHE = recipes_dir("image") / "checkpoints"
 _CLASSIFIERS: dict[Path, AttributeClassifier] = {}  # one per file, shared by every cost and model
 
 

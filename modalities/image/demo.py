@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 
 from framework.cli.commands import format_table, score_guidance
 from framework.core.conditions import Conditions
+from framework.core.shipped import recipes_dir
 from framework.training.module import load
 
 from .plugin import ImageModality
 from .writers import save_grid
 
-CHECKPOINTS = Path(__file__).resolve().parents[2] / "recipes" / "image" / "checkpoints"
+CHECKPOINTS = recipes_dir("image") / "checkpoints"
 CHECKPOINT = CHECKPOINTS / "shapes_flow.ckpt"
 
 REQUESTS = [("circle", "red"), ("square", "green"), ("triangle", "blue"), ("cross", "yellow"),
@@ -37,8 +38,9 @@ EXPRESSIONS = {
     "apg w=8 (x0)": "apg((shape, color), 8, space=x0)",
     "interval w=4, τ∈[0.2, 0.8]": "interval((shape, color), 4, 0.2, 0.8)",
 }
+# w = 1.5: at w = 4 no sample is red but nearly all turn into over-saturated cyan blobs (docs/image.md)
 NEGATIVE = {"circle, no guidance": "cond(shape)",
-            "circle, not red (negative w=4)": "negative(shape, color, red, 4)"}
+            "circle, not red (negative w=1.5)": "negative(shape, color, red, 1.5)"}
 
 
 def _slug(label: str) -> str:

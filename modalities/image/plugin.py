@@ -10,6 +10,7 @@ import torch
 
 from framework.core.conditions import ConditionSpec
 from framework.core.plugins import Codec, Modality
+from framework.core.shipped import recipes_dir
 
 from .codecs import Palette, Patches
 from .costs import COSTS
@@ -18,7 +19,7 @@ from .metrics import ImageJudge
 from .shapes import COLORS, POSITIONS, SHAPES, render
 from .writers import save_grid
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "image"
+RECIPES = recipes_dir("image")  # the checkout's recipes/image, or the installed polyguide_recipes.image
 
 
 class ImageModality(Modality):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from framework.core import shipped
 from framework.core.plugins import Codec
 
 from .actions import FRAMES
@@ -100,9 +101,7 @@ class Tokens(Codec):
                  frames: int = FRAMES) -> None:
         from .vq import load_vq
 
-        path = Path(checkpoint)
-        if not path.is_absolute() and not path.exists():
-            path = Path(__file__).resolve().parents[2] / checkpoint  # relative to the repository
+        path = shipped.resolve(checkpoint)  # a shipped recipes/... file from anywhere
         self.checkpoint, self.frames = str(checkpoint), int(frames)
         self.vq = load_vq(path)
         self.vocab_size = self.vq.codebook_size

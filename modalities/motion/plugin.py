@@ -10,6 +10,7 @@ import torch
 
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.core.plugins import Codec, Modality
+from framework.core.shipped import recipes_dir
 
 from .actions import ACTIONS, SPEEDS
 from .codecs import Features, Tokens
@@ -18,7 +19,7 @@ from .data import MotionData
 from .trajectory import decode_trajectory, trajectory_encoder
 from .writers import save_gif
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "motion"
+RECIPES = recipes_dir("motion")  # the checkout's recipes/motion, or the installed polyguide_recipes.motion
 
 
 class MotionModality(Modality):

@@ -10,13 +10,14 @@ import torch
 
 from framework.core.conditions import ConditionSpec
 from framework.core.plugins import Codec, Modality
+from framework.core.shipped import recipes_dir
 
 from .codecs import BPETokens, media_to_texts
 from .corpus import GENRES
 from .data import ShakespeareData
 from .metrics import GenreJudge
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "text"
+RECIPES = recipes_dir("text")  # the checkout's recipes/text, or the installed polyguide_recipes.text
 
 
 class TextModality(Modality):

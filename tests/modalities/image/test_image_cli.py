@@ -40,7 +40,9 @@ def test_demo_guidance_raises_accuracy_with_exact_nfe(demo):
     assert nfe["no guidance (w=1)"] == 12 and nfe["cfg joint, w=4"] == 24 and nfe["nested 2, 4"] == 36
     assert 12 < nfe["interval w=4, τ∈[0.2, 0.8]"] < 24
     neg = demo[1]["negative"]
-    assert neg["circle, not red (negative w=4)"]["red"] < neg["circle, no guidance"]["red"]
+    away, base = neg["circle, not red (negative w=1.5)"], neg["circle, no guidance"]
+    assert away["red"] < base["red"]
+    assert away["circle"] >= base["circle"] - 0.25  # the weight is mild enough to keep the shape
 
 
 def test_sample_writes_a_grid_with_the_requested_guidance(tmp_path, capsys):
