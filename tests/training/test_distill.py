@@ -247,3 +247,38 @@ def test_cli_gives_the_weight_as_a_number():
     assert parse_conditions(["shape=circle", "w=4.5"], specs) == {"shape": "circle", "w": 4.5}
     with pytest.raises(ConditionError, match="'w' is a scalar: give a number, got 'strong'"):
         parse_conditions(["w=strong"], specs)
+
+
+def test_fit_exports_the_student_resumes_and_a_stopped_run_exports(tmp_path):
+    from framework.cli.fit import fit_main
+    from framework.training.distill import export_student
+
+    teacher = _teacher(tmp_path)
+    recipe = tmp_path / "distill.yaml"
+    recipe.write_text(f"""
+model:
+  class_path: framework.training.distill.GuidanceDistillation
+  init_args: {{teacher: {teacher}, guidance: "cfg((shape, color), {{w}})", weights: [1, 4],
+              export: {tmp_path / "student.ckpt"}}}
+data:
+  class_path: framework.toy.data.MixtureData
+  init_args: {{kind: points, n_train: 128, n_val: 32, batch_size: 32}}
+trainer:
+  max_steps: 2
+  limit_val_batches: 1
+  enable_progress_bar: false
+  default_root_dir: {tmp_path}
+  callbacks:
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args: {{save_last: true}}
+""")
+    fit_main(["fit", "--config", str(recipe)])
+    student = load(tmp_path / "student.ckpt")
+    assert student.specs["w"].kind == "scalar"
+    (last,) = tmp_path.rglob("last.ckpt")
+    again = load(export_student(last, tmp_path / "again.ckpt"))
+    for k, v in student.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v)
+    fit_main(["fit", "--config", str(recipe), "--trainer.max_steps", "3", "--ckpt_path", str(last)])
+    info = torch.load(tmp_path / "student.ckpt", weights_only=True)["distillation"]
+    assert info["steps"] == 3 and info["guidance"] == "cfg((shape, color), {w})"
