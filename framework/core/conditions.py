@@ -337,12 +337,18 @@ class Conditioner(nn.Module):
 
 class ScalarEmbedding(nn.Module):
     """A real number per sample ``[B]`` → ``[B, dim]``: the value and sinusoids of it at
-    log-spaced frequencies (periods from 0.06 to 600, so weights from ~0.1 to ~100 are told
-    apart), then an MLP whose last layer starts at zero (the embedding starts with no effect)."""
+    log-spaced frequencies, then an MLP whose last layer starts at zero (the embedding starts with
+    no effect).
+
+    The default frequencies, 10^-1.5 … 10^0.5 rad per unit (periods 2 to 200), vary smoothly over
+    the values a guidance weight takes (~0 … 20), so values between the ones trained on are
+    interpolated; much higher frequencies turn neighbouring weights into unrelated features. They
+    are saved with the weights (a persistent buffer), so a model keeps the ones it was trained with.
+    """
 
     def __init__(self, dim: int, features: int = 32) -> None:
         super().__init__()
-        self.register_buffer("freqs", torch.logspace(-2, 2, features // 2), persistent=False)
+        self.register_buffer("freqs", torch.logspace(-1.5, 0.5, features // 2))
         self.mlp = nn.Sequential(nn.Linear(features + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
         nn.init.zeros_(self.mlp[2].weight)
         nn.init.zeros_(self.mlp[2].bias)
