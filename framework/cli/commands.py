@@ -67,6 +67,9 @@ def parse_conditions(pairs: list[str], specs: dict[str, ConditionSpec]) -> dict[
         if spec.kind == "categorical" and value not in spec.labels:
             raise ConditionError(f"unknown value {value!r} for condition {name!r}; valid: "
                                  f"{', '.join(spec.labels)}")
+        if spec.kind == "scalar":  # e.g. a distilled student's guidance weight: --cond w=4
+            raw[name] = spec.encode(value, 1)[0].item()
+            continue
         if spec.kind != "categorical" and spec.encoder is None:
             raise ConditionError(f"condition {name!r} is a {spec.kind} and has no encoder for text values")
         raw[name] = value

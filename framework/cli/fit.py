@@ -27,7 +27,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from framework.core.checkpoints import load_checkpoint
+from framework.core.checkpoints import load_checkpoint, read_checkpoint
 from framework.core.errors import ArgumentError, UserError, one_line
 from framework.training.checkpoint_io import install
 from framework.training.module import GenerativeModule
@@ -63,7 +63,10 @@ class _CLI(LightningCLI):
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
         if path and Path(path).exists():  # 'last', 'best'... are names the trainer resolves later
-            load_checkpoint(path)
+            if self.subclass_mode_model:  # another LightningModule (a codec, a distillation run):
+                read_checkpoint(path)     # its checkpoint is read as safely, but is not a GenerativeModule's
+            else:
+                load_checkpoint(path)
         super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:

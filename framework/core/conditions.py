@@ -28,11 +28,12 @@ __all__ = [
     "Conditioner",
     "Conditions",
     "DropoutSpec",
+    "ScalarEmbedding",
     "UntrainedSubsetWarning",
 ]
 
 NullKind = Literal["learned", "zeros", "mask"]
-CondKind = Literal["categorical", "vector", "sequence"]
+CondKind = Literal["categorical", "vector", "sequence", "scalar"]
 
 
 class ConditionError(UserError, ValueError):
@@ -56,8 +57,10 @@ class ConditionSpec:
 
     Attributes:
         name: e.g. ``"text"``, ``"shape"``.
-        kind: ``categorical`` (an int label per sample, value ``[B]``), ``vector`` (``[B, dim]``)
-            or ``sequence`` (``[B, L, dim]``).
+        kind: ``categorical`` (an int label per sample, value ``[B]``), ``vector`` (``[B, dim]``),
+            ``sequence`` (``[B, L, dim]``) or ``scalar`` (one real number per sample, value ``[B]``
+            float; e.g. the guidance weight ``w`` a distilled student takes as input, so
+            ``cond(shape, w=4)`` and ``--cond w=4`` set it).
         labels: for categorical conditions, the label names (``"red"`` → its index).
         dim: feature size of vector/sequence conditions.
         null: ``learned`` (a trained null embedding, the default), ``zeros``, or ``mask``
@@ -75,15 +78,17 @@ class ConditionSpec:
     encoder: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("categorical", "vector", "sequence"):
+        if self.kind not in ("categorical", "vector", "sequence", "scalar"):
             raise ConditionError(f"condition {self.name!r}: unknown kind {self.kind!r}")
         if self.null not in ("learned", "zeros", "mask"):
             raise ConditionError(f"condition {self.name!r}: unknown null kind {self.null!r}; "
                                  f"use 'learned', 'zeros' or 'mask'")
         if self.kind == "categorical" and not self.labels:
             raise ConditionError(f"categorical condition {self.name!r} needs labels")
-        if self.kind != "categorical" and not self.dim:
+        if self.kind in ("vector", "sequence") and not self.dim:
             raise ConditionError(f"{self.kind} condition {self.name!r} needs dim")
+        if self.kind == "scalar" and (self.labels or self.dim or self.encoder):
+            raise ConditionError(f"scalar condition {self.name!r} takes no labels, dim or encoder")
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
         if self.encoder is not None:
@@ -102,8 +107,11 @@ class ConditionSpec:
     def encode(self, raw: Any, n: int) -> torch.Tensor:
         """Turn one raw value (a label, an int, a tensor) or a per-sample list into a value batch.
 
-        Returns ``[n]`` long for categorical, ``[n, dim]`` / ``[n, L, dim]`` float otherwise.
+        Returns ``[n]`` long for categorical, ``[n]`` float for scalar, ``[n, dim]`` /
+        ``[n, L, dim]`` float otherwise.
         """
+        if self.kind == "scalar":
+            return self._scalars(raw, n)
         if self.kind == "categorical":
             if isinstance(raw, torch.Tensor):
                 idx = self._label_tensor(raw)
@@ -137,6 +145,28 @@ class ConditionSpec:
             want = "[B, dim]" if self.kind == "vector" else "[B, L, dim]"
             raise ConditionError(f"condition {self.name!r}: expected shape {want} with B={n}, "
                                  f"dim={self.dim}; got {tuple(value.shape)}")
+        return value
+
+    def _scalars(self, raw: Any, n: int) -> torch.Tensor:
+        """One number (or its text, from ``--cond w=4``) or ``n`` of them → ``[n]`` float."""
+        items = raw.reshape(-1).tolist() if isinstance(raw, torch.Tensor) else (
+            list(raw) if isinstance(raw, (list, tuple)) else [raw])
+        values = []
+        for v in items:
+            try:
+                if isinstance(v, bool):
+                    raise ValueError
+                values.append(float(v))
+            except (TypeError, ValueError):
+                raise ConditionError(f"condition {self.name!r} is a scalar: give a number, "
+                                     f"got {v!r}") from None
+        value = torch.tensor(values, dtype=torch.float32)
+        if not bool(torch.isfinite(value).all()):
+            raise ConditionError(f"condition {self.name!r}: values must be finite, got {values[:5]}")
+        if value.numel() == 1:
+            value = value.expand(n).clone()
+        if value.shape != (n,):
+            raise ConditionError(f"condition {self.name!r}: got {value.numel()} values for a batch of {n}")
         return value
 
     def _label_tensor(self, raw: torch.Tensor) -> torch.Tensor:
@@ -207,7 +237,7 @@ class Conditions:
                 values[name] = spec.encode(raw[name], n)
                 present[name] = torch.ones(n, dtype=torch.bool)
             else:
-                values[name] = spec.encode(0, n) if spec.kind == "categorical" else (
+                values[name] = spec.encode(0, n) if spec.kind in ("categorical", "scalar") else (
                     torch.zeros(n, spec.dim) if spec.kind == "vector" else torch.zeros(n, 1, spec.dim))
                 present[name] = torch.zeros(n, dtype=torch.bool)
         return cls(values, present)
@@ -255,8 +285,11 @@ def _no_cads(n: int, like: torch.Tensor) -> torch.Tensor:
 class Conditioner(nn.Module):
     """Embeds every condition to ``dim`` features and substitutes nulls where absent.
 
-    Categorical → ``nn.Embedding``; vector/sequence → ``nn.Linear``. The null is a learned
-    vector (``learned``), zeros (``zeros``), or an extra mask-token embedding (``mask``).
+    Categorical → ``nn.Embedding``; vector/sequence → ``nn.Linear``; scalar →
+    :class:`ScalarEmbedding`. The null is a learned vector (``learned``), zeros (``zeros``), or an
+    extra mask-token embedding (``mask``). A scalar condition's embedding and learned null start
+    at zero, so adding one to a trained model (a distilled student initialised from its teacher)
+    leaves its predictions unchanged until training moves them.
     CADS noise, when a branch requests it, is applied to the embedding of present rows.
 
     ``forward`` returns name → ``[B, dim]`` (categorical/vector) or ``[B, L, dim]`` (sequence).
@@ -271,10 +304,13 @@ class Conditioner(nn.Module):
         for s in specs:
             if s.kind == "categorical":
                 self.embed[s.name] = nn.Embedding(len(s.labels) + (s.null == "mask"), dim)
+            elif s.kind == "scalar":
+                self.embed[s.name] = ScalarEmbedding(dim)
             else:
                 self.embed[s.name] = nn.Linear(s.dim, dim)
             if s.null == "learned":
-                self.null[s.name] = nn.Parameter(torch.randn(dim) * 0.02)
+                init = torch.zeros(dim) if s.kind == "scalar" else torch.randn(dim) * 0.02
+                self.null[s.name] = nn.Parameter(init)
 
     def forward(self, conditions: Conditions) -> dict[str, torch.Tensor]:
         out = {}
@@ -297,6 +333,31 @@ class Conditioner(nn.Module):
             keep = present.view(-1, *[1] * (emb.ndim - 1))
             out[name] = torch.where(keep, emb, null)
         return out
+
+
+class ScalarEmbedding(nn.Module):
+    """A real number per sample ``[B]`` → ``[B, dim]``: the value and sinusoids of it at
+    log-spaced frequencies, then an MLP whose last layer starts at zero (the embedding starts with
+    no effect).
+
+    The default frequencies, 10^-1.5 … 10^0.5 rad per unit (periods 2 to 200), vary smoothly over
+    the values a guidance weight takes (~0 … 20), so values between the ones trained on are
+    interpolated; much higher frequencies turn neighbouring weights into unrelated features. They
+    are saved with the weights (a persistent buffer), so a model keeps the ones it was trained with.
+    """
+
+    def __init__(self, dim: int, features: int = 32) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.logspace(-1.5, 0.5, features // 2))
+        self.mlp = nn.Sequential(nn.Linear(features + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        v = value.float().reshape(-1, 1)
+        args = v * self.freqs.to(v.device)[None]
+        feats = torch.cat([v, torch.sin(args), torch.cos(args)], dim=-1)
+        return self.mlp(feats.to(self.mlp[0].weight.dtype))
 
 
 def _cads_noise(emb: torch.Tensor, params: torch.Tensor, generator: torch.Generator | None

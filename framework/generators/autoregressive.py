@@ -192,6 +192,15 @@ class Autoregressive(Family):
         dims = tuple(range(1, target.ndim))
         return nll.sum(dims) / valid.sum(dims)
 
+    def training_inputs(self, x0, generator=None):
+        """Teacher forcing: BOS + the sequence without its last token; every position predicts the
+        next token (the delay pattern's padding does not count). ``t`` is unused (zeros)."""
+        if bool(((x0 < 0) | (x0 >= self.vocab_size)).any()):
+            raise ValueError(f"token ids must be in 0..{self.vocab_size - 1}")
+        target = x0 if self.codebooks == 1 else delay(x0, self.pad_id).transpose(1, 2)
+        counts = None if self.codebooks == 1 else target != self.pad_id
+        return self.with_bos(target)[:, :-1], torch.zeros(x0.shape[0], device=x0.device), counts
+
     def guider(self, guidance: Expr | str, models: Any | Mapping[str, Any], *,
                specs: Mapping[str, ConditionSpec] | None = None, max_batch: int | None = None,
                dropout: DropoutSpec | None = None, strict: bool = False,

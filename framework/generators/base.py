@@ -86,6 +86,17 @@ class Family:
         """The scalar training loss of ``model`` on clean data ``x0`` ``[B, ...]``."""
         raise NotImplementedError
 
+    def training_inputs(self, x0: torch.Tensor, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Network inputs drawn along this family's own training path, for targets other than
+        the data's (guidance distillation, :mod:`framework.training.distill`).
+
+        Returns ``(x_in, t, counts)``: the network's input (``[B, ...]``), its time ``[B]``, and
+        bool ``[B, L]`` (``[B, L, K]`` with codebooks) marking the positions whose prediction the
+        loss scores (``None``: all of them).
+        """
+        raise NotImplementedError(f"the {self.name} family does not expose its training inputs")
+
     # ------------------------------------------------------------------ sampling
     def guider(self, guidance: Expr | str, models: ModelFn | Mapping[str, ModelFn], *,
                specs: Mapping[str, ConditionSpec] | None = None, max_batch: int | None = None,

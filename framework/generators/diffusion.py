@@ -66,15 +66,25 @@ class Diffusion(Family):
             extra["timestep_spacing"] = "trailing" if self.zero_terminal_snr else "leading"
         return _SAMPLERS[self.sampler](**self.config, **extra)
 
+    def _noise(self, x0: torch.Tensor, generator: torch.Generator | None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_t, t, ε)``: integer training steps ``t`` ``[B]``, noised by the scheduler."""
+        sched = self.train_scheduler
+        T = sched.config.num_train_timesteps
+        t = torch.randint(0, T, (x0.shape[0],), generator=generator).to(x0.device)
+        eps = randn(tuple(x0.shape), generator, x0.device).to(x0.dtype)
+        return sched.add_noise(x0, eps, t), t, eps
+
     def loss(self, model, x0: torch.Tensor, conditions: Conditions,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        sched = self.train_scheduler
-        B = x0.shape[0]
-        t = torch.randint(0, sched.config.num_train_timesteps, (B,), generator=generator).to(x0.device)
-        eps = randn(tuple(x0.shape), generator, x0.device).to(x0.dtype)
-        xt = sched.add_noise(x0, eps, t)
-        target = {"eps": eps, "x0": x0, "v": sched.get_velocity(x0, eps, t)}[self.native_space]
+        xt, t, eps = self._noise(x0, generator)
+        v = self.train_scheduler.get_velocity(x0, eps, t) if self.native_space == "v" else None
+        target = {"eps": eps, "x0": x0, "v": v}[self.native_space]
         return F.mse_loss(model(xt, t, conditions), target)
+
+    def training_inputs(self, x0, generator=None):
+        xt, t, _ = self._noise(x0, generator)
+        return xt, t, None
 
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:

@@ -61,8 +61,9 @@ class Flow(Family):
             raise ValueError(f"flow needs 0 ≤ t_min < t_max ≤ 1, got {self.t_min}, {self.t_max}")
         self.converter = FlowSpaces()
 
-    def loss(self, model, x0: torch.Tensor, conditions: Conditions,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def _noise(self, x0: torch.Tensor, generator: torch.Generator | None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_t, t, ε)`` with training times ``t`` ``[B]`` and ``x_t = (1 − t)·x0 + t·ε``."""
         B = x0.shape[0]
         if self.time_sampling == "uniform":
             t = torch.rand(B, generator=generator)
@@ -71,7 +72,11 @@ class Flow(Family):
         t = self.shifted(t).to(x0.device, x0.dtype)
         eps = randn(tuple(x0.shape), generator, x0.device).to(x0.dtype)
         tt = t.view(-1, *[1] * (x0.ndim - 1))
-        xt = (1 - tt) * x0 + tt * eps
+        return (1 - tt) * x0 + tt * eps, t, eps
+
+    def loss(self, model, x0: torch.Tensor, conditions: Conditions,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        xt, t, eps = self._noise(x0, generator)
         target = {"flow_v": eps - x0, "eps": eps, "x0": x0}[self.native_space]
         return F.mse_loss(model(xt, t, conditions), target)
 
@@ -81,6 +86,10 @@ class Flow(Family):
         if self.shift == 1.0:
             return t
         return self.shift * t / (1 + (self.shift - 1) * t)
+
+    def training_inputs(self, x0, generator=None):
+        xt, t, _ = self._noise(x0, generator)
+        return xt, t, None
 
     def times(self, steps: int, device: torch.device) -> torch.Tensor:
         """``steps + 1`` integration times from ``t_max`` down to ``t_min`` (uniform, then shifted)."""

@@ -75,6 +75,13 @@ class Masked(Family):
                               reduction="none").view_as(x0)
         return ((nll * masked).sum(1) / t / x0.shape[1]).mean()
 
+    def training_inputs(self, x0, generator=None):
+        """Partly masked sequences at mask rates ``t ~ U(t_min, 1)``; only masked positions count."""
+        self._check_tokens(x0)
+        t = torch.rand(x0.shape[0], generator=generator).to(x0.device).clamp_min(self.t_min)
+        xt, masked = self.corrupt(x0, t, generator)
+        return xt, t, masked
+
     @torch.no_grad()
     def nll_bound(self, model, x0: torch.Tensor, conditions: Conditions, samples: int = 8,
                   generator: torch.Generator | None = None) -> torch.Tensor:

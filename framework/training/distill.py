@@ -1,0 +1,354 @@
+"""Guidance distillation: a student that gives the teacher's *guided* prediction in one forward.
+
+A :class:`GuidanceDistillation` recipe trains a copy of a trained checkpoint (the teacher) whose
+conditions gain one scalar condition, the guidance weight (``w`` by default,
+:class:`~framework.core.conditions.ConditionSpec` of kind ``scalar``). For a *family* of
+guidance expressions written with a ``{w}`` placeholder, e.g. ``"cfg((shape, color), {w})"``,
+the student learns
+
+    student(x_t, t, c ∪ {w})  ≈  guided teacher prediction of ``family.format(w=w)`` at (x_t, t, c)
+
+at inputs drawn along the family's own training path (:meth:`~framework.generators.Family.training_inputs`:
+noised data and training times for diffusion and flow, masked sequences for masked diffusion,
+teacher-forced prefixes for autoregressive models). The teacher is evaluated by the guidance
+engine (:class:`~framework.guidance.Guider`), so every guidance the engine can plan — several
+conditions, negative prompts, non-affine operations, ``-inf`` logits — can be distilled, and the
+target is exactly what sampling the teacher would combine at that step.
+
+* continuous families: mean squared error to the guided prediction in the network's own space;
+* discrete families: ``KL(p_teacher ‖ p_student)`` over the vocabulary, with ``p_teacher`` the
+  renormalised guided distribution (``log_softmax`` of the guided log-probabilities, as the
+  samplers do), on the positions the family's loss scores; excluded (``-inf``) tokens add nothing.
+
+Rows without ``w`` (``plain_rate`` of them, the others' conditions dropped like the teacher's
+training) learn the teacher's own unguided prediction, so the student keeps every branch the
+teacher had and can itself be guided: ``cond(shape, color, w=4)`` is one evaluation per step,
+and ``uncond + 2*(cond(shape, color, w=2) - uncond)`` still works.
+
+The weights are drawn uniformly from ``weights`` per group of rows (``groups`` per batch; one
+guided teacher evaluation per group). The family's weights must not depend on τ (a window or a
+schedule cannot be distilled into a per-step model that is not told τ; checked).
+
+At the end of training the student (EMA weights when the trainer averages them) is written to
+``export`` as an ordinary polyguide checkpoint: ``framework.training.module.load`` and
+``polyguide sample`` read it like any other.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from framework.core.atomic import atomic_save
+from framework.core.checkpoints import CheckpointError, load_model
+from framework.core.conditions import Conditions
+from framework.generators import Autoregressive, Masked
+from framework.guidance import Guider
+from framework.guidance.branches import KEEP
+from framework.guidance.expr import PROBE_TAUS, Expr
+from framework.guidance.syntax import parse
+from framework.training.module import GenerativeModule
+
+__all__ = ["GuidanceDistillation", "discrete_kl", "export_student", "student_hparams", "teacher_guider"]
+
+_PLACEHOLDER = re.compile(r"\{w\}")
+
+
+def family_at(template: str, w: float) -> Expr:
+    """The family's expression at weight ``w`` (``{w}`` replaced by the number)."""
+    return parse(_PLACEHOLDER.sub(repr(float(w)), template))
+
+
+def student_hparams(teacher: GenerativeModule, template: str, condition: str = "w",
+                    plain_rate: float = 0.2, sample_w: float = 3.0,
+                    where: str = "the teacher") -> tuple[dict[str, Any], frozenset[str]]:
+    """The student's constructor arguments and the teacher conditions the family keeps.
+
+    The student is the teacher's model with one more condition, the scalar ``condition``. Its
+    dropout records what distillation trains (joint events; the teacher's single-condition rates
+    are kept as they are): with probability ``plain_rate`` the teacher's own dropout with ``w``
+    absent, otherwise ``w`` present with the conditions the family does not keep absent. Its
+    default guidance is ``cond(<kept>, w=sample_w)``.
+
+    Raises:
+        CheckpointError: naming ``where`` when the teacher cannot take this family (a condition
+            already named ``condition``, a family naming conditions the teacher lacks).
+    """
+    if not _PLACEHOLDER.search(template):
+        raise ValueError(f"the guidance family {template!r} has no {{w}} placeholder for the weight, "
+                         f"e.g. 'cfg((shape, color), {{w}})'")
+    if not 0.0 <= plain_rate < 1.0:
+        raise ValueError(f"plain_rate must be in [0, 1), got {plain_rate}")
+    if condition in teacher.specs:
+        raise CheckpointError(f"{where}: already has a condition named {condition!r}; name the weight "
+                              f"condition otherwise (condition: ...)")
+    expr = family_at(template, 2.0)
+    for b in expr.branches():
+        if b.network != "main":
+            raise ValueError(f"the guidance family {template!r} uses network {b.network!r}; "
+                             f"distillation evaluates the teacher alone")
+        unknown = sorted(b.names - set(teacher.specs))
+        if unknown:
+            raise CheckpointError(f"{where}: has no condition {unknown[0]!r} that the guidance family "
+                                  f"{template!r} uses; its conditions: {sorted(teacher.specs)}")
+    kept = frozenset(n for b in expr.branches() for n, v in b.conds if v is KEEP)
+    if not kept:
+        raise ValueError(f"the guidance family {template!r} keeps no condition of the sample "
+                         f"(cond(...)), so the student would learn one fixed prediction")
+    hp = {k: v for k, v in dict(teacher.hparams).items() if k != "_instantiator"}
+    hp["conditions"] = [*hp.get("conditions", ()), {"name": condition, "kind": "scalar"}]
+    absent = sorted(set(teacher.specs) - kept)
+    # what the student trains, as dropout events (used by the untrained-subset check at sampling):
+    # plain rows drop w and follow the teacher's events; guided rows drop what the family ignores
+    rates = dict(teacher.dropout.single)
+    for group, p in teacher.dropout.joint.items():
+        rates["+".join(sorted(group | {condition}))] = plain_rate * p
+    rates[condition] = plain_rate
+    if absent:
+        key = "+".join(absent) if len(absent) > 1 else f"{absent[0]}+{absent[0]}"
+        rates[key] = rates.get(key, 0.0) + (1.0 - plain_rate)
+    hp["dropout"] = rates
+    hp["guidance"] = [f"cond({', '.join(sorted(kept))}, {condition}={float(sample_w):g})"]
+    hp["val_guidance"] = None
+    return hp, kept
+
+
+class GuidanceDistillation(L.LightningModule):
+    """Train a one-pass student of a teacher's guided predictions (see the module docstring).
+
+    Args:
+        teacher: the teacher checkpoint (any family; a ``polyguide fit`` or export checkpoint).
+        guidance: the family of guidance expressions, with ``{w}`` where the weight goes, e.g.
+            ``"cfg((shape, color), {w})"`` or ``"nested([shape, color], [2, {w}])"``.
+        weights: ``[low, high]``: weights drawn uniformly per group of rows.
+        condition: the name of the student's scalar weight condition.
+        plain_rate: fraction of rows without the weight: they learn the teacher's own (unguided)
+            prediction under the teacher's condition dropout.
+        groups: weight groups per batch (one guided teacher evaluation each).
+        sample_w: the weight in the student's default guidance ``cond(<kept>, w=sample_w)``.
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up, on the student.
+        export: where to write the student checkpoint when training ends (atomically).
+    """
+
+    def __init__(self, teacher: str, guidance: str, weights: Sequence[float] = (1.0, 8.0),
+                 condition: str = "w", plain_rate: float = 0.2, groups: int = 8,
+                 sample_w: float = 3.0, lr: float = 3e-4, weight_decay: float = 0.0,
+                 warmup_steps: int = 100, export: str | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if len(weights) != 2 or not float(weights[0]) <= float(weights[1]):
+            raise ValueError(f"weights must be [low, high] with low ≤ high, got {list(weights)}")
+        if groups < 1:
+            raise ValueError(f"groups must be ≥ 1, got {groups}")
+        where = f"teacher checkpoint {teacher}"
+        model = _isolated(load_model, teacher)  # CheckpointError names the file
+        model.requires_grad_(False)
+        hp, self.kept = student_hparams(model, guidance, condition, plain_rate, sample_w, where)
+        self._check_constant_weights(guidance, float(weights[0]), float(weights[1]))
+        for w in (float(weights[0]), float(weights[1])):  # the engine's checks, before any training
+            teacher_guider(model, family_at(guidance, w))
+        self.student = _isolated(GenerativeModule, **hp)
+        missing, unexpected = self.student.load_state_dict(model.state_dict(), strict=False)
+        new = [k for k in missing if f".{condition}" not in k]
+        if new or unexpected:
+            raise CheckpointError(f"{where}: its weights do not initialise the student (missing "
+                                  f"{new[:3]}, unexpected {list(unexpected)[:3]})")
+        # the teacher is not a sub-module: not trained, averaged or saved in the student's checkpoints
+        self.__dict__["teacher"] = model.eval()
+        self.teacher_sha256 = hashlib.sha256(Path(teacher).read_bytes()).hexdigest()
+
+    @staticmethod
+    def _check_constant_weights(template: str, lo: float, hi: float) -> None:
+        for w in (lo, hi):
+            expr = family_at(template, w)
+            first = expr.coefficients(PROBE_TAUS[0])
+            if any(expr.coefficients(tau) != first for tau in PROBE_TAUS[1:]):
+                raise ValueError(f"the guidance family {template!r} changes with the sampling progress τ "
+                                 f"(a window or schedule); a distilled student is not told τ, so its "
+                                 f"weights must be constant")
+
+    # ------------------------------------------------------------------ the objective
+    def targets(self, x_in: torch.Tensor, t: torch.Tensor, conds: Conditions, w: torch.Tensor,
+                plain: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, Conditions]:
+        """The teacher's targets and the student's conditions for one batch.
+
+        Args:
+            x_in, t: the network inputs ``[B, ...]`` and times ``[B]`` (``training_inputs``).
+            conds: the batch's conditions (teacher conditions only).
+            w: ``[B]`` guidance weights (ignored on plain rows).
+            plain: bool ``[B]``: rows that learn the teacher's unguided prediction.
+
+        Returns:
+            ``(target, student_conditions)``: the target in the student's native space (discrete
+            families: normalised log-probabilities) ``[B, ...]``, and the conditions with ``w``.
+        """
+        teacher, fam = self.teacher, self.student.family
+        if teacher.device != x_in.device:
+            teacher.to(x_in.device)
+        discrete = isinstance(fam, (Masked, Autoregressive))
+        B = x_in.shape[0]
+        dropped = teacher.dropout.apply(conds, generator)
+        target = None
+        present = {}
+        for n in conds.names:  # guided rows: the conditions the family keeps; plain rows: dropout
+            keep = conds.present[n] & (n in self.kept)
+            present[n] = torch.where(plain, dropped.present[n].to(keep.device), keep)
+        student_conds = Conditions({**conds.values, self.hparams.condition: w.float()},
+                                   {**present, self.hparams.condition: ~plain})
+        with torch.no_grad():
+            if bool(plain.any()):
+                rows = plain.nonzero().squeeze(1)
+                c = Conditions({n: conds.values[n][rows] for n in conds.names},
+                               {n: present[n][rows] for n in conds.names})
+                out = teacher.backbone(x_in[rows], t[rows], c)
+                out = torch.log_softmax(out.float(), dim=-1) if discrete else out
+                target = torch.empty((B, *out.shape[1:]), dtype=out.dtype, device=out.device)
+                target[rows] = out
+            for wg in torch.unique(w[~plain]):
+                rows = ((w == wg) & ~plain).nonzero().squeeze(1)
+                guider = teacher_guider(teacher, family_at(self.hparams.guidance, float(wg)))
+                state = guider.new_state(generator)
+                out = guider.step(x_in[rows], t[rows], 0.0, conds.index(rows), state).denoise
+                out = torch.log_softmax(out.float(), dim=-1) if discrete else out
+                if target is None:
+                    target = torch.empty((B, *out.shape[1:]), dtype=out.dtype, device=out.device)
+                target[rows] = out
+        return target, student_conds
+
+    def draw(self, B: int, device: torch.device, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row weights ``[B]`` (``groups`` distinct values) and plain-row flags ``[B]``."""
+        lo, hi = (float(v) for v in self.hparams.weights)
+        G = min(self.hparams.groups, B)
+        values = lo + (hi - lo) * torch.rand(G, generator=generator)
+        w = values[torch.arange(B) % G]
+        plain = torch.rand(B, generator=generator) < self.hparams.plain_rate
+        return w.to(device), plain.to(device)
+
+    def distill_loss(self, batch: Mapping[str, Any], generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+        """The distillation loss of one data batch (see the module docstring)."""
+        x0, conds = self.teacher._batch(batch)  # the data carries the teacher's conditions
+        conds = conds.to(x0.device)
+        x_in, t, counts = self.student.family.training_inputs(x0, generator)
+        w, plain = self.draw(x0.shape[0], x0.device, generator)
+        target, student_conds = self.targets(x_in, t, conds, w, plain, generator)
+        pred = self.student.backbone(x_in, t, student_conds)
+        if isinstance(self.student.family, (Masked, Autoregressive)):
+            return discrete_kl(target, pred, counts)
+        return F.mse_loss(pred, target.to(pred.dtype))
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.distill_loss(batch)
+        self.log("train/distill", loss, prog_bar=True, batch_size=len(next(iter(batch.values()))))
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.distill_loss(batch, torch.Generator().manual_seed(batch_idx))
+        self.log("val/distill", loss, prog_bar=True, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.student.parameters(), lr=self.hparams.lr,
+                                weight_decay=self.hparams.weight_decay)
+        warm = max(1, self.hparams.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ the student's checkpoint
+    def setup(self, stage: str) -> None:
+        from framework.training.checkpoint_io import install
+
+        install(self.trainer)
+
+    def on_train_end(self) -> None:
+        # runs after the callbacks' on_train_end: an EMA callback has put the averaged weights in
+        if self.hparams.export and self.trainer.is_global_zero:
+            path = self.save_student(self.hparams.export)
+            print(f"wrote the student to {path}")
+
+    def save_student(self, dest: str | Path, steps: int | None = None) -> Path:
+        """Write the student as an ordinary polyguide checkpoint (atomically); returns the path.
+        ``steps``: the training steps behind it (default: the trainer's)."""
+        if steps is None:
+            steps = int(self.trainer.global_step) if self._trainer is not None else 0
+        ckpt = {"state_dict": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
+                "hyper_parameters": dict(self.student.hparams),
+                "pytorch-lightning_version": L.__version__,
+                "distillation": {"teacher": str(self.hparams.teacher), "teacher_sha256": self.teacher_sha256,
+                                 "guidance": self.hparams.guidance,
+                                 "weights": [float(v) for v in self.hparams.weights],
+                                 "condition": self.hparams.condition,
+                                 "steps": steps}}
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        return atomic_save(dest, lambda f: torch.save(ckpt, f))
+
+
+def export_student(checkpoint: str | Path, dest: str | Path) -> Path:
+    """Write the student of a distillation run's Lightning checkpoint (e.g. ``last.ckpt`` of a run
+    stopped early; EMA weights when the run averaged them) as an ordinary polyguide checkpoint.
+
+    The checkpoint is read with ``weights_only=True``; its teacher is loaded again from the path it
+    names. Raises :class:`CheckpointError` naming the file when it is not a distillation checkpoint.
+    """
+    from framework.core.checkpoints import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    hp = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
+    hp.pop("_instantiator", None)
+    hp.pop("_class_path", None)
+    if "teacher" not in hp or "state_dict" not in ckpt:
+        raise CheckpointError(f"checkpoint {checkpoint}: is not a guidance-distillation checkpoint "
+                              f"(no teacher among its hyper-parameters)")
+    module = _isolated(GuidanceDistillation, **hp)
+    module.load_state_dict(ckpt["state_dict"])
+    return module.save_student(dest, steps=int(ckpt.get("global_step", 0)))
+
+
+def teacher_guider(teacher: GenerativeModule, expr: Expr) -> Guider:
+    """The engine evaluating ``expr`` on the teacher's network over whole inputs (no KV caches:
+    an autoregressive teacher scores every position of a teacher-forced sequence at once). Its
+    output space is the student's: the network's own for continuous families, normalisable
+    log-probabilities for discrete ones."""
+    fam = teacher.family
+    discrete = isinstance(fam, (Masked, Autoregressive))
+    return Guider(expr, teacher.backbone, native_space=fam.native_space, converter=fam.converter,
+                  specs=teacher.specs, output_space=fam.output_space if discrete else fam.native_space)
+
+
+def _isolated(fn, *args: Any, **kwargs: Any) -> Any:
+    """Build a model outside the hyper-parameter context of this module's own construction:
+    LightningCLI hands its configuration to ``save_hyperparameters`` through a context variable,
+    and Lightning collects the arguments of every enclosing ``__init__`` frame, either of which
+    would mix this module's arguments into the teacher's or the student's. An empty
+    :class:`contextvars.Context` and a plain function frame keep them apart."""
+    return contextvars.Context().run(fn, *args, **kwargs)
+
+
+def discrete_kl(target_logp: torch.Tensor, logits: torch.Tensor, counts: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Mean ``KL(p ‖ q)`` per scored position.
+
+    Args:
+        target_logp: normalised log-probabilities ``[B, ..., V]`` of the target ``p`` (``-inf`` for
+            excluded tokens: they contribute nothing).
+        logits: the student's logits ``[B, ..., V]``.
+        counts: bool ``[B, ...]``: positions that count (``None``: all).
+    """
+    logq = torch.log_softmax(logits.float(), dim=-1)
+    p = target_logp.float().exp()
+    terms = torch.where(p > 0, p * (target_logp.float() - logq), torch.zeros_like(logq))
+    kl = terms.sum(-1)
+    if counts is None:
+        return kl.mean()
+    counts = counts.to(kl.dtype)
+    return (kl * counts).sum() / counts.sum().clamp_min(1.0)
