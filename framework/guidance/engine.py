@@ -152,6 +152,8 @@ class GuidanceState:
         self.planned_rows: dict[Branch, torch.Tensor] | None = None
         #: while planning inside a per-sample node: the bool ``[B]`` rows its sub-tree runs on
         self.row_scope: torch.Tensor | None = None
+        #: network → (packed inputs, output) of its last forward (``Guider(reuse_unchanged=True)``)
+        self.last_forward: dict[str, tuple[tuple, torch.Tensor]] = {}
 
     def need_rows(self, branch: Branch, rows: torch.Tensor) -> None:
         """While planning: ``branch`` is needed on the rows of bool mask ``rows`` ``[B]`` (only).
@@ -271,6 +273,19 @@ class _StepContext:
         self.records[key] = value
 
 
+def _same_inputs(a: tuple, b: tuple) -> bool:
+    """Whether two packed forwards ``(x, t, conditions, perturbations)`` are exactly equal."""
+    (xa, ta, ca, pa), (xb, tb, cb, pb) = a, b
+    if not (torch.equal(xa, xb) and torch.equal(ta, tb)) or ca.values.keys() != cb.values.keys():
+        return False
+    if any(not torch.equal(ca.values[k], cb.values[k]) or not torch.equal(ca.present[k], cb.present[k])
+           for k in ca.values):
+        return False
+    if (pa is None) != (pb is None):
+        return False
+    return pa is None or (pa.table == pb.table and torch.equal(pa.ids, pb.ids))
+
+
 def _check_branch_output(branch: Branch, pred: torch.Tensor, excluding: bool, step: int, tau: float) -> None:
     """NaN and +inf are never legal; -inf only where it excludes tokens (``excluding``)."""
     if bool(torch.isfinite(pred).all()):
@@ -313,13 +328,18 @@ class Guider:
             (``polyguide explain`` plans without running anything).
         dropout: the model's training :class:`DropoutSpec`; when given, untrained condition
             subsets are reported (warning, or error with ``strict``).
+        reuse_unchanged: when a network's packed inputs (state, time, branch conditions,
+            perturbations, rows) are exactly those of its previous forward in this run, reuse
+            that output instead of calling it again (the masked family: a step that committed no
+            token). Exact for a deterministic network; never used when the conditioner draws CADS
+            noise. Reused evaluations count in ``StepStats.cached``, not in ``nfe``.
     """
 
     def __init__(self, expr: Expr, models: ModelFn | Mapping[str, ModelFn], *, native_space: str,
                  converter: SpaceConverter, specs: Mapping[str, ConditionSpec] | None = None,
                  max_batch: int | None = None, output_space: str | None = None,
                  dropout: DropoutSpec | None = None, strict: bool = False,
-                 costs: Mapping[str, CostFn] | None = None) -> None:
+                 costs: Mapping[str, CostFn] | None = None, reuse_unchanged: bool = False) -> None:
         if not isinstance(expr, Expr):
             raise TypeError(f"guidance must be an expression, got {type(expr).__name__}")
         self.expr = expr
@@ -330,6 +350,7 @@ class Guider:
         if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be ≥ 1, got {max_batch}")
         self.max_batch = max_batch
+        self.reuse_unchanged = bool(reuse_unchanged)
         self.output_space = output_space or native_space
         self.costs = dict(costs) if costs is not None else None
         self._reference = expr.reference()
@@ -478,6 +499,7 @@ class Guider:
         preds: dict[Branch, torch.Tensor] = {}
         graphs: dict[Branch, tuple[torch.Tensor, torch.Tensor]] = {}
         calls = 0
+        cached: set[Branch] = set()  # served by the exact output cache, not evaluated
         shuffle: dict[int, torch.Tensor] = {}  # one ICG permutation per step, shared by all conditions
         evaluated = {b: r for b, r in partial.items()}
         rows_of = {b: r.nonzero().squeeze(1) for b, r in partial.items()}
@@ -490,6 +512,8 @@ class Guider:
                     out, n_calls = self._forward(network, plain, x, t, tau, conditions, state, shuffle,
                                                  **compact)
                 calls += n_calls
+                if n_calls == 0:
+                    cached.update(plain)
                 lo = 0
                 for b, r in zip(plain, rows, strict=True):
                     n = B if r is None else r.numel()
@@ -527,10 +551,11 @@ class Guider:
             _check_some_token_left(guided, f"the guided prediction of {self.expr!r}", state.step, tau)
         stats = StepStats(step=state.step, tau=float(tau),
                           branches=tuple(repr(b) for bs in groups.values() for b in bs),
-                          nfe=len(preds), forward_calls=calls, backward=ctx.backward,
+                          nfe=len(preds) - len(cached), forward_calls=calls, backward=ctx.backward,
                           cost_evals=ctx.cost_evals, extras=ctx.records,
-                          row_evals=sum(B if b not in rows_of else rows_of[b].numel() for b in preds),
-                          batch=B)
+                          row_evals=sum(B if b not in rows_of else rows_of[b].numel()
+                                        for b in preds if b not in cached),
+                          batch=B, cached=len(cached))
         if self._reference in preds:
             ref = ctx.pred(self._reference, self.output_space)
             g, r = guided.reshape(B, -1).float(), ref.reshape(B, -1).float()
@@ -543,6 +568,7 @@ class Guider:
             last = state.history[-1]
             last.nfe, last.forward_calls = last.nfe + stats.nfe, last.forward_calls + stats.forward_calls
             last.row_evals += stats.row_evals
+            last.cached += stats.cached
             last.backward += stats.backward
             last.cost_evals += stats.cost_evals
             stats = last
@@ -588,6 +614,10 @@ class Guider:
             ids = torch.tensor([table.index(b.perturbation) if b.perturbation in table else -1
                                 for b in branches], device=x.device).repeat_interleave(counts.to(x.device))
             perturb = Perturbations(ids, table)
+        inputs = (xs, ts, conds, perturb)
+        reuse = self.reuse_unchanged and not conds.cads and not torch.is_grad_enabled()
+        if reuse and network in state.last_forward and _same_inputs(state.last_forward[network][0], inputs):
+            return state.last_forward[network][1], 0  # 0 calls: nothing was evaluated
         model = self.models[network]
         rows = int(counts.sum())
         step = self.max_batch or rows
@@ -626,7 +656,10 @@ class Guider:
                 raise ValueError(f"network {network!r} returned {out.shape[0]} rows for a batch "
                                  f"of {hi - lo} (branches {[repr(b) for b in branches]})")
             outs.append(out)
-        return (outs[0] if len(outs) == 1 else torch.cat(outs)), len(outs)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if reuse:
+            state.last_forward[network] = (inputs, out)
+        return out, len(outs)
 
     def _branch_conditions(self, branch: Branch, conds: Conditions, tau: float,
                            state: GuidanceState, shuffle: dict[int, torch.Tensor]) -> Conditions:
