@@ -286,9 +286,16 @@ def _same_inputs(a: tuple, b: tuple) -> bool:
     return pa is None or (pa.table == pb.table and torch.equal(pa.ids, pb.ids))
 
 
+def _all_finite(v: torch.Tensor) -> bool:
+    """Whether every entry of ``v`` is finite. A sum is non-finite whenever an entry is (NaN and
+    ±inf propagate), so a finite sum proves it with one reduction and no mask; only a non-finite
+    (or overflowing) sum needs the element-wise test."""
+    return bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())
+
+
 def _check_branch_output(branch: Branch, pred: torch.Tensor, excluding: bool, step: int, tau: float) -> None:
     """NaN and +inf are never legal; -inf only where it excludes tokens (``excluding``)."""
-    if bool(torch.isfinite(pred).all()):
+    if _all_finite(pred):
         return
     for name, bad in (("NaN", torch.isnan(pred)), ("+inf", torch.isposinf(pred)),
                       ("-inf", None if excluding else torch.isneginf(pred))):
@@ -542,7 +549,7 @@ class Guider:
         guided = self.expr.value(ctx, self.output_space)
         renoise = (self.expr.renoise.value(ctx, self.output_space)
                    if isinstance(self.expr, Renoised) else None)
-        if not bool(torch.isfinite(guided).all()):
+        if not _all_finite(guided):
             if not excluding or bool(torch.isnan(guided).any() | torch.isposinf(guided).any()):
                 raise FloatingPointError(
                     f"guided prediction at step {state.step} (τ={tau:g}) is not finite, though every "
