@@ -27,8 +27,8 @@ from framework.training.module import load
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"shakespeare_masked": ("recipes/text/checkpoints/shakespeare_masked.ckpt", {"genre": "comedy"},
                                  "cfg(genre, 3)"),
-          "shapes_masked": ("recipes/image/checkpoints/shapes_masked.ckpt", {"shape": "circle", "color": "red"},
-                            "cfg((shape, color), 2)")}
+          "shapes_masked": ("recipes/image/checkpoints/shapes_masked.ckpt",
+                            {"shape": "circle", "color": "red"}, "cfg((shape, color), 2)")}
 
 
 def run(out: Path, quick: bool = False, threads: int = 2, n: int = 8,
@@ -41,7 +41,7 @@ def run(out: Path, quick: bool = False, threads: int = 2, n: int = 8,
         model = load(str(ROOT / path))
         length = model.shape[0]
         for steps in ((16,) if quick else steps_list):
-            def sample(reuse: bool, steps: int = steps):
+            def sample(reuse: bool, steps: int = steps, model=model, raw=raw, guidance=guidance):
                 model.family.reuse_unchanged = reuse
                 return model.sample(raw, guidance, n=n, steps=steps, seed=0)
             outs = {reuse: sample(reuse) for reuse in (False, True)}
@@ -72,7 +72,8 @@ def table(payload: dict) -> str:
              "speed-up |", "|---|---|---|---|---|---|---|---|"]
     for r in payload["rows"]:
         lines.append(f"| {r['model']} | {r['length']} | {r['steps']} | {r['nfe_plain']} → {r['nfe_reuse']} | "
-                     f"{'yes' if r['identical'] else 'NO'} | {r['seconds_plain']:.2f} | {r['seconds_reuse']:.2f} | "
+                     f"{'yes' if r['identical'] else 'NO'} | {r['seconds_plain']:.2f} | "
+                     f"{r['seconds_reuse']:.2f} | "
                      f"{r['speedup']:.2f}× |")
     return "\n".join(lines) + "\n"
 
