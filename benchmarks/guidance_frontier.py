@@ -213,7 +213,7 @@ def plot(results: dict, path: Path) -> None:
 
     names = list(results["models"])
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
-    style = {"cfg": ("o-", "C0"), "none": ("x", "k"), "interval": ("s", "C1"),
+    style = {"cfg": ("o", "C0"), "none": ("x", "k"), "interval": ("s", "C1"),
              "adaptive per-batch": ("^", "C2"), "adaptive per-sample": ("v", "C3"), "student": ("*", "C4")}
     for ax, name in zip(axes[0], names, strict=True):
         res = results["models"][name]
@@ -225,6 +225,10 @@ def plot(results: dict, path: Path) -> None:
             fmt, color = style.get(method, ("d", "C5"))
             ax.errorbar([r["nfe_per_sample"] for r in rs], [r["accuracy"] for r in rs],
                         yerr=[r["se"] for r in rs], fmt=fmt, color=color, label=method, capsize=2)
+            if method in ("cfg", "student"):  # which weight / step count each point is
+                for r in rs:
+                    ax.annotate(r["label"].removeprefix("cfg "), (r["nfe_per_sample"], r["accuracy"]),
+                                textcoords="offset points", xytext=(4, -10), fontsize=7, color=color)
         ax.set_xlabel("NFE per sample (exact, rows evaluated ÷ batch)")
         ax.set_ylabel(f"{res['metric']} (± 1 s.e.)")
         ax.set_title(f"{name} ({res['n']} samples per point)")
@@ -261,6 +265,7 @@ def main() -> None:
                     help="samples per row (same requests for every row), one per model in order")
     ap.add_argument("--out", type=Path, default=ROOT / "docs/results")
     ap.add_argument("--quick", action="store_true", help="fewer rows (a smoke run)")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the plot and table from the JSON")
     args = ap.parse_args()
     torch.manual_seed(0)
     path = args.out / "guidance_frontier.json"
@@ -268,7 +273,7 @@ def main() -> None:
                f"torch threads", "models": {}}
     if path.exists():  # keep the models this run does not redo
         results["models"] = json.loads(path.read_text()).get("models", {})
-    for i, name in enumerate(args.models):
+    for i, name in enumerate([] if args.plot_only else args.models):
         results["models"][name] = run_model(name, args.n[min(i, len(args.n) - 1)], args.quick)
         args.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2))
