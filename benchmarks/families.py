@@ -26,7 +26,9 @@ PAIR = ("shape", "color")
 CONDITIONS = [{"name": "shape", "labels": ["circle", "square", "triangle", "star"]},
               {"name": "color", "labels": ["red", "green", "blue"]}]
 FAMILIES = {"diffusion": ({}, [1, 2], 20), "flow": ({}, [1, 2], 20),
-            "masked": ({"vocab_size": 12}, [12], 12), "autoregressive": ({"vocab_size": 12}, [12], 12)}
+            # reuse off: this table prices guidance per evaluated step; masked_reuse.py measures reuse
+            "masked": ({"vocab_size": 12, "reuse_unchanged": False}, [12], 12),
+            "autoregressive": ({"vocab_size": 12}, [12], 12)}
 GUIDANCE = {
     "none (w=1)": "cond(shape, color)",
     "cfg": "cfg((shape, color), 3)",

@@ -9,7 +9,8 @@ Every guidance branch is a distinct conditioning of the same prefix, so it needs
 cache. :class:`BranchCaches` keeps them as row blocks of one batched cache: while the set of
 branches is unchanged each step feeds only the new token; a branch that stops being needed
 (a guidance interval ends, adaptive guidance switches) is sliced out; a branch that appears
-is prefilled over the prefix.
+is prefilled over the prefix. Per-sample adaptive guidance runs a branch on part of the batch:
+the rows that left are sliced out of that branch's cache block (``rows=``).
 
 Networks follow the backbone's contract: ``lm(tokens [N, L], t, conditions, cache=..., [perturbations])
 -> logits [N, L, V]`` and ``lm.new_cache()``; caches support ``select(rows)``, ``length`` and
@@ -48,11 +49,13 @@ class BranchCaches:
     """Wraps one network for one sampling run; keeps a KV cache per guidance branch."""
 
     branch_aware = True
+    row_aware = True
 
     def __init__(self, lm: Any) -> None:
         self.lm = lm
         self.cache: Any = None
         self.order: tuple[Branch, ...] = ()
+        self.rows: tuple[torch.Tensor, ...] | None = None  # batch rows per branch block (None: all)
         self.length = 0  # tokens already in the cache
 
     def _call(self, tokens, t, conditions, perturbations, cache, mask=None):
@@ -69,35 +72,58 @@ class BranchCaches:
             raise
 
     def _reorder(self, x, t, conditions: Conditions, perturbations: Perturbations | None,
-                 branches: tuple[Branch, ...], B: int) -> None:
+                 branches: tuple[Branch, ...], rows: tuple[torch.Tensor, ...]) -> None:
+        old_rows = self.rows or ()
+        starts = [0]
+        for r in old_rows:
+            starts.append(starts[-1] + r.numel())
+        new_starts = [0]
+        for r in rows:
+            new_starts.append(new_starts[-1] + r.numel())
         blocks = []
         for j, b in enumerate(branches):
             if self.cache is not None and b in self.order:
                 i = self.order.index(b)
-                blocks.append(self.cache.select(torch.arange(i * B, (i + 1) * B, device=x.device)))
-                continue
+                have, want = old_rows[i], rows[j]
+                pos = torch.searchsorted(have, want)  # rows are sorted batch indices
+                if bool((pos < have.numel()).all()) and bool((have[pos.clamp(max=have.numel() - 1)]
+                                                              == want).all()):
+                    blocks.append(self.cache.select(starts[i] + pos))
+                    continue
             cache = self.lm.new_cache()
-            if self.length > 0:  # a branch joining mid-way: prefill it over the prefix
-                rows = slice(j * B, (j + 1) * B)
+            if self.length > 0:  # a branch (or rows of it) joining mid-way: prefill over the prefix
+                rows_j = slice(new_starts[j], new_starts[j + 1])
                 p = (None if perturbations is None
-                     else Perturbations(perturbations.ids[rows], perturbations.table))
-                prefix = x[rows, :self.length]
-                self._call(prefix, t[rows], conditions.index(rows), p, cache, _padding_mask(prefix))
+                     else Perturbations(perturbations.ids[rows_j], perturbations.table))
+                prefix = x[rows_j, :self.length]
+                self._call(prefix, t[rows_j], conditions.index(rows_j), p, cache, _padding_mask(prefix))
             blocks.append(cache)
         self.cache = type(blocks[0]).cat(blocks)
-        self.order = branches
+        self.order, self.rows = branches, rows
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, conditions: Conditions,
-                 perturbations: Perturbations | None = None, branches: tuple[Branch, ...] = ()
-                 ) -> torch.Tensor:
+                 perturbations: Perturbations | None = None, branches: tuple[Branch, ...] = (),
+                 rows: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """Next-token logits ``[N, 1, V]`` of ``x`` ``[N, S]``: the rows of each branch's block,
+        ``B`` each, or ``rows[i]`` (sorted long batch indices) for branch ``i``."""
         if not branches:
             raise ValueError("BranchCaches needs the guidance engine's branch layout")
-        B = x.shape[0] // len(branches)
-        if branches != self.order:
-            self._reorder(x, t, conditions, perturbations, branches, B)
+        if rows is None:
+            B = x.shape[0] // len(branches)
+            full = torch.arange(B, device=x.device)
+            rows = tuple(full for _ in branches)
+        if sum(r.numel() for r in rows) != x.shape[0]:
+            raise ValueError(f"rows per branch sum to {sum(r.numel() for r in rows)}, x has {x.shape[0]}")
+        if branches != self.order or not _same_rows(rows, self.rows):
+            self._reorder(x, t, conditions, perturbations, branches, rows)
         logits = self._call(x[:, self.length:], t, conditions, perturbations, self.cache, _padding_mask(x))
         self.length = x.shape[1]
         return logits[:, -1:]  # next-token logits [N, 1, V]
+
+
+def _same_rows(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...] | None) -> bool:
+    return b is not None and len(a) == len(b) and all(
+        x.numel() == y.numel() and bool((x == y).all()) for x, y in zip(a, b, strict=True))
 
 
 def _prompt_ids(row: Any, i: int) -> torch.Tensor:

@@ -63,6 +63,17 @@ class SampleOutput:
         return sum(s.cost_evals for s in self.stats)
 
     @property
+    def row_evals(self) -> int:
+        """Rows evaluated, summed over branches and steps (exact under per-sample compaction)."""
+        return sum(s.row_evals for s in self.stats)
+
+    @property
+    def nfe_rows(self) -> float:
+        """Exact evaluations per sample: :attr:`row_evals` ÷ batch (= :attr:`nfe` unless per-sample
+        adaptive guidance compacted the batch, or an output cache served some evaluations)."""
+        return sum(s.nfe_rows for s in self.stats)
+
+    @property
     def branches_per_step(self) -> list[int]:
         return [s.nfe for s in self.stats]
 

@@ -39,6 +39,9 @@ class Masked(Family):
         order: ``confidence`` (MaskGIT) or ``random`` unmasking.
         temperature: sampling temperature applied after guidance and renormalisation.
         t_min: smallest training mask rate (keeps the 1/t weight finite).
+        reuse_unchanged: reuse the network's output exactly when no token changed since the
+            previous step (with more steps than positions the cosine schedule commits none on
+            many steps); such steps count in ``StepStats.cached``, not in NFE.
     """
 
     name = "masked"
@@ -46,7 +49,7 @@ class Masked(Family):
     output_space = "logprobs"
 
     def __init__(self, vocab_size: int, order: Literal["confidence", "random"] = "confidence",
-                 temperature: float = 1.0, t_min: float = 1e-3) -> None:
+                 temperature: float = 1.0, t_min: float = 1e-3, reuse_unchanged: bool = True) -> None:
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be ≥ 2, got {vocab_size}")
         if order not in ("confidence", "random"):
@@ -55,7 +58,15 @@ class Masked(Family):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.vocab_size, self.mask_id = int(vocab_size), int(vocab_size)
         self.order, self.temperature, self.t_min = order, float(temperature), float(t_min)
+        self.reuse_unchanged = bool(reuse_unchanged)
         self.converter = DiscreteSpaces()
+
+    def guider(self, guidance, models, **kwargs) -> Guider:
+        """A :class:`Guider` that, with ``reuse_unchanged``, reuses a network's output when a step
+        committed no token (same tokens, same mask rate): bit-identical, and free."""
+        guider = super().guider(guidance, models, **kwargs)
+        guider.reuse_unchanged = self.reuse_unchanged
+        return guider
 
     # ------------------------------------------------------------------ training
     def corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None

@@ -126,15 +126,20 @@ def interval(cond: CondLike, w: WeightLike, lo: float, hi: float) -> Expr:
     return c + window(lo, hi, as_weight(w) - 1.0) * (c - _uncond())
 
 
-def adaptive(guidance: Expr, threshold: float = 0.99, after: float = 0.0) -> Expr:
+def adaptive(guidance: Expr, threshold: float = 0.99, after: float = 0.0,
+             per_sample: bool = True, space: str | None = None) -> Expr:
     """Adaptive Guidance — *Adaptive Guidance: Training-free Acceleration of Conditional
     Diffusion Models* (Castillo et al., 2023).
 
-    Guide until ``cos(ε_c, ε̃) > γ̄`` for the whole batch, then ``ε̃ = ε_c`` (1 branch) for the
-    rest of the run; switching is considered from progress ``after`` on. See
-    :mod:`framework.guidance.ops.adaptive`.
+    Guide until ``γ_t = cos(ε_c, ε̃) > γ̄``, then ``ε̃ = ε_c`` (1 branch) for the rest of the run;
+    switching is considered from progress ``after`` on. With ``per_sample=True`` (default) each
+    row switches on its own and the extra branches run on the rows still guided; with
+    ``per_sample=False`` the whole batch switches once every row agrees. ``space`` is where the
+    cosine is measured (default: the sampler's space; ``x0`` suits flow models, whose velocity
+    cosine stays far from 1). See :mod:`framework.guidance.ops.adaptive`.
     """
-    return Adaptive(_guidance_arg(guidance, "adaptive"), threshold, after=after)
+    return Adaptive(_guidance_arg(guidance, "adaptive"), threshold, after=after, per_sample=per_sample,
+                    space=space)
 
 
 def cfg_pp(cond: CondLike, lam: float) -> Expr:

@@ -16,7 +16,7 @@ def test_vs_diffusers_matches_diffusers_loops(tmp_path, load_benchmark):
     for r in payload["results"]:
         assert r["max_abs_diff"] < 1e-4, r  # the same samples as diffusers' own loops
         assert r["ratio"] > 0 and (r["target"] is None) == (r["baseline"] == "hand-batched loop")
-    assert "| ours ÷ baseline |" in (tmp_path / "vs_diffusers.md").read_text()
+    assert "| ours ÷ baseline (wall) |" in (tmp_path / "vs_diffusers.md").read_text()
 
 
 def test_vs_transformers_decodes_the_same_tokens(tmp_path, load_benchmark):
@@ -38,3 +38,15 @@ def test_families_reports_nfe_per_preset(tmp_path, load_benchmark):
         assert 1 < rows[family, "interval"]["nfe_per_step"] < 2
         assert all(r["forward_calls_per_step"] == 1 for (f, _), r in rows.items() if f == family)
     assert ("masked", "apg") not in rows and ("flow", "apg") in rows
+
+
+def test_vs_diffusers_refuses_a_device_that_is_not_there(tmp_path, load_benchmark, capsys):
+    import pytest
+
+    bench = load_benchmark("vs_diffusers")
+    for device in ("cuda:99", "tpu"):  # cuda:99: absent with or without a GPU
+        with pytest.raises(SystemExit) as e:
+            bench.run(tmp_path, quick=True, threads=1, steps=2, batch=2, size=8, device=device)
+        assert e.value.code == 2
+        assert f"--device {device}" in capsys.readouterr().err.replace("'", "")
+    assert not (tmp_path / "vs_diffusers.json").exists()

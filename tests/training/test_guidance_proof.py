@@ -17,7 +17,8 @@ from framework.training.module import GenerativeModule
 # models need ~400 steps before their partial-condition branches are good enough to guide with
 CASES = [("flow", {}, [1, 2], "points", 20, 300),
          ("diffusion", {"prediction": "v"}, [1, 2], "points", 20, 300),
-         ("masked", {"vocab_size": 12}, [12], "tokens", 12, 400),
+         # reuse off: this checks the branches planned per step (reuse skips unchanged steps)
+         ("masked", {"vocab_size": 12, "reuse_unchanged": False}, [12], "tokens", 12, 400),
          ("autoregressive", {"vocab_size": 12}, [12], "tokens", 12, 400)]
 GUIDANCE = {"w=1": "cond(shape, color)", "cfg3": "cfg((shape, color), 3)",
             "nested": "nested([shape, color], [2, 4])", "independent": "independent([shape, color], [2, 2])",

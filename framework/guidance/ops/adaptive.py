@@ -1,10 +1,16 @@
 """Adaptive Guidance — *Adaptive Guidance: Training-free Acceleration of Conditional Diffusion
 Models* (Castillo et al., 2023).
 
-Guide with ``inner`` until the cosine similarity between the unguided (reference)
-prediction and the guided one exceeds ``γ̄`` for every sample of the batch; from then on
-evaluate only the reference branch (``ε̃ = ε_c``). The switch is per run and one-way, so
-the unconditional branch stops costing forward passes for the rest of sampling.
+Guide with ``inner`` until the cosine similarity ``γ_t = cos(ε̃, ε_ref)`` between the guided
+prediction and the unguided (reference) one exceeds ``γ̄``; from then on evaluate only the
+reference branch (``ε̃ = ε_ref``). The switch is one-way.
+
+``per_sample=True`` (default) switches **each row** on its own: a row whose cosine exceeds
+``γ̄`` leaves ``inner``'s extra branches from the next step on, and those branches are
+evaluated on the remaining rows only (the planner compacts the batch for them; the
+autoregressive family slices the row out of their KV caches). ``per_sample=False`` is the
+per-batch policy: switch once every row agrees. When every row crosses ``γ̄`` at the same
+step the two are identical.
 
 At high noise every ε-prediction is close to ``x/σ``, so the cosine is near 1 before guidance
 has acted; ``after`` (a progress τ) keeps the policy from switching before that point.
@@ -21,17 +27,47 @@ from framework.guidance.expr import Expr
 from framework.guidance.ops.base import Op
 
 
+def row_cosine(guided: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``[B]`` cosine of each row of ``guided`` and ``ref`` (``[B, ...]``) over the entries both
+    keep finite (logits: ``-inf`` marks excluded tokens)."""
+    b = guided.shape[0]
+    g, r = guided.reshape(b, -1).float(), ref.reshape(b, -1).float()
+    both = torch.isfinite(g) & torch.isfinite(r)
+    return torch.nn.functional.cosine_similarity(g.where(both, 0.0), r.where(both, 0.0), dim=1)
+
+
+def _check_per_sample_inner(inner: Expr) -> None:
+    """Nodes that keep per-row state or gradients cannot run on a shrinking subset of rows."""
+    from framework.guidance.ops.apg import Project
+    from framework.guidance.ops.cost_grad import CostGrad
+
+    for node in inner.walk():
+        bad = None
+        if isinstance(node, Project) and node.momentum != 0.0:
+            bad = "APG momentum (a per-row running average)"
+        elif isinstance(node, CostGrad):
+            bad = "a cost-gradient term"
+        if bad is not None:
+            raise ValueError(f"per-sample adaptive guidance evaluates its inner guidance on a shrinking "
+                             f"subset of rows, which {bad} cannot follow ({node!r}); use "
+                             f"adaptive(..., per_sample=False)")
+
+
 class Adaptive(Op):
-    """Stop evaluating ``inner``'s extra branches once guidance no longer changes the prediction."""
+    """Stop evaluating ``inner``'s extra branches once guidance no longer changes the prediction
+    (per row with ``per_sample=True``, for the whole batch otherwise)."""
 
     def __init__(self, inner: Expr, threshold: float = 0.99, fallback: Expr | None = None,
-                 space: str | None = None, after: float = 0.0) -> None:
+                 space: str | None = None, after: float = 0.0, per_sample: bool = True) -> None:
         inner.check()
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"adaptive threshold is a cosine in [-1, 1], got {threshold}")
         if not 0.0 <= after <= 1.0:
             raise ValueError(f"adaptive 'after' is a progress τ in [0, 1], got {after}")
         self.inner, self.threshold, self.after = inner, float(threshold), float(after)
+        self.per_sample = bool(per_sample)
+        if self.per_sample:
+            _check_per_sample_inner(inner)
         self.fallback = fallback if fallback is not None else inner.reference()
         self.fallback.check()
         self.space = space
@@ -40,25 +76,69 @@ class Adaptive(Op):
         return (self.inner, self.fallback)
 
     def needed(self, tau: float, state: Any) -> frozenset[Branch]:
-        if state.of(self).get("switched", False):
-            return self.fallback.needed(tau, state)
-        return self.inner.needed(tau, state) | self.fallback.needed(tau, state)
+        own = state.of(self)
+        fallback = self.fallback.needed(tau, state)
+        if own.get("switched", False):
+            return fallback
+        active = own.get("active")
+        if active is None or bool(active.all()):
+            return self.inner.needed(tau, state) | fallback
+        # Some rows have left: the branches only ``inner`` needs run on the remaining rows
+        # (a per-sample node nested inside sees only those rows too).
+        outer = state.row_scope
+        state.row_scope = active if outer is None else outer & active
+        try:
+            inner = self.inner.needed(tau, state)
+            for b in inner - fallback:
+                state.need_rows(b, active)
+        finally:
+            state.row_scope = outer
+        return fallback
 
     def compute(self, ctx: Any, space: str) -> torch.Tensor:
-        state = ctx.state.of(self)
+        own = ctx.state.of(self)
         ref = self.fallback.value(ctx, space)
-        if state.get("switched", False):
+        if own.get("switched", False):
             return ref
-        guided = self.inner.value(ctx, space)
-        b = guided.shape[0]
-        g, r = guided.reshape(b, -1).float(), ref.reshape(b, -1).float()
-        both = torch.isfinite(g) & torch.isfinite(r)  # logits: -inf marks excluded tokens
-        cos = torch.nn.functional.cosine_similarity(g.where(both, 0.0), r.where(both, 0.0), dim=1)
+        B = ref.shape[0]
+        full = getattr(ctx, "batch_size", B)  # inside another per-sample node: part of the batch
+        seen = getattr(ctx, "batch_rows", None)
+        active = own.get("active")
+        if active is not None and active.shape[0] != full:
+            raise ValueError(f"adaptive guidance started with a batch of {active.shape[0]} rows but "
+                             f"now sees {full}; use a fresh guidance state per sampling run")
+        here = None if active is None else (active if seen is None else active[seen])
+        if here is None or bool(here.all()):
+            rows = torch.arange(B, device=ref.device)
+            out = guided = self.inner.value(ctx, space)
+            ref_rows = ref
+        else:  # evaluate the guidance on the rows still guided only
+            rows = here.nonzero().squeeze(1)
+            guided = self.inner.value(ctx.restrict(rows), space)
+            ref_rows = ref[rows]
+            out = ref.clone()
+            out[rows] = guided.to(out.dtype)
+        cos = row_cosine(guided, ref_rows)
         ctx.record("adaptive_cosine", float(cos.min()))
-        if ctx.tau >= self.after and not ctx.state.corrector and bool((cos > self.threshold).all()):
-            state["switched"] = True  # takes effect from the next step on
-            state["switched_at_step"] = ctx.state.step
-        return guided
+        ctx.record("adaptive_rows", float(rows.numel()))
+        if ctx.tau < self.after or ctx.state.corrector:
+            return out
+        converged = cos > self.threshold
+        if self.per_sample:
+            if bool(converged.any()):
+                left = (torch.ones(full, dtype=torch.bool, device=ref.device) if active is None
+                        else active.clone())
+                gone = rows[converged] if seen is None else seen[rows[converged]]
+                left[gone] = False  # takes effect from the next step on
+                own["active"] = left
+                at = own.setdefault("left_at_step", torch.full((full,), -1, dtype=torch.long))
+                at[gone.cpu()] = ctx.state.step
+                if not bool(left.any()):
+                    own["switched"], own["switched_at_step"] = True, ctx.state.step
+        elif bool(converged.all()):
+            own["switched"], own["switched_at_step"] = True, ctx.state.step
+        return out
 
     def __repr__(self) -> str:
-        return f"adaptive({self.inner!r}, threshold={self.threshold:g}, after={self.after:g})"
+        extra = "" if self.per_sample else ", per_sample=False"
+        return f"adaptive({self.inner!r}, threshold={self.threshold:g}, after={self.after:g}{extra})"

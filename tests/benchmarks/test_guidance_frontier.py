@@ -1,0 +1,19 @@
+"""The frontier script's table and plot (the sampling itself is run by the script, not tests)."""
+
+
+def _row(label, method, acc, nfe, **extra):
+    return {"label": label, "method": method, "steps": 20, "accuracy": acc, "se": 0.01,
+            "nfe_per_sample": nfe, **extra}
+
+
+def test_table_and_plot_from_results(tmp_path, load_benchmark):
+    bench = load_benchmark("guidance_frontier")
+    results = {"models": {"shapes_flow": {"n": 100, "metric": "acc_all", "rows": [
+        _row("cfg w=4, 20 steps", "cfg", 0.94, 40.0, fd=1700.0),
+        _row("adaptive per-sample", "adaptive per-sample", 0.92, 29.2, fd=1356.0, delta_accuracy=-0.021,
+             delta_se=0.007, nfe_saving=0.27)]}}}
+    md = bench.table(results)
+    assert "| adaptive per-sample | 20 | 0.920 ± 0.010 | -2.1 ± 0.7 pt | 29.2 | 27% | 1356 |" in md
+    assert "| cfg w=4, 20 steps | 20 | 0.940 ± 0.010 | — | 40.0 | — | 1700 |" in md
+    bench.plot(results, tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
