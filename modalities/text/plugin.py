@@ -9,11 +9,10 @@ from types import MappingProxyType
 import torch
 
 from framework.core.conditions import ConditionSpec
-from framework.core.plugins import Codec, Modality
+from framework.core.plugins import Codec, LazyClasses, Modality
 
 from .codecs import BPETokens, media_to_texts
 from .corpus import GENRES
-from .data import ShakespeareData
 from .metrics import GenreJudge
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "text"
@@ -25,7 +24,7 @@ class TextModality(Modality):
     name = "text"
     description = "text: Shakespeare's speeches (genre/speaker), byte-level BPE tokens"
     representations = MappingProxyType({"bpe": BPETokens})
-    datamodules = MappingProxyType({"shakespeare": ShakespeareData})
+    datamodules = LazyClasses({"shakespeare": f"{__package__}.data:ShakespeareData"})
     conditions = MappingProxyType({"genre": " | ".join(GENRES),
                                    "speaker": "the most frequent speakers of the training plays "
                                               "(GLOUCESTER, FALSTAFF, HAMLET, …); others null"})
@@ -34,7 +33,8 @@ class TextModality(Modality):
     def write(self, media: torch.Tensor | Sequence[str], out: Path, *, rows: Sequence[str] | None = None,
               title: str | None = None) -> list[Path]:
         """``samples.txt``: the title, then one block per sample headed by its number and, with
-        ``rows``, its row label (samples are split evenly over the rows, in order)."""
+        ``rows``, its row label (samples are split evenly over the rows, in order); and one plain
+        UTF-8 file per passage, ``sample_000.txt`` …, holding just its text."""
         texts = media_to_texts(media)
         if rows and len(texts) % len(rows):
             raise ValueError(f"{len(texts)} samples do not fill {len(rows)} rows evenly")
@@ -46,7 +46,11 @@ class TextModality(Modality):
         out.mkdir(parents=True, exist_ok=True)
         path = out / "samples.txt"
         path.write_text("\n".join(blocks), encoding="utf-8")
-        return [path]
+        files = [path]
+        for i, text in enumerate(texts):
+            files.append(out / f"sample_{i:03d}.txt")
+            files[-1].write_text(text + "\n", encoding="utf-8")
+        return files
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> GenreJudge:
         """The genre judge (tokenizer-independent, so one per cache), cached as plain arrays in
