@@ -10,7 +10,6 @@ costs seconds.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -134,13 +133,9 @@ class GenerativeModel(torch.nn.Module):
             raise ValueError("give the sample shape (or a modality whose codec defines it)")
         self.family: Family = FAMILIES[family](**family_args)
         self.shape = tuple(int(s) for s in shape)
-        if family == "autoregressive" and val_steps is not None and val_steps != self.shape[-1]:
-            if val_steps > self.shape[-1]:
-                raise ValueError(f"val_steps={val_steps}: this autoregressive model samples at most "
-                                 f"{self.shape[-1]} tokens; leave val_steps out for all of them")
-            warnings.warn(f"val_steps={val_steps}: validation samples {val_steps} of this autoregressive "
-                          f"model's {self.shape[-1]} tokens, so it scores truncated samples; leave "
-                          f"val_steps out for all {self.shape[-1]}", stacklevel=2)
+        if family == "autoregressive" and val_steps is not None and val_steps > self.shape[-1]:
+            raise ValueError(f"val_steps={val_steps}: this autoregressive model samples at most "
+                             f"{self.shape[-1]} tokens; leave val_steps out for all of them")
         self.specs = {c["name"]: ConditionSpec(**c) for c in conditions}
         self.guidance: list[Expr] = [parse(g) for g in guidance]
         backbone = dict(backbone or {})

@@ -107,6 +107,11 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         spec = self.hparams.val_guidance
         if not spec or self.trainer.sanity_checking:
             return
+        steps, length = self.hparams.val_steps, self.shape[-1]
+        if self.hparams.family == "autoregressive" and steps is not None and steps != length:
+            rank_zero_warn(f"val_steps={steps}: validation samples {steps} of this autoregressive model's "
+                           f"{length} tokens, so it scores truncated samples; leave val_steps out for all "
+                           f"{length}")  # Lightning's rank_zero_warn says it once per message
         conds, score = self._validation_scorer(getattr(self.trainer, "datamodule", None))
         for label, g in spec.items():
             out = self.sample(conds, g, steps=self.hparams.val_steps, seed=0)

@@ -195,7 +195,7 @@ def test_judge_scores_media_and_validation_logs_it(spectra, tmp_path):
                              val_steps=2)
     trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
-                        num_sanity_val_steps=0, default_root_dir=tmp_path)
+                        val_check_interval=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=ps.SpectraData(n_train=32, n_val=16, batch_size=16))
     metrics = trainer.callback_metrics
     assert 0.0 <= float(metrics["val/cfg2/acc_peak"]) <= 1.0

@@ -33,15 +33,27 @@ def test_an_autoregressive_model_samples_its_whole_length_by_default():
     assert len(flow.sample({"c": "a"}, "cond(c)", n=2, seed=0).stats) == 30
 
 
-def test_val_steps_that_truncate_an_autoregressive_model_are_said_or_refused():
-    with pytest.warns(UserWarning, match=r"val_steps=5: validation samples 5 of this autoregressive model's"):
-        GenerativeModel(**AR, val_steps=5)
+def test_val_steps_that_truncate_an_autoregressive_model_are_said_or_refused(tmp_path):
     with pytest.raises(ValueError, match="val_steps=13: this autoregressive model samples at most 12"):
         GenerativeModel(**AR, val_steps=13)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        GenerativeModel(**AR, val_steps=12)
-        GenerativeModel(**AR)
+        warnings.simplefilter("error")  # building (e.g. loading an old checkpoint) stays quiet
+        GenerativeModel(**AR, val_steps=5)
+    import lightning as L
+
+    from framework.toy.data import MixtureData
+
+    dm = MixtureData(kind="tokens", n_train=16, n_val=8, batch_size=8, length=12)
+    model = GenerativeModule(family="autoregressive", shape=[12], family_args={"vocab_size": dm.vocab_size},
+                             conditions=[{"name": n, "labels": list(s.labels)} for n, s in dm.specs.items()],
+                             backbone={"dim": 16, "depth": 1, "heads": 2},
+                             val_guidance={"plain": "cond(shape, color)"}, val_samples=4, val_steps=5)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+                        val_check_interval=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
+    with pytest.warns(UserWarning, match=r"val_steps=5: validation samples 5 of this autoregressive model's"):
+        trainer.fit(model, datamodule=dm)
+    assert float(trainer.callback_metrics["val/plain/nfe"]) == 5
 
 
 def test_a_checkpoint_loads_into_either_class_with_the_same_weights_and_samples(tmp_path):
