@@ -134,14 +134,19 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         return conds, lambda out: judge.evaluate(out.media.cpu(), requested)
 
     def _validation_judge(self) -> Any:
-        """The modality's judge, built once (cached under the trainer's ``default_root_dir``), or
-        ``None`` (no modality, or one that provides no metrics: said once)."""
+        """The modality's judge, built once, or ``None`` (no modality, or one that provides no
+        metrics: said once). It is cached where the modality keeps its shipped checkpoints
+        (``recipes_dir/checkpoints``, whose trained judges ``polyguide eval`` uses too) if that
+        folder exists, else under the trainer's ``default_root_dir/judges``."""
         if not hasattr(self, "_val_judge"):
             self._val_judge = None
             if self.hparams.get("modality"):
-                cache = Path(self.trainer.default_root_dir) / "judges"
+                modality = plugins.get(self.hparams.modality)
+                shipped = Path(modality.recipes_dir) / "checkpoints" if modality.recipes_dir else None
+                cache = shipped if shipped is not None and shipped.is_dir() else (
+                    Path(self.trainer.default_root_dir) / "judges")
                 try:
-                    self._val_judge = plugins.get(self.hparams.modality).judge(self.specs, self.codec, cache)
+                    self._val_judge = modality.judge(self.specs, self.codec, cache)
                 except (PluginError, ValueError) as e:
                     rank_zero_warn(f"val_guidance is set but validation samples are not scored: {e} (give "
                                    f"the data module a score(media, conditions), or the modality a judge)")
