@@ -5,7 +5,11 @@
     polyguide fit --config recipe.yaml ...    train (LightningCLI)
     polyguide sample --checkpoint C --cond shape=circle --guidance "..."   sample, write media
     polyguide eval --checkpoint C --guidance "..."                         metrics of guided samples
+    polyguide export CHECKPOINT DEST          strip a training checkpoint for shipping
     polyguide modalities                      the installed modality plugins
+
+The parser (:mod:`framework.cli.parser`) imports nothing heavy, and each command imports what it
+needs when it runs; ``sample``, ``eval``, ``explain`` and ``export`` never import Lightning.
 """
 
 from __future__ import annotations
