@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -246,7 +245,7 @@ def _steps_or_default(model, steps: int | None) -> int:
         return default_steps(family, model.shape)
     if family == "autoregressive" and steps != length:
         print(f"note: --steps {steps} samples {steps} of this autoregressive model's {length} tokens per "
-              f"sample (leave --steps out for all {length})", file=sys.stderr)
+              f"sample (leave --steps out for all {length})")  # stdout: stderr is for errors alone
     return steps
 
 

@@ -99,3 +99,13 @@ def test_the_default_writer_and_samples_pt_are_different_files(tmp_path, capsys)
     torch.testing.assert_close(media, record["samples"])  # no codec: the media are the representation
     assert record["seed"] == 1 and record["conditions"] == {"c": "a"}
     assert f"wrote {out / 'media.pt'}" in capsys.readouterr().out
+
+
+def test_fewer_steps_than_an_autoregressive_models_length_are_said(tmp_path, capsys):
+    text_ar = str(ROOT / "recipes/text/checkpoints/shakespeare_ar.ckpt")
+    assert main(["sample", "--checkpoint", text_ar, "--cond", "genre=comedy", "--n", "1", "--steps", "8",
+                 "--seed", "0", "--no-progress", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr()
+    assert "note: --steps 8 samples 8 of this autoregressive model's 64 tokens" in printed.out
+    assert printed.err == ""
+    assert (tmp_path / "sample_000.txt").is_file() and (tmp_path / "samples.txt").is_file()
