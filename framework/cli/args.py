@@ -19,7 +19,7 @@ from framework.core.errors import ArgumentError, OutputError
 
 __all__ = [
     "MAX_N", "MAX_SEED", "MAX_STEPS", "MAX_TOKENS", "Parser", "bounded_int", "check_input_file",
-    "check_output_dir", "check_output_file", "protect_dash_values",
+    "check_output_dir", "check_output_file", "fresh_seed", "protect_dash_values", "resolve_device",
 ]
 
 #: Upper bounds of sizes (a typo such as ``--steps 3000000`` would otherwise run for days).
@@ -63,6 +63,39 @@ def non_empty(text: str) -> str:
 
 
 non_empty.__name__ = "text"
+
+
+def resolve_device(name: str | None):
+    """``--device`` → a ``torch.device`` (``None``: the CPU), refusing one this machine lacks."""
+    import torch
+
+    if name is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(name.strip())
+    except (RuntimeError, ValueError):
+        raise ArgumentError(f"--device {name!r} is not a device name (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ArgumentError(f"--device {name}: no CUDA GPU is available here "
+                                f"(torch.cuda.is_available() is False); use --device cpu")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ArgumentError(f"--device {name}: this machine has {count} CUDA device(s), "
+                                f"cuda:0 … cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ArgumentError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ArgumentError(f"--device {name}: polyguide samples on cpu, cuda[:N] or mps")
+    return device
+
+
+def fresh_seed() -> int:
+    """A random seed for a run that was given none (printed by the CLI, so it can be repeated)."""
+    import secrets
+
+    return secrets.randbelow(2**31)
 
 
 def check_input_file(path: Path, what: str) -> Path:

@@ -12,21 +12,18 @@ from typing import Any
 import torch
 
 from framework.cli.args import (
-    MAX_N,
     MAX_SEED,
-    MAX_STEPS,
-    MAX_TOKENS,
-    bounded_int,
     check_input_file,
     check_output_dir,
     check_output_file,
-    non_empty,
+    fresh_seed,
+    resolve_device,
 )
 from framework.core import plugins
-from framework.core.conditions import ConditionError, ConditionSpec
+from framework.core.conditions import ConditionError, ConditionSpec, random_requests
 from framework.core.errors import ArgumentError, NonFiniteError, OutputError, one_line
 
-__all__ = ["add_commands"]
+__all__ = ["evaluate", "format_table", "parse_conditions", "random_requests", "score_guidance", "stream_text"]
 
 
 def _modalities(args: argparse.Namespace) -> int:
@@ -90,11 +87,13 @@ def _check_cond_syntax(pairs: list[str]) -> None:
 
 
 def _load(path: Path, what: str = "checkpoint"):
-    """Load a model for the CLI; a bad file is a ``CheckpointError`` (a user error) naming it."""
-    from framework.training.module import load
+    """Load a model for sampling (a :class:`~framework.core.model.GenerativeModel`: no Lightning);
+    a bad file is a ``CheckpointError`` (a user error) naming it."""
+    from framework.core.checkpoints import load_model
+    from framework.core.model import GenerativeModel
 
     check_input_file(path, what)
-    return load(str(path))
+    return load_model(str(path), cls=GenerativeModel)
 
 
 def _parse_guidance(text: str | None) -> None:
@@ -125,12 +124,19 @@ def _sample_checked(model, conditions, guidance, **kwargs):
 
 
 def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | None, max_tokens: int,
-                seed: int, weak=None, emit=print) -> dict[str, Any]:
+                seed: int, weak=None, emit=print, keep_going: bool = False) -> dict[str, Any]:
     """Guided autoregressive text, streamed to ``emit`` as it is sampled (one sample).
 
-    The model sees at most its trained length ``L`` of tokens; longer generations continue from
-    the last ``L/2`` tokens as a new prompt (a sliding window, re-prefilled). Stops at the end
-    token or after ``max_tokens``. Needs a text codec (``prompt``, ``decode_text``, ``eos_id``).
+    The text begins with ``prompt``, taken as whole words (a prompt ending in a letter or digit is
+    not continued mid-word: the codec's ``word_continuations``). The model sees at most its
+    trained length ``L`` of tokens; longer generations continue from the last ``L/2`` tokens as a
+    new prompt (a sliding window, re-prefilled). A speech ends at the end token; with
+    ``keep_going`` another one starts (same conditions, after a blank line) until ``max_tokens``
+    tokens are sampled. Needs a text codec (``prompt``, ``decode_text``, ``eos_id``).
+
+    Returns ``{"text", "speeches", "tokens", "nfe", "steps", "seconds", "tokens_per_s", "ended"}``:
+    ``tokens`` counts the sampled tokens (end tokens included), ``ended`` whether the last speech
+    reached its end token.
     """
     codec = model.codec
     if codec is None or not hasattr(codec, "decode_text"):
@@ -141,38 +147,57 @@ def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | 
                             f"autoregressive model (this one is {_kind(model)})")
     L = codec.shape[0]
     try:
-        context = codec.prompt(prompt, 1) if prompt else torch.zeros(1, 0, dtype=torch.long)
+        head = codec.prompt(prompt, 1)[0].tolist() if prompt else []
     except ValueError as e:  # e.g. longer than the model's context
         raise ArgumentError(f"--prompt does not fit this model: {one_line(e)}") from e
-    new: list[int] = []
-    shown, nfe, start, steps = "", 0, time.perf_counter(), 0
-    if prompt:
-        emit(prompt, end="", flush=True)
+    ban = codec.word_continuations(prompt) if prompt and hasattr(codec, "word_continuations") else None
+    speeches: list[str] = []
+    speech, context = list(head), torch.tensor([head], dtype=torch.long)  # all ids / the model's window
+    shown, nfe, steps, sampled, ended = prompt or "", 0, 0, 0, False
+    start = time.perf_counter()
+    if shown:
+        emit(shown, end="", flush=True)
 
     def show(i: int, x: torch.Tensor, out) -> None:
         nonlocal shown
-        text = codec.decode_text(torch.tensor([new + x[0, 1 + context.shape[1]:].tolist()]))[0]
+        text = codec.decode_text(torch.tensor([speech + x[0, 1 + context.shape[1]:].tolist()]))[0]
         # a token may end inside a multi-byte character (decoded as U+FFFD until completed)
         if text.startswith(shown) and not text.endswith("\ufffd"):
             emit(text[len(shown):], end="", flush=True)
             shown = text
 
-    while len(new) < max_tokens:
-        budget = min(max_tokens - len(new), L - context.shape[1])
-        res = model.sample(raw, guidance, n=1, steps=budget, seed=seed + steps, weak=weak,
-                           init=context if context.shape[1] else None, callback=show)
-        nfe, steps = nfe + res.nfe, steps + len(res.stats)
+    def finish() -> None:
+        nonlocal shown
+        final = codec.decode_text(torch.tensor([speech]))[0] if speech else ""
+        emit(final[len(shown):] if final.startswith(shown) else "\n" + final, end="", flush=True)
+        speeches.append(final)
+        shown = ""
+
+    while sampled < max_tokens:
+        budget = min(max_tokens - sampled, L - context.shape[1])
+        res = model.sample(raw, guidance, n=1, steps=budget, seed=(seed + steps) % MAX_SEED, weak=weak,
+                           init=context if context.shape[1] else None, callback=show, ban_first=ban)
+        nfe, steps, ban = nfe + res.nfe, steps + len(res.stats), None
         chunk = res.samples[0].tolist()
-        if codec.eos_id in chunk:
-            new += chunk[:chunk.index(codec.eos_id)]
-            break
-        new += chunk
+        ended = codec.eos_id in chunk
+        if ended:
+            chunk = chunk[:chunk.index(codec.eos_id)]
+        sampled += len(chunk) + ended
+        speech += chunk
+        if ended:
+            finish()
+            if not keep_going or sampled >= max_tokens:
+                break
+            emit("\n\n", end="", flush=True)  # the next speech, from the start of a speech
+            speech, context = [], torch.zeros(1, 0, dtype=torch.long)
+            continue
         context = torch.tensor([(context[0].tolist() + chunk)[-(L // 2):]])
+    if not ended:
+        finish()
+    emit("")
     seconds = time.perf_counter() - start
-    final = codec.decode_text(torch.tensor([new]))[0] if new else ""
-    emit(final[len(shown):] if final.startswith(shown) else "\n" + final)  # whatever is still unshown
-    return {"text": (prompt or "") + final, "tokens": len(new), "nfe": nfe, "steps": steps,
-            "seconds": seconds, "tokens_per_s": len(new) / max(seconds, 1e-9)}
+    return {"text": "\n\n".join(speeches), "speeches": speeches, "tokens": sampled, "nfe": nfe,
+            "steps": steps, "seconds": seconds, "tokens_per_s": sampled / max(seconds, 1e-9), "ended": ended}
 
 
 def _kind(model) -> str:
@@ -213,68 +238,107 @@ def _check_steps(model, steps: int | None) -> None:
 
 
 def _steps_or_default(model, steps: int | None) -> int:
-    """``--steps`` if given, else 30, or the number of positions of a shorter token model."""
-    if steps is not None:
-        return steps
-    tokens = model.hparams.get("family") in ("autoregressive", "masked")
-    return min(30, model.shape[-1]) if tokens else 30
+    """``--steps`` if given, else :func:`~framework.core.model.default_steps` (an autoregressive
+    model's whole length). A step count that samples only part of an autoregressive model's length
+    is said on stderr, since the decoded samples are then shorter than the model's."""
+    from framework.core.model import default_steps
+
+    family, length = model.hparams.get("family"), model.shape[-1]
+    if steps is None:
+        return default_steps(family, model.shape)
+    if family == "autoregressive" and steps != length:
+        print(f"note: --steps {steps} samples {steps} of this autoregressive model's {length} tokens per "
+              f"sample (leave --steps out for all {length})")  # stdout: stderr is for errors alone
+    return steps
+
+
+def _load_for(args: argparse.Namespace, path: Path, what: str = "checkpoint"):
+    """:func:`_load` on ``args.device``."""
+    return _load(path, what).to(resolve_device(args.device))
 
 
 def _sample(args: argparse.Namespace) -> int:
     streaming = args.prompt is not None or args.max_tokens is not None
-    for flag, value in (("--n", args.n), ("--out", args.out), ("--steps", args.steps)):
-        if streaming and value is not None:
-            raise ArgumentError(f"{flag} does not apply when streaming text with --prompt/--max-tokens "
-                                f"(one sample, printed; its length is --max-tokens)")
-    out_dir = None if streaming else check_output_dir(args.out or Path("samples"))
+    if streaming and args.steps is not None:
+        raise ArgumentError("--steps does not apply when streaming text with --prompt/--max-tokens "
+                            "(its length is --max-tokens)")
+    if args.keep_going and not streaming:
+        raise ArgumentError("--continue applies when streaming text: give --prompt or --max-tokens")
+    out_dir = (None if streaming and args.out is None else check_output_dir(args.out or Path("samples")))
     check_input_file(args.checkpoint, "checkpoint")
     if args.weak is not None:
         check_input_file(args.weak, "--weak checkpoint")
     _check_cond_syntax(args.cond)
     _parse_guidance(args.guidance)
-    model = _load(args.checkpoint)
+    resolve_device(args.device)  # an unavailable device fails before loading anything
+    seed = fresh_seed() if args.seed is None else args.seed
+    model = _load_for(args, args.checkpoint)
     raw = parse_conditions(args.cond, model.specs)
-    weak = _load(args.weak, "--weak checkpoint") if args.weak else None
+    weak = _load_for(args, args.weak, "--weak checkpoint") if args.weak else None
     if weak is not None:
         from framework.core.checkpoints import check_compatible
 
         check_compatible(model, weak, str(args.checkpoint), str(args.weak))  # before any sampling
     _check_model_args(model, args, raw, weak)
+    guidance_text = args.guidance or (repr(model.guidance[0]) + " (the checkpoint's)" if model.guidance
+                                      else "cond(" + ", ".join(sorted(raw)) + ") (plain conditional)")
+    used = f"guidance {guidance_text}; seed {seed}" + ("" if args.seed is not None else
+                                                       f" (repeat with --seed {seed})")
     if streaming:
-        try:
-            r = stream_text(model, raw, args.guidance, args.prompt, args.max_tokens or 64, args.seed, weak)
-        except FloatingPointError as e:
-            raise NonFiniteError(f"sampling produced non-finite logits: {one_line(e)}") from e
-        print(f"[{r['tokens']} tokens in {r['seconds']:.1f} s: {r['tokens_per_s']:.0f} tokens/s, "
-              f"NFE {r['nfe']} over {r['steps']} steps]")
-        return 0
+        code = _stream(args, model, raw, weak, seed, out_dir)
+        print(f"[{used}]")
+        return code
     n, steps = args.n or 16, _steps_or_default(model, args.steps)
-    out = _sample_checked(model, raw, args.guidance, n=n, steps=steps, seed=args.seed, weak=weak,
+    out = _sample_checked(model, raw, args.guidance, n=n, steps=steps, seed=seed, weak=weak,
                           progress=not args.no_progress)
+    print(used)
+    media = out.media.cpu() if out.media is not None else None
     modality = plugins.get(model.hparams.modality) if model.hparams.get("modality") else None
-    args.out = out_dir
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
     extra = {}
     if modality is not None and "conditions" in inspect.signature(modality.write).parameters:
-        extra["conditions"] = model.conditions(raw, args.n)  # e.g. motion draws the requested path
-    files = (modality.write(out.media, args.out, title=title, **extra) if modality is not None
-             else plugins.Modality().write(out.samples, args.out))
-    torch.save({"samples": out.samples.cpu(), "conditions": raw, "guidance": args.guidance},
-               args.out / "samples.pt")
+        extra["conditions"] = model.conditions(raw, n)  # e.g. motion draws the requested path
+    files = (modality.write(media, out_dir, title=title, **extra) if modality is not None
+             else plugins.Modality().write(out.samples.cpu(), out_dir))
+    record = out_dir / "samples.pt"
+    if record in files:  # a writer that took the CLI's file name would be overwritten silently
+        raise OutputError(f"the {model.hparams.get('modality')} writer wrote {record}, the file where "
+                          f"polyguide sample keeps the representation; the plugin must use another name")
+    torch.save({"samples": out.samples.cpu(), "conditions": raw, "guidance": args.guidance, "seed": seed,
+                "steps": steps}, record)
     costs = f", {out.backward} backward passes, {out.cost_evals} cost evaluations" if out.cost_evals else ""
     print(f"{n} samples, {len(out.stats)} steps, NFE {out.nfe} "
           f"({out.nfe / max(1, len(out.stats)):.2f}/step){costs}, {out.seconds:.1f} s")
-    for f in [*files, args.out / "samples.pt"]:
+    for f in [*files, record]:
         print(f"wrote {f}")
     return 0
 
 
-def random_requests(specs: dict[str, ConditionSpec], names: list[str], n: int,
-                    seed: int) -> dict[str, torch.Tensor]:
-    """``n`` uniformly drawn labels for each categorical condition in ``names``."""
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randint(len(specs[k].labels), (n,), generator=g) for k in names}
+def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: int,
+            out_dir: Path | None) -> int:
+    """``--prompt``/``--max-tokens``: stream ``--n`` texts; with ``--out``, write them too."""
+    n, texts = args.n or 1, []
+    for k in range(n):
+        if n > 1:
+            print(f"{'' if k == 0 else chr(10)}=== sample {k + 1} ===")
+        try:
+            r = stream_text(model, raw, args.guidance, args.prompt, args.max_tokens or 64,
+                            (seed + 1_000_003 * k) % MAX_SEED, weak, keep_going=args.keep_going)
+        except FloatingPointError as e:
+            raise NonFiniteError(f"sampling produced non-finite logits: {one_line(e)}") from e
+        texts.append(r["text"])
+        print(f"[{r['tokens']} tokens in {r['seconds']:.1f} s: {r['tokens_per_s']:.0f} tokens/s, "
+              f"NFE {r['nfe']} over {r['steps']} steps]")
+        if r["ended"] and r["tokens"] < (args.max_tokens or 64) and not args.keep_going:
+            print(f"[the speech ended after {r['tokens']} tokens; --continue starts another one until "
+                  f"--max-tokens]")
+    if out_dir is not None:
+        modality = plugins.get(model.hparams.modality)
+        title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
+        for f in modality.write(texts, out_dir, title=title):
+            print(f"wrote {f}")
+    return 0
 
 
 def score_guidance(model, judge, conditions, requested: dict[str, torch.Tensor], label: str,
@@ -288,7 +352,7 @@ def score_guidance(model, judge, conditions, requested: dict[str, torch.Tensor],
     start = time.perf_counter()
     out = _sample_checked(model, conditions, guidance, steps=steps, seed=seed, weak=weak, progress=progress)
     seconds = time.perf_counter() - start
-    row = {"guidance": label, "expression": guidance, **judge.evaluate(out.media, requested),
+    row = {"guidance": label, "expression": guidance, **judge.evaluate(out.media.cpu(), requested),
            "nfe": out.nfe, "nfe_per_step": out.nfe / len(out.stats), "seconds": seconds}
     return row, out
 
@@ -358,7 +422,8 @@ def _eval(args: argparse.Namespace) -> int:
         check_output_dir(args.out)
     if args.cache is not None:
         check_output_dir(args.cache, "--cache folder")
-    model = _load(args.checkpoint)
+    resolve_device(args.device)
+    model = _load_for(args, args.checkpoint)
     guidances = {g: g for g in args.guidance} or {"default": None}
     _check_eval_args(model, args, guidances)
     steps = _steps_or_default(model, args.steps)
@@ -392,7 +457,7 @@ def is_polyguide_checkpoint(path: Path) -> bool:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from framework.training.module import export
+    from framework.core.checkpoints import export
 
     check_input_file(args.checkpoint, "checkpoint")
     dest = check_output_file(args.dest, "export destination")
@@ -403,55 +468,3 @@ def _export(args: argparse.Namespace) -> int:
     path = export(args.checkpoint, dest)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``modalities``, ``sample`` and ``eval`` on the CLI's sub-parsers."""
-    m = sub.add_parser("modalities", help="list the installed modality plugins")
-    m.set_defaults(run=_modalities)
-
-    s = sub.add_parser("sample", help="sample from a checkpoint with any guidance",
-                       description="Sample from a trained checkpoint and write the modality's media.")
-    s.add_argument("--checkpoint", type=Path, required=True)
-    s.add_argument("--cond", action="append", default=[], metavar="NAME=VALUE",
-                   help="a condition value, e.g. --cond shape=circle (repeatable)")
-    s.add_argument("--guidance", type=non_empty, default=None,
-                   help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
-    s.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None,
-                   help=f"sampling steps (default 30, at most {MAX_STEPS:,}; tokens for autoregressive "
-                        f"models)")
-    s.add_argument("--n", type=bounded_int(1, MAX_N), default=None,
-                   help=f"samples (default 16, at most {MAX_N:,})")
-    s.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
-    s.add_argument("--weak", type=Path, default=None, help="checkpoint of the 'weak' network (autoguidance)")
-    s.add_argument("--out", type=Path, default=None, help="output folder (default: samples)")
-    s.add_argument("--prompt", type=non_empty, default=None,
-                   help="text models: a prefix to continue (streams the text)")
-    s.add_argument("--max-tokens", type=bounded_int(1, MAX_TOKENS), default=None,
-                   help=f"text models: tokens to generate (streams; default 64, at most {MAX_TOKENS:,})")
-    s.add_argument("--no-progress", action="store_true")
-    s.set_defaults(run=_sample)
-
-    e = sub.add_parser("eval", help="score guided samples with the modality's metrics",
-                       description="Sample random requests under each guidance and score them "
-                                   "(per-condition accuracy, Fréchet distance, diversity).")
-    e.add_argument("--checkpoint", type=Path, required=True)
-    e.add_argument("--guidance", type=non_empty, action="append", default=[], help="repeatable")
-    e.add_argument("--conditions", nargs="*", help="conditions to request (default: every categorical one)")
-    e.add_argument("--n", type=bounded_int(1, MAX_N), default=256,
-                   help=f"samples per guidance (at most {MAX_N:,})")
-    e.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None,
-                   help=f"sampling steps (default 30, at most {MAX_STEPS:,} and a token model's length)")
-    e.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
-    e.add_argument("--cache", type=Path, default=None, help="where the judge classifier is cached "
-                                                            "(default: the checkpoint's folder)")
-    e.add_argument("--out", type=Path, default=None)
-    e.add_argument("--no-progress", action="store_true")
-    e.set_defaults(run=_eval)
-
-    x = sub.add_parser("export", help="strip a training checkpoint to weights + config for shipping")
-    x.add_argument("checkpoint", type=Path)
-    x.add_argument("dest", type=Path)
-    x.add_argument("--force", action="store_true",
-                   help="overwrite dest even if it is not a polyguide checkpoint")
-    x.set_defaults(run=_export)

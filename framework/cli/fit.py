@@ -21,6 +21,11 @@ keep their traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,40 @@ _LIGHTNING_CHECKPOINT = {"lightning.pytorch.callbacks.ModelCheckpoint",
                          "pytorch_lightning.callbacks.ModelCheckpoint"}
 _OURS = "framework.training.checkpoint_io.ModelCheckpoint"
 _MAX_MESSAGE = 400
+#: Lightning warnings that tell a polyguide user nothing to act on (matched from their start).
+#: Everything else, e.g. a logging interval longer than the run, still shows.
+_NOISE = (
+    r"LightningCLI's args parameter is intended",  # `polyguide fit` passes its own argv on purpose
+    r"Starting from v1\.9\.0, `tensorboardX` has been removed",  # CSVLogger is what recipes use
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own call into torch
+)
+_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing ..." advertisements."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence :data:`_NOISE` and Lightning's tips while LightningCLI runs; restore afterwards."""
+    tips, argv = _NoTips(), sys.argv
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    with warnings.catch_warnings():
+        for message in _NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        for log in loggers:
+            log.addFilter(tips)
+        sys.argv = argv[:1]  # LightningCLI compares its args with sys.argv and warns when both are given
+        try:
+            yield
+        finally:
+            sys.argv = argv
+            for log in loggers:
+                log.removeFilter(tips)
 
 
 class _CLI(LightningCLI):
@@ -104,10 +143,11 @@ def fit_main(args: list[str]) -> int:
     common = dict(subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
                   parser_kwargs={"prog": "polyguide", "exit_on_error": False})
     try:
-        if _names_model_class(args):  # e.g. a codec: any LightningModule named by class_path
-            _CLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, **common)
-        else:
-            _CLI(GenerativeModule, L.LightningDataModule, **common)
+        with _quiet():
+            if _names_model_class(args):  # e.g. a codec: any LightningModule named by class_path
+                _CLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, **common)
+            else:
+                _CLI(GenerativeModule, L.LightningDataModule, **common)
     except argparse.ArgumentError as e:  # jsonargparse's parse errors (exit_on_error=False)
         text = one_line(e)
         if len(text) > _MAX_MESSAGE:  # jsonargparse may quote a whole file

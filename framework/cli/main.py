@@ -5,7 +5,11 @@
     polyguide fit --config recipe.yaml ...    train (LightningCLI)
     polyguide sample --checkpoint C --cond shape=circle --guidance "..."   sample, write media
     polyguide eval --checkpoint C --guidance "..."                         metrics of guided samples
+    polyguide export CHECKPOINT DEST          strip a training checkpoint for shipping
     polyguide modalities                      the installed modality plugins
+
+The parser (:mod:`framework.cli.parser`) imports nothing heavy, and each command imports what it
+needs when it runs; ``sample``, ``eval``, ``explain`` and ``export`` never import Lightning.
 """
 
 from __future__ import annotations
@@ -13,40 +17,33 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from framework.cli.args import (
-    MAX_N,
-    MAX_SEED,
-    MAX_STEPS,
-    Parser,
-    bounded_int,
-    check_output_dir,
-    non_empty,
-    protect_dash_values,
-)
+from framework.cli.args import check_output_dir, protect_dash_values, resolve_device
+from framework.cli.parser import COMMANDS, build_parser
 from framework.core.errors import ArgumentError, UserError, one_line
 
 __all__ = ["USER_ERRORS", "main"]
 
 #: What the CLI reports in one line (exit 2): every user error (``CheckpointError`` included).
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)
-COMMANDS = ("demo", "explain", "modalities", "sample", "eval", "export", "fit")
-#: ``explain`` prints one line per step.
-MAX_EXPLAIN_STEPS = 1_000
 
 
 def _demo(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.toy:
+        if args.device is not None:
+            raise ArgumentError("--device applies to the shipped model; the --toy demo is analytic and runs "
+                                "on the CPU")
         from framework.toy.demo import run_demo, table
 
-        rows = run_demo(args.out, n=args.n or 400, steps=args.steps or 40, seed=args.seed, progress=progress)
+        out = args.out / "toy"  # its own folder: the main demo's summary files stay untouched
+        rows = run_demo(out, n=args.n or 400, steps=args.steps or 40, seed=args.seed, progress=progress)
         print(table(rows))
         for name in ("guidance_demo.png", "summary.md", "summary.json"):
-            print(f"wrote {args.out / name}")
+            print(f"wrote {out / name}")
         return 0
+    device = resolve_device(args.device)
     from modalities.image.demo import CHECKPOINT
     from modalities.image.demo import run_demo as image_demo
 
@@ -56,7 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
                             f"`polyguide demo --toy`")
     start = time.perf_counter()
     result = image_demo(args.out, per_request=args.n or 8, steps=args.steps or 30, seed=args.seed,
-                        progress=progress)
+                        progress=progress, device=device)
     print(result["table"])
     for f in result["files"]:
         print(f"wrote {f}")
@@ -122,34 +119,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = Parser(prog="polyguide", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command")
-    d = sub.add_parser("demo", help="the main job: guided sampling from the shipped shapes checkpoint",
-                       description="Sample the shipped shapes flow checkpoint under several guidance "
-                                   "expressions: a labelled PNG grid per expression and a summary table "
-                                   "(accuracy, Fréchet distance, NFE, seconds). --toy: an analytic 2-D toy.")
-    d.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
-    d.add_argument("--n", type=bounded_int(1, MAX_N), default=None,
-                   help="samples per request (image; default 8) or per expression (toy; default 400)")
-    d.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None,
-                   help=f"sampling steps (default 30; toy 40; at most {MAX_STEPS:,})")
-    d.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
-    d.add_argument("--toy", action="store_true", help="the analytic toy instead (no checkpoint needed)")
-    d.add_argument("--no-progress", action="store_true", help="no progress bar")
-    d.set_defaults(run=_demo)
-    e = sub.add_parser("explain", help="show the branches, coefficients and NFE plan of a guidance",
-                       description="Parse a guidance expression and show what it evaluates.")
-    e.add_argument("guidance", type=non_empty,
-                   help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
-    e.add_argument("--steps", type=bounded_int(1, MAX_EXPLAIN_STEPS), default=10,
-                   help=f"sampling steps to plan (at most {MAX_EXPLAIN_STEPS:,}: one line each)")
-    e.set_defaults(run=_explain)
-    from framework.cli.commands import add_commands
-
-    add_commands(sub)
-    sub.add_parser("fit", help="train a recipe: polyguide fit --config recipes/<modality>/<name>.yaml",
-                   add_help=False)
-    return p
+    return build_parser()
 
 
 def _report(command: str | None, error: BaseException) -> int:

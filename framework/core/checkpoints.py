@@ -27,9 +27,9 @@ import torch
 from framework.core.errors import UserError
 
 if TYPE_CHECKING:
-    from framework.training.module import GenerativeModule
+    from framework.core.model import GenerativeModel
 
-__all__ = ["CheckpointError", "build_model", "check_compatible", "load_checkpoint", "load_model",
+__all__ = ["CheckpointError", "build_model", "check_compatible", "export", "load_checkpoint", "load_model",
            "read_checkpoint"]
 
 # what LightningCLI stores in hyper_parameters; recognised, never imported
@@ -100,9 +100,9 @@ def read_checkpoint(path: str | Path) -> Any:
 
 
 def _init_parameters() -> set[str]:
-    from framework.training.module import GenerativeModule
+    from framework.core.model import GenerativeModel
 
-    return set(inspect.signature(GenerativeModule.__init__).parameters) - {"self"}
+    return set(inspect.signature(GenerativeModel.__init__).parameters) - {"self"}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -144,23 +144,35 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return {**ckpt, "hyper_parameters": hp}
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
-    """Rebuild a :class:`~framework.training.module.GenerativeModule` from a checkpoint alone (eval mode).
+def load_model(path: str | Path, map_location: str | torch.device = "cpu",
+               cls: type[GenerativeModel] | None = None) -> GenerativeModel:
+    """Rebuild a model from a checkpoint alone (eval mode): a ``cls`` instance, by default the
+    trainable :class:`~framework.training.module.GenerativeModule`; sampling code passes
+    :class:`~framework.core.model.GenerativeModel`, which needs no Lightning.
 
     Raises:
         CheckpointError: one line naming ``path``: a bad file (see :func:`load_checkpoint`), hyper-
             parameters that do not build a model, or weights that do not fit it.
+
+    A shipped checkpoint may be named as the docs do, ``recipes/<modality>/checkpoints/<name>.ckpt``,
+    from any directory, source checkout or installed package (:func:`framework.core.shipped.resolve`).
     """
-    return build_model(load_checkpoint(path), path).to(map_location)
+    from framework.core.shipped import resolve
+
+    path = resolve(path)
+    return build_model(load_checkpoint(path), path, cls).to(map_location)
 
 
-def build_model(ckpt: Mapping[str, Any], path: str | Path) -> GenerativeModule:
-    """The model a :func:`load_checkpoint` dict describes, with its weights (eval mode, CPU);
-    errors name ``path``."""
-    from framework.training.module import GenerativeModule
+def build_model(ckpt: Mapping[str, Any], path: str | Path,
+                cls: type[GenerativeModel] | None = None) -> GenerativeModel:
+    """The model a :func:`load_checkpoint` dict describes, with its weights (eval mode, CPU): a
+    ``cls`` instance, by default :class:`~framework.training.module.GenerativeModule`; errors name
+    ``path``."""
+    if cls is None:
+        from framework.training.module import GenerativeModule as cls
 
     try:
-        model = GenerativeModule(**ckpt["hyper_parameters"])
+        model = cls(**ckpt["hyper_parameters"])
     except (ValueError, TypeError, KeyError, ImportError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyper-parameters do not build a model: "
                               f"{_one_line(e)}") from e
@@ -178,7 +190,7 @@ def _describe_conditions(specs: Mapping[str, Any]) -> str:
                      for n, s in specs.items()) or "none"
 
 
-def _signature(model: GenerativeModule) -> dict[str, Any]:
+def _signature(model: GenerativeModel) -> dict[str, Any]:
     """What two networks must share for their predictions to be combined in one guidance."""
     fam, hp = model.family, model.hparams
     return {"family": hp.get("family"), "prediction space": getattr(fam, "native_space", None),
@@ -188,7 +200,7 @@ def _signature(model: GenerativeModule) -> dict[str, Any]:
             "representation": dict(hp.get("representation") or {})}
 
 
-def check_compatible(main: GenerativeModule, weak: GenerativeModule, main_name: str = "the main model",
+def check_compatible(main: GenerativeModel, weak: GenerativeModel, main_name: str = "the main model",
                      weak_name: str = "the weak model") -> None:
     """Raise :class:`CheckpointError` unless ``weak`` can serve ``.on("weak")`` branches of ``main``:
     same family, prediction space, noise schedule, vocabulary, sample shape, conditions and
@@ -199,3 +211,22 @@ def check_compatible(main: GenerativeModule, weak: GenerativeModule, main_name: 
         if a[key] != b[key]:
             raise CheckpointError(f"weak model {weak_name} does not fit {main_name}: {key} {b[key]} "
                                   f"instead of {a[key]}")
+
+
+def export(checkpoint: str | Path, dest: str | Path) -> Path:
+    """Strip a training checkpoint to what sampling needs (hyper-parameters + weights, which are the
+    EMA weights when trained with ``EMAWeightAveraging``), written atomically; ``load`` reads it.
+
+    The optimizer state and callbacks are dropped, so a shipped checkpoint is about a third of the
+    training checkpoint's size. The source is read with ``weights_only=True`` and must rebuild its
+    model (:func:`~framework.core.checkpoints.load_model`): a bad file raises
+    :class:`~framework.core.checkpoints.CheckpointError` and nothing is written.
+    """
+    from framework.core.atomic import atomic_save
+
+    ckpt = load_checkpoint(checkpoint)
+    from framework.core.model import GenerativeModel
+
+    build_model(ckpt, checkpoint, GenerativeModel)  # refuse now what `load` would refuse later
+    keep = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if k in ckpt}
+    return atomic_save(dest, lambda f: torch.save(keep, f))

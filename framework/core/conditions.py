@@ -30,6 +30,7 @@ __all__ = [
     "DropoutSpec",
     "ScalarEmbedding",
     "UntrainedSubsetWarning",
+    "random_requests",
 ]
 
 NullKind = Literal["learned", "zeros", "mask"]
@@ -516,3 +517,10 @@ def _subset_str(subset: frozenset[str], names: frozenset[str]) -> str:
     dropped = ", ".join(sorted(names - subset)) or "nothing"
     return f"{{{kept}}} (dropping {dropped})"
 
+
+def random_requests(specs: Mapping[str, ConditionSpec], names: Sequence[str], n: int,
+                    seed: int) -> dict[str, torch.Tensor]:
+    """``n`` uniformly drawn label indices ``[n]`` for each categorical condition in ``names``
+    (from a generator seeded with ``seed``: the same requests for the same seed)."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randint(len(specs[k].labels), (n,), generator=g) for k in names}

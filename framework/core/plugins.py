@@ -27,13 +27,38 @@ if TYPE_CHECKING:
     from framework.core.conditions import ConditionSpec
     from framework.guidance.ops.cost_grad import CostFn
 
-__all__ = ["Codec", "Modality", "PluginError", "available", "get"]
+__all__ = ["Codec", "LazyClasses", "Modality", "PluginError", "available", "get"]
 
 GROUP = "polyguide.modalities"
 
 
 class PluginError(UserError, LookupError):
     """A modality, representation or data module that is not installed or not valid."""
+
+
+class LazyClasses(Mapping[str, Any]):
+    """A read-only name → class mapping whose classes are given as ``"module:attribute"`` and
+    imported on first access, e.g. a modality's ``datamodules``: a data module imports Lightning
+    (seconds), which sampling never needs."""
+
+    def __init__(self, targets: Mapping[str, str]) -> None:
+        self._targets = dict(targets)
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            module, _, attr = self._targets[name].partition(":")  # KeyError for an unknown name
+            self._loaded[name] = getattr(importlib.import_module(module), attr)
+        return self._loaded[name]
+
+    def __iter__(self):
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def __repr__(self) -> str:
+        return f"LazyClasses({self._targets!r})"
 
 
 class Codec:
@@ -69,7 +94,8 @@ class Modality:
         name: the registry name (the entry point's name must match).
         description: one line for ``polyguide modalities``.
         representations: representation name → :class:`Codec` factory (class or callable).
-        datamodules: data module name → ``LightningDataModule`` class.
+        datamodules: data module name → ``LightningDataModule`` class (a :class:`LazyClasses`
+            keeps Lightning out of sampling).
         conditions: condition name → a short description of its values.
         recipes_dir: where this modality's ``*.yaml`` recipes live (``None``: none shipped).
         encoders: condition encoder name → callable turning raw values into a tensor
@@ -111,10 +137,12 @@ class Modality:
         """Write a batch of media ``[B, *media_shape]`` under ``out``; returns the files written.
 
         ``rows`` optionally labels groups of samples (one label per row of a grid) and ``title``
-        the whole set. The default saves the raw tensor; modalities override it with their media.
+        the whole set. The default saves the raw tensor as ``media.pt`` (``polyguide sample``
+        writes the representation beside it as ``samples.pt``); modalities override it with their
+        media: a file per sample in the medium people use, and usually a grid of all of them.
         """
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "samples.pt"
+        path = out / "media.pt"
         torch.save(media.cpu(), path)
         return [path]
 

@@ -39,10 +39,33 @@ from framework.guidance.expr import Expr
 from framework.guidance.ops.cost_grad import CostFn
 from framework.guidance.spaces import DiscreteSpaces
 
-__all__ = ["PAD", "Autoregressive", "BranchCaches", "filter_logprobs"]
+__all__ = ["PAD", "Autoregressive", "BranchCaches", "FirstStepMask", "filter_logprobs"]
 
 #: Left padding of ragged prompts in the state (never fed to a network: see the module docstring).
 PAD = -1
+
+
+class FirstStepMask:
+    """Wraps a network: the ``banned`` token ids get −inf logits in every branch until
+    :attr:`active` is cleared (after the first sampling step), e.g. to keep the first token after a
+    prompt that ends a word from continuing that word. ``banned`` is ``[V]`` bool (every sample) or
+    ``[B, V]`` (per sample; the network's rows are ``B``-row blocks, one per branch). Other
+    attributes are the network's."""
+
+    def __init__(self, net: Any, banned: torch.Tensor) -> None:
+        self.net, self.banned, self.active = net, banned.bool(), True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        out = self.net(*args, **kwargs)  # logits [rows, ..., V]
+        if not self.active:
+            return out
+        mask = self.banned.to(out.device)
+        if mask.ndim == 2:
+            mask = mask.repeat(out.shape[0] // mask.shape[0], 1).view(out.shape[0], *[1] * (out.ndim - 2), -1)
+        return out.masked_fill(mask, -torch.inf)
+
+    def __getattr__(self, name: str) -> Any:  # new_cache, ... (only called for missing attributes)
+        return getattr(self.net, name)
 
 
 class BranchCaches:

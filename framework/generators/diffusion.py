@@ -16,7 +16,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from framework.core.conditions import Conditions
 from framework.generators.base import Family, StepCallback, progress_tau, randn
@@ -26,7 +25,15 @@ from framework.guidance.spaces import VPSpaces
 __all__ = ["Diffusion"]
 
 _PREDICTION = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
-_SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++2m": DPMSolverMultistepScheduler}
+# diffusers' schedulers, imported when a diffusion model is built (diffusers takes seconds to import)
+_SAMPLERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "dpm++2m": "DPMSolverMultistepScheduler"}
+
+
+def _scheduler(sampler: str):
+    """The diffusers scheduler class of ``sampler`` (a key of ``_SAMPLERS``)."""
+    import diffusers
+
+    return getattr(diffusers, _SAMPLERS[sampler])
 
 
 class Diffusion(Family):
@@ -53,7 +60,7 @@ class Diffusion(Family):
         self.config = dict(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule,
                            prediction_type=_PREDICTION[prediction])
         self.zero_terminal_snr = zero_terminal_snr
-        self.train_scheduler = DDPMScheduler(**self.config, rescale_betas_zero_snr=zero_terminal_snr,
+        self.train_scheduler = _scheduler("ddpm")(**self.config, rescale_betas_zero_snr=zero_terminal_snr,
                                              clip_sample=False)
         self.converter = VPSpaces.from_alphas_cumprod(self.train_scheduler.alphas_cumprod)
 
@@ -64,7 +71,7 @@ class Diffusion(Family):
             extra["rescale_betas_zero_snr"] = True
         if self.sampler == "ddim":
             extra["timestep_spacing"] = "trailing" if self.zero_terminal_snr else "leading"
-        return _SAMPLERS[self.sampler](**self.config, **extra)
+        return _scheduler(self.sampler)(**self.config, **extra)
 
     def _noise(self, x0: torch.Tensor, generator: torch.Generator | None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -4,6 +4,11 @@ Training regresses ``v`` at ``t ~ U(0, 1)`` (or logit-normal); sampling integrat
 ``dx/dt = v`` from ``t = 1`` (noise) to ``t = 0`` with Euler or Heun steps. The network may
 predict velocity (default) or any space :class:`FlowSpaces` converts (``eps``, ``x0``), and
 guidance can act in ``x0`` (APG, rescale) because the conversions are exact.
+
+CFG++ (``cfg_pp``, Chung et al. 2024) carries a separate re-noise prediction. On the straight
+path an Euler step is exactly a DDIM step, ``x_{t'} = (1 − t')·x̂0 + t'·ε̂`` with ``x̂0`` and ``ε̂``
+both from one velocity; CFG++ takes ``x̂0`` from the guided prediction and ``ε̂`` from the re-noise
+(unconditional) one, ``x_{t'} = (1 − t')·x̂0(v_λ) + t'·ε̂(v_∅)``. It needs the Euler solver.
 """
 
 from __future__ import annotations
@@ -103,6 +108,15 @@ class Flow(Family):
             t, t_next = ts[i], ts[i + 1]
             tau = progress_tau(i, steps)
             out = guider.step(x, t.expand(B), tau, conditions, state)
+            if out.renoise is not None:
+                if self.solver != "euler":
+                    raise ValueError("a separate renoise prediction (CFG++) needs solver='euler' on the flow "
+                                     f"family (this model uses {self.solver!r})")
+                x = self._renoise_step(x, t.expand(B), t_next, out.denoise, out.renoise, guider)
+                bar.update(1)
+                if callback is not None:
+                    callback(i, x, out)
+                continue
             x_euler = x + (t_next - t) * out.denoise
             if self.solver == "heun" and i < steps - 1:
                 out2 = guider.step(x_euler, t_next.expand(B), tau, conditions, state, corrector=True)
@@ -113,3 +127,11 @@ class Flow(Family):
             if callback is not None:
                 callback(i, x, out)
         return x
+
+    def _renoise_step(self, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, denoise: torch.Tensor,
+                      renoise: torch.Tensor, guider: Guider) -> torch.Tensor:
+        """CFG++ step ``x_{t'} = (1 − t')·x̂0(denoise) + t'·ε̂(renoise)`` (``x``, predictions
+        ``[B, *shape]``, ``t`` ``[B]``): the Euler step when both predictions are the same."""
+        x0 = guider.converter.convert(denoise, self.output_space, "x0", x=x, t=t)
+        eps = guider.converter.convert(renoise, self.output_space, "eps", x=x, t=t)
+        return ((1 - t_next) * x0 + t_next * eps).to(x.dtype)

@@ -9,15 +9,14 @@ from types import MappingProxyType
 import torch
 
 from framework.core.conditions import ConditionSpec
-from framework.core.plugins import Codec, Modality
+from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
 
 # music: imports of the music side (audio-music)
 from .chroma import melody
 from .codec import EncodecCodec
-from .data import WordsData
 from .mel import LogMel
-from .music_data import INSTRUMENTS, STYLES, TEMPOS, MusicData
+from .music import INSTRUMENTS, STYLES, TEMPOS
 from .speech import PITCHES, SPEAKERS, WORDS
 
 __all__ = ["AudioModality", "words_judge"]
@@ -54,9 +53,9 @@ class AudioModality(Modality):
     name = "audio"
     description = "audio: spoken digits (eSpeak NG, word/speaker/pitch) and music (music21 + SoundFont)"
     representations = MappingProxyType({"mel": LogMel, "codec": EncodecCodec})
-    datamodules = MappingProxyType({"words": WordsData,
-                                    # music: data modules (audio-music)
-                                    "music": MusicData})
+    datamodules = LazyClasses({"words": f"{__package__}.data:WordsData",
+                               # music: data modules (audio-music)
+                               "music": f"{__package__}.music_data:MusicData"})
     conditions = MappingProxyType({
         "word": " | ".join(WORDS), "speaker": " | ".join(SPEAKERS) + " (eSpeak voice+variant)",
         "pitch": " | ".join(PITCHES) + " (eSpeak pitch setting, relative to the voice)",

@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from framework.cli.commands import format_table, score_guidance
+from framework.core.checkpoints import load_model
 from framework.core.conditions import Conditions
+from framework.core.model import GenerativeModel
 from framework.core.shipped import recipes_dir
-from framework.training.module import load
 
 from .plugin import ImageModality
 from .writers import save_grid
@@ -48,12 +49,13 @@ def _slug(label: str) -> str:
 
 
 def run_demo(out: Path, checkpoint: Path = CHECKPOINT, per_request: int = 8, steps: int = 30, seed: int = 0,
-             progress: bool = True) -> dict[str, Any]:
-    """Run the demo; returns ``{"rows": [...], "negative": {...}, "files": [...]}``."""
+             progress: bool = True, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Run the demo (sampling on ``device``; judged on the CPU); returns ``{"rows": [...],
+    "negative": {...}, "files": [...]}``."""
     if not checkpoint.exists():
         raise FileNotFoundError(f"checkpoint {checkpoint} is missing; train it with `polyguide fit "
                                 "--config recipes/image/shapes_flow.yaml` (see recipes/README.md)")
-    model = load(str(checkpoint))
+    model = load_model(str(checkpoint), device, cls=GenerativeModel)  # sampling only: no Lightning
     judge = ImageModality().judge(model.specs, model.codec, checkpoint.parent)
     out.mkdir(parents=True, exist_ok=True)
     shape = torch.tensor([model.specs["shape"].labels.index(s) for s, _ in REQUESTS])
@@ -75,6 +77,7 @@ def run_demo(out: Path, checkpoint: Path = CHECKPOINT, per_request: int = 8, ste
     negative, grids = {}, []
     for label, g in NEGATIVE.items():
         res = model.sample(circle, g, steps=steps, seed=seed)
+        res.media = res.media.cpu()
         logits = judge.classifier(res.media.float().clamp(0, 1))
         negative[label] = {"expression": g, "red": float((logits["color"].argmax(-1) == red).float().mean()),
                            "circle": float((logits["shape"].argmax(-1) == 0).float().mean()), "nfe": res.nfe}

@@ -9,15 +9,14 @@ from types import MappingProxyType
 import torch
 
 from framework.core.conditions import ConditionSpec
-from framework.core.plugins import Codec, Modality
+from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
 
 from .codecs import Palette, Patches
 from .costs import COSTS
-from .data import DigitsData, ShapesData
 from .metrics import ImageJudge
 from .shapes import COLORS, POSITIONS, SHAPES, render
-from .writers import save_grid
+from .writers import save_grid, save_images
 
 RECIPES = recipes_dir("image")  # the checkout's recipes/image, or the installed polyguide_recipes.image
 
@@ -28,7 +27,8 @@ class ImageModality(Modality):
     name = "image"
     description = "images: procedural shapes (shape/color/position/text) and sklearn digits"
     representations = MappingProxyType({"patches": Patches, "palette": Palette})
-    datamodules = MappingProxyType({"shapes": ShapesData, "digits": DigitsData})
+    datamodules = LazyClasses({"shapes": f"{__package__}.data:ShapesData",
+                               "digits": f"{__package__}.data:DigitsData"})
     conditions = MappingProxyType({"shape": " | ".join(SHAPES), "color": " | ".join(COLORS),
                                    "position": " | ".join(POSITIONS), "text": "a caption (MiniLM embedding)",
                                    "digit": "0 … 9"})
@@ -38,10 +38,12 @@ class ImageModality(Modality):
 
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
               title: str | None = None) -> list[Path]:
+        """``grid.png`` (all samples, labelled) and one PNG per image, ``sample_000.png`` …, at
+        the model's resolution."""
         out.mkdir(parents=True, exist_ok=True)
         path = out / "grid.png"
         save_grid(media, path, rows=rows, title=title)
-        return [path]
+        return [path, *save_images(media, out)]
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> ImageJudge:
         """A classifier-based judge for the model's data (digits if it has a ``digit`` condition,
@@ -56,6 +58,8 @@ def judge_data(specs: Mapping[str, ConditionSpec], size: int, seed_offset: int =
     from the training data's). Each split is ``(images [N, C, S, S], {attribute: labels [N]})``."""
     heads, name = judge_heads(specs, size)
     if "digit" in specs:
+        from .data import DigitsData
+
         dm = DigitsData(size=size)
         return dm.split("train"), dm.split("val"), heads, name
 

@@ -2,15 +2,58 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["grid_image", "save_grid", "save_sweep_plot"]
+__all__ = ["grid_image", "save_grid", "save_images", "save_sweep_plot"]
 
 _BG, _FG = (255, 255, 255), (20, 20, 20)
+_FONT_SIZE = 11
+
+
+@functools.cache
+def label_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib, found without importing it), which has the Greek and
+    maths glyphs guidance labels use (τ, ∈, −); PIL's built-in bitmap font draws them as boxes."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if path.is_file():
+            return ImageFont.truetype(str(path), _FONT_SIZE)
+    return ImageFont.load_default()
+
+
+def _drawable(text: str, font) -> str:
+    """``text`` with the glyphs a bitmap fallback font lacks spelled out (``τ`` → ``tau``)."""
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return text
+    for glyph, name in (("τ", "tau"), ("∈", " in "), ("−", "-"), ("·", "*"), ("λ", "lambda"), ("…", "...")):
+        text = text.replace(glyph, name)
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def wrap_text(text: str, width: float, font) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels (a longer word gets its
+    own line and is cut by characters)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        line = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(line) <= width:
+            lines[-1] = line
+            continue
+        while len(word) > 1 and font.getlength(word) > width:  # one over-long word: split it
+            cut = len(word) - 1
+            while cut > 1 and font.getlength(word[:cut]) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        lines.append(word)
+    return lines or [""]
 
 
 def grid_image(media: torch.Tensor, *, rows: Sequence[str] | None = None, cols: Sequence[str] | None = None,
@@ -20,7 +63,7 @@ def grid_image(media: torch.Tensor, *, rows: Sequence[str] | None = None, cols: 
     Args:
         rows: one label per row (e.g. the guidance of that row); ``N`` must divide evenly.
         cols: one label per column.
-        title: a line above the grid.
+        title: text above the grid, wrapped to the grid's width (never cut off).
         scale: nearest-neighbour upscaling, so 16-pixel images stay legible.
     """
     if media.ndim != 4 or media.shape[1] not in (1, 3):
@@ -34,19 +77,26 @@ def grid_image(media: torch.Tensor, *, rows: Sequence[str] | None = None, cols: 
     if imgs.shape[1] == 1:
         imgs = imgs.expand(-1, 3, -1, -1)
     h, w = imgs.shape[2] * scale, imgs.shape[3] * scale
-    draw_probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left = 8 + max((draw_probe.textlength(r) for r in rows), default=0) if rows else 0
-    top = (14 if title else 0) + (14 if cols else 0)
-    canvas = Image.new("RGB", (int(left) + n_cols * (w + pad) + pad, top + n_rows * (h + pad) + pad), _BG)
+    font = label_font()
+    rows = [_drawable(str(r), font) for r in rows] if rows else rows
+    left = 8 + max((font.getlength(r) for r in rows), default=0) if rows else 0
+    width = int(left) + n_cols * (w + pad) + pad
+    line_h = _FONT_SIZE + 3
+    title_lines = wrap_text(_drawable(title, font), max(width - 2 * pad, 60), font) if title else []
+    if title_lines:
+        width = max(width, int(max(font.getlength(t) for t in title_lines)) + 2 * pad)
+    top = len(title_lines) * line_h + (14 if cols else 0)
+    canvas = Image.new("RGB", (width, top + n_rows * (h + pad) + pad), _BG)
     draw = ImageDraw.Draw(canvas)
-    if title:
-        draw.text((pad, 1), title, fill=_FG)
+    for k, line in enumerate(title_lines):
+        draw.text((pad, 1 + k * line_h), line, fill=_FG, font=font)
     for j, label in enumerate(cols or []):
-        draw.text((int(left) + pad + j * (w + pad), top - 13), str(label)[: max(3, w // 6)], fill=_FG)
+        draw.text((int(left) + pad + j * (w + pad), top - 13), _drawable(str(label), font)[: max(3, w // 6)],
+                  fill=_FG, font=font)
     for i in range(n_rows):
         y = top + pad + i * (h + pad)
         if rows:
-            draw.text((4, y + h // 2 - 5), rows[i], fill=_FG)
+            draw.text((4, y + h // 2 - 6), rows[i], fill=_FG, font=font)
         for j in range(n_cols):
             tile = imgs[i * n_cols + j].permute(1, 2, 0).numpy()
             canvas.paste(Image.fromarray(tile).resize((w, h), Image.NEAREST),
@@ -60,6 +110,25 @@ def save_grid(media: torch.Tensor, path: Path | str, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     grid_image(media, **kwargs).save(path)
     return path
+
+
+def save_images(media: torch.Tensor, out: Path | str, scale: int = 1) -> list[Path]:
+    """One PNG per image ``[N, C, S, S]`` in ``[0, 1]``: ``out/sample_000.png`` …, at the image's
+    own resolution (``scale`` > 1 enlarges with nearest-neighbour); returns the paths."""
+    if media.ndim != 4 or media.shape[1] not in (1, 3):
+        raise ValueError(f"expected images [N, 1 or 3, H, W], got {tuple(media.shape)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    imgs = (media.detach().float().cpu().clamp(0, 1) * 255).round().byte()
+    paths = []
+    for i, img in enumerate(imgs):
+        arr = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+        pic = Image.fromarray(arr)
+        if scale > 1:
+            pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
+        paths.append(out / f"sample_{i:03d}.png")
+        pic.save(paths[-1])
+    return paths
 
 
 def save_sweep_plot(results: Mapping[str, Mapping[float, Mapping[str, float]]], path: Path | str,

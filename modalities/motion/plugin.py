@@ -9,13 +9,12 @@ from types import MappingProxyType
 import torch
 
 from framework.core.conditions import Conditions, ConditionSpec
-from framework.core.plugins import Codec, Modality
+from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
 
 from .actions import ACTIONS, SPEEDS
 from .codecs import Features, Tokens
 from .costs import trajectory_cost
-from .data import MotionData
 from .trajectory import decode_trajectory, trajectory_encoder
 from .writers import save_gif
 
@@ -28,7 +27,7 @@ class MotionModality(Modality):
     name = "motion"
     description = "human motion: procedural 22-joint clips (action, speed, text, trajectory), GIF + BVH"
     representations = MappingProxyType({"features": Features, "tokens": Tokens})
-    datamodules = MappingProxyType({"motion": MotionData})
+    datamodules = LazyClasses({"motion": f"{__package__}.data:MotionData"})
     conditions = MappingProxyType({
         "action": " | ".join(ACTIONS), "speed": " | ".join(SPEEDS),
         "text": "a caption (MiniLM embedding)",
@@ -45,7 +44,8 @@ class MotionModality(Modality):
 
         out.mkdir(parents=True, exist_ok=True)
         trajectories = None
-        if conditions is not None and "trajectory" in conditions.values:
+        if (conditions is not None and "trajectory" in conditions.values
+                and bool(conditions.present["trajectory"].any())):  # an absent path has no frames to draw
             trajectories = decode_trajectory(conditions.values["trajectory"].cpu())
             absent = ~conditions.present["trajectory"].cpu()
             trajectories[absent] = float("nan")

@@ -111,6 +111,34 @@ class BPETokens(Codec):
             raise ValueError(f"a prompt needs 1..{self.length - 1} tokens, got {len(ids)}")
         return torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()
 
+    def word_continuations(self, prompt: str) -> torch.Tensor:
+        """``[V]`` bool: the tokens that would glue onto a ``prompt`` ending in a letter or digit
+        (those starting with one, without the byte-level BPE's leading space), so that the text
+        after a prompt such as ``"Enter"`` starts a new word rather than ``"Enterlse"``. All
+        ``False`` when the prompt ends otherwise (a space, punctuation, a line break)."""
+        if not prompt or not prompt[-1].isalnum():
+            return torch.zeros(self.vocab_size, dtype=torch.bool)
+        if getattr(self, "_continuations", None) is None:
+            pieces = [self.tokenizer.decode([i], skip_special_tokens=False) for i in range(self.vocab_size)]
+            glue = [i >= self.n_special and bool(p) and p[0].isalnum() for i, p in enumerate(pieces)]
+            self._continuations = torch.tensor(glue, dtype=torch.bool)
+        return self._continuations.clone()
+
+    def decode_continuations(self, prompts: Sequence[torch.Tensor | Sequence[int]],
+                             x: torch.Tensor) -> torch.Tensor:
+        """Each prompt's ids followed by its sampled ids ``x`` ``[B, L]`` → UTF-8 bytes ``[B, M]``,
+        decoded together (so spacing across the seam is the tokenizer's, not a guess)."""
+        if len(prompts) != x.shape[0]:
+            raise ValueError(f"{len(prompts)} prompts for {x.shape[0]} samples")
+        rows = [torch.cat([torch.as_tensor(p, dtype=torch.long).cpu(), r.cpu()]) for p, r in zip(prompts, x,
+                                                                                                strict=True)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = r
+        texts = self.decode_text(ids)
+        return texts_to_media([t.replace("\x00", "\ufffd") for t in texts]).to(x.device)
+
     def encode(self, media: torch.Tensor) -> torch.Tensor:
         """UTF-8 bytes ``[B, M]`` → ids ``[B, L]`` (on the media's device)."""
         return self.encode_texts(media_to_texts(media)).to(media.device)

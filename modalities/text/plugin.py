@@ -9,12 +9,11 @@ from types import MappingProxyType
 import torch
 
 from framework.core.conditions import ConditionSpec
-from framework.core.plugins import Codec, Modality
+from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
 
 from .codecs import BPETokens, media_to_texts
 from .corpus import GENRES
-from .data import ShakespeareData
 from .metrics import GenreJudge
 
 RECIPES = recipes_dir("text")  # the checkout's recipes/text, or the installed polyguide_recipes.text
@@ -26,7 +25,7 @@ class TextModality(Modality):
     name = "text"
     description = "text: Shakespeare's speeches (genre/speaker), byte-level BPE tokens"
     representations = MappingProxyType({"bpe": BPETokens})
-    datamodules = MappingProxyType({"shakespeare": ShakespeareData})
+    datamodules = LazyClasses({"shakespeare": f"{__package__}.data:ShakespeareData"})
     conditions = MappingProxyType({"genre": " | ".join(GENRES),
                                    "speaker": "the most frequent speakers of the training plays "
                                               "(GLOUCESTER, FALSTAFF, HAMLET, …); others null"})
@@ -35,7 +34,8 @@ class TextModality(Modality):
     def write(self, media: torch.Tensor | Sequence[str], out: Path, *, rows: Sequence[str] | None = None,
               title: str | None = None) -> list[Path]:
         """``samples.txt``: the title, then one block per sample headed by its number and, with
-        ``rows``, its row label (samples are split evenly over the rows, in order)."""
+        ``rows``, its row label (samples are split evenly over the rows, in order); and one plain
+        UTF-8 file per passage, ``sample_000.txt`` …, holding just its text."""
         texts = media_to_texts(media)
         if rows and len(texts) % len(rows):
             raise ValueError(f"{len(texts)} samples do not fill {len(rows)} rows evenly")
@@ -47,7 +47,11 @@ class TextModality(Modality):
         out.mkdir(parents=True, exist_ok=True)
         path = out / "samples.txt"
         path.write_text("\n".join(blocks), encoding="utf-8")
-        return [path]
+        files = [path]
+        for i, text in enumerate(texts):
+            files.append(out / f"sample_{i:03d}.txt")
+            files[-1].write_text(text + "\n", encoding="utf-8")
+        return files
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> GenreJudge:
         """The genre judge (tokenizer-independent, so one per cache), cached as plain arrays in

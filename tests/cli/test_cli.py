@@ -9,8 +9,10 @@ from framework.cli.main import main
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--toy", "--out", str(out), "--n", "200", "--steps", "20", "--no-progress"]) == 0
+    root = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--toy", "--out", str(root), "--n", "200", "--steps", "20", "--no-progress"]) == 0
+    out = root / "toy"  # its own folder: the main demo's summary.md / summary.json are not overwritten
+    assert sorted(p.name for p in root.iterdir()) == ["toy"]
     return out, {r["label"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import framework.training.module
+import framework.core.checkpoints
 from framework.cli.commands import is_polyguide_checkpoint
 from framework.cli.main import main
 from framework.generators.base import Family
@@ -41,7 +41,7 @@ def no_sampling(monkeypatch):
 
 @pytest.fixture
 def no_load(monkeypatch, no_sampling):
-    monkeypatch.setattr(framework.training.module, "load", _forbid("loading the checkpoint"))
+    monkeypatch.setattr(framework.core.checkpoints, "load_model", _forbid("loading the checkpoint"))
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -94,12 +94,12 @@ BEFORE_LOADING = [
     (["sample", "--checkpoint", IMAGE, "--max-tokens", "-3"], "argument --max-tokens: must be between 1"),
     (["sample", "--checkpoint", IMAGE, "--prompt", ""], "argument --prompt: must not be empty"),
     (["sample", "--checkpoint", IMAGE, "--guidance", "  "], "argument --guidance: must not be empty"),
-    (
-        ["sample", "--checkpoint", TEXT_AR, "--prompt", "Enter", "--n", "4"],
-        "--n does not apply when streaming",
-    ),
-    (["sample", "--checkpoint", TEXT_AR, "--max-tokens", "9", "--out", "{out}"], "--out does not apply"),
     (["sample", "--checkpoint", TEXT_AR, "--max-tokens", "9", "--steps", "4"], "--steps does not apply"),
+    (["sample", "--checkpoint", TEXT_AR, "--continue"], "--continue applies when streaming text"),
+    (["sample", "--checkpoint", IMAGE, "--device", "tpu:0"], "--device 'tpu:0' is not a device name"),
+    (["sample", "--checkpoint", IMAGE, "--device", "cuda:99"], "--device cuda:99: "),
+    (["eval", "--checkpoint", IMAGE, "--device", "cuda:99"], "--device cuda:99: "),
+    (["demo", "--toy", "--device", "cpu"], "--device applies to the shipped model"),
     (
         ["sample", "--checkpoint", IMAGE, "--guidance", "uncond + 4*(cond(shape) - uncond"],
         "'(' was never closed (column",
@@ -125,7 +125,7 @@ BEFORE_LOADING = [
         ["sample", "--checkpoint", IMAGE, "--weak", "{dir}/weak.ckpt"],
         "--weak checkpoint {dir}/weak.ckpt does not exist",
     ),
-    (["sample", "--checkpoint", IMAGE, "--device", "cuda"], "unrecognized arguments: --device cuda"),
+    (["sample", "--checkpoint", IMAGE, "--devices", "cuda"], "unrecognized arguments: --devices cuda"),
     (["sample", "--checkpoint", IMAGE, "--steps"], "argument --steps: expected one argument"),
     (["sample"], "the following arguments are required: --checkpoint"),
     (["eval", "--checkpoint", IMAGE, "--n", "0"], "argument --n: must be between 1 and 100,000, got 0"),

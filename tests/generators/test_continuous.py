@@ -144,6 +144,33 @@ def test_cfg_pp_renoises_with_the_unconditional_prediction():
                                             specs=toy.specs)
 
 
+def test_flow_cfg_pp_matches_a_hand_written_ddim_style_step():
+    """Oracle: x_{t'} = (1 − t')·x̂0(v_λ) + t'·ε̂(v_∅), v_λ = v_∅ + λ(v_c − v_∅), written out here."""
+    family = Flow()
+    toy = _toy_for(family)
+    model = _as_native(toy, family)
+    conds = Conditions.from_raw(toy.specs, TARGET, 64)
+    none = Conditions.from_raw(toy.specs, {}, 64)
+    x_init = torch.randn(64, 2, generator=torch.Generator().manual_seed(3))
+    lam, steps = 0.6, 8
+    pp = family.sample(model, G.cfg_pp(("shape", "color"), lam), conds, (2,), steps, specs=toy.specs,
+                       init=x_init.clone()).samples
+    x, ts = x_init.clone(), family.times(steps, x_init.device)
+    for i in range(steps):
+        t, t2 = ts[i].expand(64), ts[i + 1]
+        v_c, v_u = model(x, t, conds), model(x, t, none)
+        v = v_u + lam * (v_c - v_u)
+        x0, eps = x - t[:, None] * v, x + (1 - t[:, None]) * v_u
+        x = (1 - t2) * x0 + t2 * eps
+    torch.testing.assert_close(pp, x.to(pp.dtype), rtol=1e-5, atol=1e-5)
+    plain = family.sample(model, G.cfg(("shape", "color"), lam), conds, (2,), steps, specs=toy.specs,
+                          init=x_init.clone()).samples
+    assert (pp - plain).abs().max() > 1e-2  # the re-noising is not ignored
+    assert _accuracy(toy, pp) > _accuracy(toy, plain)
+    with pytest.raises(ValueError, match="needs solver='euler'"):
+        Flow(solver="heun").sample(model, G.cfg_pp(("shape", "color"), 0.6), conds, (2,), 3, specs=toy.specs)
+
+
 def test_callback_and_progress_options():
     family = Flow()
     toy = _toy_for(family)

@@ -47,3 +47,21 @@ def test_fit_from_a_bad_checkpoint_is_one_line(tmp_path, capsys, case, message):
     err = capsys.readouterr().err.strip().splitlines()  # after Lightning's own notes (devices...)
     assert code == 2 and err[-1] == f"polyguide fit: error: checkpoint {path}: {message}"
     assert not any("Traceback" in line for line in err)
+
+
+def test_fit_silences_lightning_noise_but_not_real_warnings(tmp_path, capsys, caplog, recwarn):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    fit_main(["fit", "--config", str(RECIPES[0]), "--trainer.max_steps", "2",
+              "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+              "--trainer.default_root_dir", str(tmp_path), "--data.init_args.n_train", "128",
+              "--data.init_args.n_val", "64", "--data.init_args.batch_size", "64",
+              "--model.val_samples", "8", "--model.val_steps", "2"])
+    said = [str(w.message) for w in recwarn] + [r.getMessage() for r in caplog.records]
+    said.append(capsys.readouterr().err)
+    for noise in ("LightningCLI's args parameter", "tensorboardX", "💡 Tip", "LeafSpec"):
+        assert not any(noise in s for s in said), noise
+    # a real hint stays: 2 steps are fewer than the logging interval
+    assert any("smaller than the logging interval" in s for s in said), said

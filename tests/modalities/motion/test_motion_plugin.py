@@ -70,6 +70,16 @@ def test_cli_sample_with_a_trajectory_file(tiny, tmp_path, capsys):
     assert "unknown value 'moonwalk' for condition 'action'" in capsys.readouterr().err
 
 
+def test_cli_sample_without_a_trajectory_writes_the_clips(tiny, tmp_path, capsys):
+    """The model has a trajectory condition but none is given: nothing to draw (it crashed the GIF)."""
+    _, ckpt, _ = tiny
+    assert main(["sample", "--checkpoint", str(ckpt), "--cond", "action=run", "--guidance", "cfg(action, 2)",
+                 "--steps", "2", "--n", "2", "--seed", "0", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 0
+    assert Image.open(tmp_path / "o" / "motion.gif").n_frames == 64
+    assert read_bvh(tmp_path / "o" / "sample_01.bvh").shape == (64, 22, 3)
+
+
 def _npy(tmp_path, t, name="path.npy"):
     p = tmp_path / name
     np.save(p, t.numpy())

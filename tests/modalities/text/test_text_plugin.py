@@ -22,7 +22,9 @@ def test_write_one_block_per_sample_with_row_labels(tmp_path):
     texts = ["Who's there?", "Nay, answer me:\nstand, and unfold yourself.", "Long live the king!",
              "Bernardo?"]
     files = TextModality().write(texts_to_media(texts), tmp_path, rows=["comedy", "tragedy"], title="w=3")
-    assert files == [tmp_path / "samples.txt"]
+    assert files == [tmp_path / "samples.txt", *[tmp_path / f"sample_{i:03d}.txt" for i in range(4)]]
+    # one plain file per passage, its text alone
+    assert [f.read_text(encoding="utf-8") for f in files[1:]] == [t + "\n" for t in texts]
     written = files[0].read_text(encoding="utf-8")
     assert written.startswith("# w=3\n")
     assert "=== comedy · sample 2 ===\nNay, answer me:\nstand, and unfold yourself.\n" in written

@@ -1,0 +1,183 @@
+"""The ``polyguide`` argument parser: every sub-command, its options, their defaults and help.
+
+Building it imports nothing heavy (no torch, no Lightning): ``polyguide --help`` and argument
+mistakes answer at once. Each sub-command's handler is named as ``module:function`` and imported
+only when that command runs (:class:`Handler`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from framework.cli.args import MAX_N, MAX_SEED, MAX_STEPS, MAX_TOKENS, Parser, bounded_int, non_empty
+
+__all__ = ["COMMANDS", "MAX_EXPLAIN_STEPS", "Handler", "build_parser"]
+
+COMMANDS = ("demo", "explain", "modalities", "sample", "eval", "export", "fit")
+#: ``explain`` prints one line per step.
+MAX_EXPLAIN_STEPS = 1_000
+
+_DESCRIPTION = """\
+polyguide: conditional generation with a guidance algebra.
+
+    polyguide demo [--out outputs] [--toy]    the main job: guided samples from the shipped shapes model
+    polyguide explain "<guidance>"            what an expression evaluates, step by step
+    polyguide fit --config recipe.yaml ...    train (LightningCLI)
+    polyguide sample --checkpoint C --cond shape=circle --guidance "..."   sample, write media
+    polyguide eval --checkpoint C --guidance "..."                         metrics of guided samples
+    polyguide export CHECKPOINT DEST          strip a training checkpoint for shipping
+    polyguide modalities                      the installed modality plugins
+
+`polyguide <command> --help` describes each command's options and defaults.
+"""
+
+_GUIDANCE_DEFAULT = ("default: the checkpoint's own guidance, the first expression its recipe lists under "
+                     "`guidance:` (printed when sampling), else plain conditional sampling on the given "
+                     "conditions, cond(...)")
+_STEPS_HELP = (f"sampling steps (at most {MAX_STEPS:,}); default: 30 for diffusion and flow, min(30, L) "
+               f"for masked models of L positions, and for autoregressive models their whole length L "
+               f"(one token per step: fewer steps sample a shorter prefix)")
+_DEVICE_HELP = "where to sample: cpu, cuda, cuda:N or mps (default: cpu); an unavailable device is an error"
+
+
+class Handler:
+    """A sub-command's function, imported on first call from ``"module:function"``."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)(args)
+
+
+def _demo(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("demo", help="the main job: guided sampling from the shipped shapes checkpoint",
+                       description="Sample the shipped shapes flow checkpoint under several guidance "
+                                   "expressions: a labelled PNG grid per expression and a summary table "
+                                   "(accuracy, Fréchet distance, NFE, seconds) in summary.md/.json. "
+                                   "--toy: an analytic 2-D toy instead, written to <out>/toy/ so the two "
+                                   "never overwrite each other.")
+    d.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
+    d.add_argument("--n", type=bounded_int(1, MAX_N), default=None,
+                   help="samples per request (image; default 8) or per expression (toy; default 400)")
+    d.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None,
+                   help=f"sampling steps (default 30; toy 40; at most {MAX_STEPS:,})")
+    d.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
+                   help="random seed (default 0: the demo's published table is reproducible)")
+    d.add_argument("--toy", action="store_true", help="the analytic toy instead (no checkpoint needed)")
+    d.add_argument("--device", type=non_empty, default=None, help=_DEVICE_HELP + " (not with --toy)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(run=Handler("framework.cli.main:_demo"))
+
+
+def _explain(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("explain", help="show the branches, coefficients and NFE plan of a guidance",
+                       description="Parse a guidance expression and show what it evaluates: its branches "
+                                   "per network, its coefficients at τ = 0, 0.5, 1, the forward passes of "
+                                   "each step, and the condition subsets training must cover.")
+    e.add_argument("guidance", type=non_empty,
+                   help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
+    e.add_argument("--steps", type=bounded_int(1, MAX_EXPLAIN_STEPS), default=10,
+                   help=f"sampling steps to plan (default 10, at most {MAX_EXPLAIN_STEPS:,}: one line each)")
+    e.set_defaults(run=Handler("framework.cli.main:_explain"))
+
+
+def _sample(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser(
+        "sample", help="sample from a checkpoint with any guidance and write the media",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Sample from a trained checkpoint and write the modality's media to --out:\n"
+                    "  samples.pt      the sampled representation, the conditions, guidance and seed\n"
+                    "  image           grid.png (all, labelled) and sample_000.png … (one per image)\n"
+                    "  text            samples.txt (all passages) and sample_000.txt … (one per passage)\n"
+                    "  audio           sample_000.wav …, grid.png (spectrograms), index.html (players)\n"
+                    "  motion          motion.gif (all clips) and sample_00.bvh … (one per clip)\n"
+                    "  other plugins   what the plugin's writer writes (default: media.pt)\n"
+                    "Text models stream instead with --prompt or --max-tokens.")
+    s.add_argument("--checkpoint", type=Path, required=True,
+                   help="a checkpoint from polyguide fit or export, "
+                        "e.g. recipes/image/checkpoints/shapes_flow.ckpt")
+    s.add_argument("--cond", action="append", default=[], metavar="NAME=VALUE",
+                   help="a condition value, e.g. --cond shape=circle (repeatable; default: none)")
+    s.add_argument("--guidance", type=non_empty, default=None,
+                   help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"; '
+                        + _GUIDANCE_DEFAULT)
+    s.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None, help=_STEPS_HELP)
+    s.add_argument("--n", type=bounded_int(1, MAX_N), default=None,
+                   help=f"samples (default 16, at most {MAX_N:,}; streamed text: default 1)")
+    s.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=None,
+                   help="random seed (default: a fresh one, printed, so that a run can be repeated)")
+    s.add_argument("--weak", type=Path, default=None,
+                   help="checkpoint of the 'weak' network for .on(weak) branches (autoguidance, contrastive)")
+    s.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: samples; streamed text is written only when given)")
+    s.add_argument("--device", type=non_empty, default=None, help=_DEVICE_HELP)
+    s.add_argument("--prompt", type=non_empty, default=None,
+                   help="text models: a prefix to continue, taken as whole words (streams the text, "
+                        "which begins with the prompt)")
+    s.add_argument("--max-tokens", type=bounded_int(1, MAX_TOKENS), default=None,
+                   help=f"text models: tokens to generate per sample (streams; default 64, "
+                        f"at most {MAX_TOKENS:,})")
+    s.add_argument("--continue", dest="keep_going", action="store_true",
+                   help="text models: at the end of a speech, start another one (same conditions) until "
+                        "--max-tokens; without it, generation stops at the first end-of-speech token")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(run=Handler("framework.cli.commands:_sample"))
+
+
+def _eval(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser("eval", help="score guided samples with the modality's metrics",
+                       description="Sample random requests under each guidance and score them with the "
+                                   "modality's judge (e.g. per-condition accuracy, Fréchet distance, "
+                                   "diversity); prints a table with NFE and seconds per guidance.")
+    e.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint from polyguide fit or export")
+    e.add_argument("--guidance", type=non_empty, action="append", default=[],
+                   help="a guidance to score (repeatable: one row each); " + _GUIDANCE_DEFAULT)
+    e.add_argument("--conditions", nargs="*",
+                   help="categorical conditions to request and score (default: every categorical one)")
+    e.add_argument("--n", type=bounded_int(1, MAX_N), default=256,
+                   help=f"samples per guidance (default 256, at most {MAX_N:,})")
+    e.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=None, help=_STEPS_HELP)
+    e.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
+                   help="random seed of the requests and the sampling (default 0: tables are comparable)")
+    e.add_argument("--cache", type=Path, default=None,
+                   help="where the judge (e.g. a classifier) is cached (default: the checkpoint's folder)")
+    e.add_argument("--out", type=Path, default=None,
+                   help="also write eval.json and eval.md to this folder (default: print only)")
+    e.add_argument("--device", type=non_empty, default=None, help=_DEVICE_HELP)
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(run=Handler("framework.cli.commands:_eval"))
+
+
+def _export(sub: argparse._SubParsersAction) -> None:
+    x = sub.add_parser("export", help="strip a training checkpoint to weights + config for shipping",
+                       description="Keep what sampling needs (hyper-parameters and weights, the EMA "
+                                   "weights if trained with EMA); drop the optimizer state and callbacks. "
+                                   "Written atomically; about a third of the training checkpoint's size.")
+    x.add_argument("checkpoint", type=Path, help="a training checkpoint (e.g. .../checkpoints/last.ckpt)")
+    x.add_argument("dest", type=Path, help="the file to write (an existing polyguide checkpoint is replaced)")
+    x.add_argument("--force", action="store_true",
+                   help="overwrite dest even if it is not a polyguide checkpoint")
+    x.set_defaults(run=Handler("framework.cli.commands:_export"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``polyguide`` parser (``fit`` is listed; its arguments belong to LightningCLI)."""
+    p = Parser(prog="polyguide", description=_DESCRIPTION,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+    _demo(sub)
+    _explain(sub)
+    m = sub.add_parser("modalities", help="list the installed modality plugins",
+                       description="List the installed modality plugins: representations, data modules, "
+                                   "conditions and shipped recipes.")
+    m.set_defaults(run=Handler("framework.cli.commands:_modalities"))
+    _sample(sub)
+    _eval(sub)
+    _export(sub)
+    sub.add_parser("fit", help="train a recipe: polyguide fit --config recipes/<modality>/<name>.yaml "
+                               "(polyguide fit --help: LightningCLI's options)", add_help=False)
+    return p
