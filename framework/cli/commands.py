@@ -199,6 +199,10 @@ def _check_steps(model, steps: int | None) -> None:
     """Token families: no more steps than positions (autoregressive: the model's length; masked:
     the extra steps would commit no token and only repeat evaluations)."""
     family, length = model.hparams.get("family"), model.shape[-1]
+    if family == "autoregressive" and len(model.shape) == 2 and steps not in (None, length):
+        raise ArgumentError(f"--steps {steps}: this autoregressive model generates {model.shape[0]} "
+                            f"codebooks × {length} frames, which its codec decodes as a whole; "
+                            f"use --steps {length} or leave it out")
     if steps is None or steps <= length:
         return
     if family == "autoregressive":
@@ -214,6 +218,8 @@ def _steps_or_default(model, steps: int | None) -> int:
     if steps is not None:
         return steps
     tokens = model.hparams.get("family") in ("autoregressive", "masked")
+    if tokens and model.hparams.get("family") == "autoregressive" and len(model.shape) == 2:
+        return model.shape[-1]  # codebooks × frames: the codec decodes whole clips
     return min(30, model.shape[-1]) if tokens else 30
 
 

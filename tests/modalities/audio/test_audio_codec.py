@@ -8,8 +8,14 @@ from transformers import EncodecConfig, EncodecModel
 
 from framework.core import plugins
 from modalities.audio.codec import STATS_FILE, EncodecCodec, rvq_encode
-from modalities.audio.codec_train import (CodecModule, _check_codes, kmeans, loud_crops, multiscale_mel_loss,
-                                          save_codec)
+from modalities.audio.codec_train import (
+    CodecModule,
+    _check_codes,
+    kmeans,
+    loud_crops,
+    multiscale_mel_loss,
+    save_codec,
+)
 
 TINY = dict(sampling_rate=16_000, audio_channels=1, num_filters=4, hidden_size=8, codebook_dim=8,
             upsampling_ratios=[5, 4], codebook_size=16, target_bandwidths=[6.4], num_lstm_layers=1,
