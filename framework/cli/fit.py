@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LightningCLI
 
 from framework.core.checkpoints import load_checkpoint
@@ -63,7 +64,14 @@ class _CLI(LightningCLI):
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
         if path and Path(path).exists():  # 'last', 'best'... are names the trainer resolves later
-            load_checkpoint(path)
+            if self.model_class is GenerativeModule:
+                load_checkpoint(path)
+            else:  # another module (a codec): still no pickle, but its own hyper-parameters
+                try:
+                    torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as e:  # any unreadable file is the user's --ckpt_path
+                    raise ArgumentError(f"--ckpt_path {path}: not a readable checkpoint "
+                                        f"({one_line(e)})") from e
         super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:

@@ -113,3 +113,24 @@ def test_sample_refuses_a_partial_clip(setup, tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "2 codebooks × 50 frames" in err and "Traceback" not in err
+
+
+def test_fit_refuses_an_unreadable_codec_checkpoint_in_one_line(tmp_path, capsys):
+    """``--ckpt_path`` of a class_path recipe (the codec) is read without pickle but not required to be a
+    GenerativeModule's (that check refused the codec's own checkpoints, so a codec run could not resume)."""
+    cfg = tmp_path / "codec.yaml"
+    cfg.write_text(f"""
+model:
+  class_path: modalities.audio.codec_train.CodecModule
+  init_args: {{config: {{num_filters: 2, hidden_size: 8, codebook_dim: 8, codebook_size: 16,
+               target_bandwidths: [0.4]}}, crop: null}}
+data:
+  class_path: modalities.audio.data.WordsData
+  init_args: {{n_train: 2, n_val: 2, batch_size: 2, cache_dir: {tmp_path}}}
+trainer: {{max_steps: 1, logger: false, enable_progress_bar: false, default_root_dir: {tmp_path}}}
+""")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["fit", "--config", str(cfg), "--ckpt_path", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"--ckpt_path {bad}: not a readable checkpoint" in err and "Traceback" not in err
