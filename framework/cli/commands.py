@@ -227,6 +227,10 @@ def _check_steps(model, steps: int | None) -> None:
     """Token families: no more steps than positions (autoregressive: the model's length; masked:
     the extra steps would commit no token and only repeat evaluations)."""
     family, length = model.hparams.get("family"), model.shape[-1]
+    if family == "autoregressive" and len(model.shape) == 2 and steps not in (None, length):
+        raise ArgumentError(f"--steps {steps}: this autoregressive model generates {model.shape[0]} "
+                            f"codebooks × {length} frames, which its codec decodes as a whole; "
+                            f"use --steps {length} or leave it out")
     if steps is None or steps <= length:
         return
     if family == "autoregressive":
@@ -240,7 +244,7 @@ def _check_steps(model, steps: int | None) -> None:
 def _steps_or_default(model, steps: int | None) -> int:
     """``--steps`` if given, else :func:`~framework.core.model.default_steps` (an autoregressive
     model's whole length). A step count that samples only part of an autoregressive model's length
-    is said on stderr, since the decoded samples are then shorter than the model's."""
+    is noted on stdout, since the decoded samples are then shorter than the model's."""
     from framework.core.model import default_steps
 
     family, length = model.hparams.get("family"), model.shape[-1]

@@ -21,6 +21,7 @@ standardises with.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -34,33 +35,59 @@ import torch.nn.functional as F
 from .codec import STATS_FILE, latent_stats, rvq_decode, rvq_encode
 from .mel import mel_filters
 
-__all__ = ["CodecModule", "export_codec", "multiscale_mel_loss", "save_codec"]
+__all__ = ["CodecModule", "data_init", "export_codec", "kmeans", "loud_crops", "multiscale_mel_loss",
+           "save_codec"]
 
 MEL_SCALES = (256, 512, 1024, 2048)
 
 
 def multiscale_mel_loss(estimate: torch.Tensor, target: torch.Tensor, sample_rate: int,
-                        scales: tuple[int, ...] = MEL_SCALES, floor_db: float = 0.0) -> torch.Tensor:
-    """Mean over STFT sizes ``n`` (hop ``n/4``, ``min(64, n/8)`` mel bands) of
-    ``|dB(â) − dB(a)| / 10`` for audio ``[B, N]``, where ``dB(x) = 10·log10(mel(x) + 10^(floor_db/10))``.
+                        scales: tuple[int, ...] = MEL_SCALES, floor_db: float = -60.0,
+                        mag_weight: float = 0.0) -> torch.Tensor:
+    """Multi-scale mel loss of audio ``[B, N]``: mean over STFT sizes ``n`` (hop ``n/4``,
+    ``min(64, n/8)`` mel bands) of ``|dB(â) − dB(a)| / 10 + mag_weight · |m(â) − m(a)| / mean m(a)``.
 
-    The floor is added rather than clamped, so a near-silent output (a freshly initialised
-    decoder) still gets a gradient. Power is the raw ``|STFT|²`` (loud speech ≈ 30 dB at
-    ``n = 256``, 50 dB at 2048); the 0-dB floor keeps digital silence in the data (eSpeak's
-    pauses) from dominating the loss with errors far below anything audible.
+    ``m(x)`` is the mel power of the STFT normalised by the window's sum (``n``-independent; a
+    full-scale sine peaks near 0 dB, loud speech near −15 dB), ``dB(x) = 10·log10(m(x) + 10^(floor_db/10))``.
+    The floor is added rather than clamped so every output gets a gradient; at −60 dB it sits
+    below the consonants (which carry the words) but far above the clips' digital silence, whose
+    exact reproduction would otherwise dominate the loss. The optional linear term (relative to the
+    target's mean) weighs the loud parts; in short runs it slowed the escape from the initial
+    plateau, so the recipe leaves it off.
     """
     eps = 10 ** (floor_db / 10)
     losses = []
     for n in scales:
         fb = mel_filters(n, min(64, n // 8), sample_rate).to(target.device)
         window = torch.hann_window(n, device=target.device)
-        db = []
+        mels = []
         for x in (estimate, target):
-            spec = torch.stft(x, n, n // 4, window=window, center=True, return_complex=True)
-            mel = (spec.real.square() + spec.imag.square()).transpose(1, 2) @ fb
-            db.append(10 * torch.log10(mel + eps))
-        losses.append((db[0] - db[1]).abs().mean() / 10)
+            spec = torch.stft(x, n, n // 4, window=window, center=True, return_complex=True) / window.sum()
+            mels.append((spec.real.square() + spec.imag.square()).transpose(1, 2) @ fb)  # [B, frames, bands]
+        est, ref = mels
+        log_term = (10 * torch.log10(est + eps) - 10 * torch.log10(ref + eps)).abs().mean() / 10
+        mag_term = (est - ref).abs().mean() / ref.mean().clamp_min(eps)
+        losses.append(log_term + mag_weight * mag_term)
     return torch.stack(losses).mean()
+
+
+def loud_crops(audio: torch.Tensor, crop: int, hop: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Crops ``[B, 1, crop]`` of clips ``[B, 1, N]`` whose starts (multiples of ``hop``) are drawn
+    with probability proportional to the energy inside the crop.
+
+    The spoken words fill about 0.4 s of each 1-s clip and the rest is digital silence: uniform
+    crops are often silent, and a codec trained on them learns that silence is a cheap answer.
+    """
+    B, _, N = audio.shape
+    starts = torch.arange(0, N - crop + 1, hop, device=audio.device)  # [S]
+    power = audio[:, 0].square().cumsum(-1)
+    power = torch.cat([power.new_zeros(B, 1), power], -1)
+    energy = power[:, starts + crop] - power[:, starts]  # [B, S]: energy of each candidate crop
+    probs = energy + 1e-12 * crop  # an all-silent clip: uniform
+    pick = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator)[:, 0]
+    idx = starts[pick][:, None] + torch.arange(crop, device=audio.device)  # [B, crop]
+    return audio[:, 0].gather(1, idx)[:, None]
 
 
 def save_codec(model, dest: str | Path, stats: dict[str, Any]) -> Path:
@@ -86,24 +113,102 @@ def save_codec(model, dest: str | Path, stats: dict[str, Any]) -> Path:
     return dest
 
 
+@torch.no_grad()
+def data_init(model, audio: torch.Tensor, out_std: float | None = None) -> None:
+    """Data-dependent initialisation of an ``EncodecModel``'s convolutions (Salimans & Kingma 2016,
+    the initialisation their weight normalisation comes with) on clips ``[B, 1, N]``.
+
+    In one forward pass through encoder and decoder, each convolution's output is standardised
+    (zero mean and unit variance per channel over batch and time) by rescaling its weight-norm
+    gain and setting its bias; the decoder's last layer is scaled to ``out_std`` (default: the
+    clips' standard deviation). transformers' default initialisation attenuates the signal about
+    a hundredfold through the encoder (and again through the decoder), so a fresh codec's latents
+    are its biases and its output a constant: training then sits on a long plateau.
+    """
+    convs = [m for m in [*model.encoder.modules(), *model.decoder.modules()]
+             if isinstance(m, torch.nn.Conv1d | torch.nn.ConvTranspose1d)]
+    last = convs[-1]
+    target = float(audio.std()) if out_std is None else out_std
+
+    def hook(conv, _inputs, out):
+        mean, std = out.mean((0, 2)), out.std((0, 2)).clamp_min(1e-8)
+        if conv is last:
+            std = std / target
+        g = conv.parametrizations.weight.original0 if hasattr(conv, "parametrizations") else None
+        if g is not None and g.shape[0] == out.shape[1]:  # a gain per output channel (Conv1d)
+            g.div_(std.view(-1, *([1] * (g.ndim - 1))))
+            scale = std
+        else:  # a transposed convolution's gain is per input channel: one scalar for the layer
+            scale = std.mean().expand_as(std)
+            if g is not None:
+                g.div_(scale[0])
+            else:
+                conv.weight.div_(scale[0])
+        conv.bias.copy_((conv.bias - mean) / scale)
+        return (out - mean[None, :, None]) / scale[None, :, None]
+
+    handles = [c.register_forward_hook(hook) for c in convs]
+    try:
+        model.decoder(model.encoder(audio))
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def kmeans(points: torch.Tensor, k: int, iters: int = 10,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means of ``points [N, D]`` seeded by k-means++ (Arthur & Vassilvitskii 2007):
+    (centroids ``[k, D]``, cluster sizes ``[k]``). An empty cluster keeps its centroid."""
+    n = len(points)
+    centroids = points[torch.randint(n, (1,), generator=generator)]
+    d2 = torch.cdist(points, centroids).square()[:, 0]
+    for _ in range(k - 1):  # each next seed drawn with probability ∝ squared distance to the nearest
+        w = d2 if float(d2.sum()) > 0 else torch.ones_like(d2)
+        nxt = points[torch.multinomial(w / w.sum(), 1, generator=generator)]
+        centroids = torch.cat([centroids, nxt])
+        d2 = torch.minimum(d2, (points - nxt).square().sum(-1))
+    sizes = torch.zeros(k, dtype=points.dtype, device=points.device)
+    for _ in range(iters):
+        idx = torch.cdist(points, centroids).argmin(-1)
+        sizes = torch.bincount(idx, minlength=k).to(points.dtype)
+        sums = torch.zeros_like(centroids).index_add_(0, idx, points)
+        full = sizes > 0
+        centroids[full] = sums[full] / sizes[full, None]
+    return centroids, sizes
+
+
 class CodecModule(L.LightningModule):
     """Trains a transformers ``EncodecModel`` built from ``config`` (``EncodecConfig`` fields).
+
+    Training starts as a plain auto-encoder (the decoder reads the encoder's latents) for
+    ``vq_warmup`` steps; then each residual codebook is initialised by k-means on the latents of
+    the last warm-up batches (level by level, on the residuals) and the quantiser is switched on.
+    Codebooks seeded from a fresh encoder's latents collapse: those latents barely depend on the
+    input, every frame picks the same code, and the decoder learns one average sound.
 
     Args:
         config: ``EncodecConfig`` keyword arguments; the defaults give a 16-kHz mono codec with
             hop 320 (50 frames/s), 4 codebooks of 256 codes (1.6 kbit/s) and 64-d latents.
-        crop: training crop length in samples (random crops of the clips; ``None``: whole clips).
+        crop: training crop length in samples (``None``: whole clips).
+        loud_crops: draw crop positions by the energy inside them (:func:`loud_crops`), not uniformly.
         lr: Adam learning rate (β = 0.5, 0.9, as in EnCodec).
         l1_weight, mel_weight, commit_weight: loss weights (time-domain L1, multi-scale mel,
             commitment).
+        floor_db, mag_weight: the mel loss's floor and linear-term weight (:func:`multiscale_mel_loss`).
+        vq_warmup: auto-encoder steps before the quantiser is used; reservoir: latent frames kept
+            from the last warm-up batches for the k-means initialisation.
         ema_decay: codebook EMA decay; dead_threshold: a code whose EMA count falls below it is
-            restarted from a random latent of the batch.
+            restarted from a random residual of the batch.
+        init_from_data: initialise the convolutions from the first batch (:func:`data_init`).
         export_to: a folder the trained codec is saved to (``save_pretrained``) when training ends.
     """
 
-    def __init__(self, config: dict[str, Any] | None = None, crop: int | None = 8000, lr: float = 1e-3,
-                 l1_weight: float = 0.1, mel_weight: float = 1.0, commit_weight: float = 1.0,
-                 ema_decay: float = 0.99, dead_threshold: float = 0.5, export_to: str | None = None) -> None:
+    def __init__(self, config: dict[str, Any] | None = None, crop: int | None = 6400,
+                 loud_crops: bool = True, lr: float = 1e-3, l1_weight: float = 0.1, mel_weight: float = 1.0,
+                 commit_weight: float = 1.0, floor_db: float = -60.0, mag_weight: float = 0.0,
+                 vq_warmup: int = 200, reservoir: int = 4096, ema_decay: float = 0.99,
+                 dead_threshold: float = 2.0, init_from_data: bool = True,
+                 export_to: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         from transformers import EncodecConfig, EncodecModel
@@ -116,24 +221,49 @@ class CodecModule(L.LightningModule):
         self.hop = int(torch.tensor(self.model.config.upsampling_ratios).prod())
         if crop is not None and crop % self.hop:
             raise ValueError(f"crop {crop} must be a multiple of the codec's hop {self.hop}")
+        self._reservoir: list[torch.Tensor] = []  # latent frames [n, D] of the last warm-up batches
+        self.register_buffer("initialised", torch.tensor(not init_from_data))  # data_init done (saved)
 
     @property
     def codebooks(self) -> int:
         return len(self.model.quantizer.layers)
 
+    @property
+    def quantizer_ready(self) -> bool:
+        """Whether the codebooks have been initialised (after the warm-up)."""
+        return float(self.model.quantizer.layers[0].codebook.cluster_size.sum()) > 0
+
+    def _keep(self, z: torch.Tensor) -> None:
+        """Add latents ``[B, D, T]`` to the reservoir, keeping the newest ``reservoir`` frames."""
+        self._reservoir.append(z.detach().transpose(1, 2).reshape(-1, z.shape[1]))
+        while sum(len(r) for r in self._reservoir) - len(self._reservoir[0]) >= self.hparams.reservoir:
+            self._reservoir.pop(0)
+
+    @torch.no_grad()
+    def init_codebooks(self, latents: torch.Tensor, iters: int = 10) -> None:
+        """k-means of latent frames ``[N, D]`` into every codebook, level by level on the residuals."""
+        residual = latents.detach()
+        g = torch.Generator().manual_seed(0)
+        for layer in self.model.quantizer.layers:
+            cb = layer.codebook
+            centroids, sizes = kmeans(residual, cb.embed.shape[0], iters, g)
+            cb.embed.copy_(centroids)
+            cb.cluster_size.copy_(sizes.clamp_min(1.0))
+            cb.embed_avg.copy_(centroids * cb.cluster_size[:, None])
+            residual = residual - F.embedding(cb.quantize(residual), cb.embed)
+        self._reservoir = []
+
     def _quantize(self, z: torch.Tensor, update: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Latents ``[B, D, T]`` → (straight-through quantised ``[B, D, T]``, codes ``[B, K, T]``,
         commitment loss). With ``update``, codebooks move towards their assigned latents (EMA)."""
-        residual, quantized, codes, commit = z.detach(), torch.zeros_like(z), [], z.new_zeros(())
+        residual, quantized, codes = z.detach(), torch.zeros_like(z), []
         hp = self.hparams
+        if update and not self.quantizer_ready:
+            self._keep(z)
+            self.init_codebooks(torch.cat(self._reservoir))
         for layer in self.model.quantizer.layers:
             cb = layer.codebook
             flat = residual.transpose(1, 2).reshape(-1, residual.shape[1])  # [B·T, D]
-            if update and float(cb.cluster_size.sum()) == 0:  # first batch: codes from the data
-                pick = torch.randint(len(flat), (cb.embed.shape[0],), device=flat.device)
-                cb.embed.copy_(flat[pick])
-                cb.embed_avg.copy_(flat[pick])
-                cb.cluster_size.fill_(1.0)
             idx = cb.quantize(flat)
             q = F.embedding(idx, cb.embed)
             if update:
@@ -144,11 +274,11 @@ class CodecModule(L.LightningModule):
                 size = (cb.cluster_size + 1e-5) / (n + cb.embed.shape[0] * 1e-5) * n  # Laplace smoothing
                 cb.embed.copy_(cb.embed_avg / size[:, None])
                 dead = cb.cluster_size < hp.dead_threshold
-                if bool(dead.any()):
+                if bool(dead.any()):  # restart unused codes on residuals of this batch
                     fresh = flat[torch.randint(len(flat), (int(dead.sum()),), device=flat.device)]
                     cb.embed[dead] = fresh
-                    cb.embed_avg[dead] = fresh
-                    cb.cluster_size[dead] = 1.0
+                    cb.embed_avg[dead] = fresh * hp.dead_threshold
+                    cb.cluster_size[dead] = hp.dead_threshold
             q = q.reshape(residual.shape[0], residual.shape[2], -1).transpose(1, 2)  # [B, D, T]
             codes.append(idx.reshape(residual.shape[0], -1))
             residual = residual - q
@@ -156,18 +286,43 @@ class CodecModule(L.LightningModule):
         commit = F.mse_loss(z, quantized.detach())
         return z + (quantized - z).detach(), torch.stack(codes, 1), commit
 
-    def forward(self, audio: torch.Tensor, update: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Audio ``[B, 1, N]`` → (reconstruction ``[B, 1, N]``, codes ``[B, K, N / hop]``, commitment)."""
+    def forward(self, audio: torch.Tensor, update: bool = False, quantize: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Audio ``[B, 1, N]`` → (reconstruction ``[B, 1, N]``, codes ``[B, K, N / hop]`` or ``None``
+        without ``quantize``, commitment loss)."""
         z = self.model.encoder(audio)
+        if not quantize:
+            return self.model.decoder(z)[..., :audio.shape[-1]], None, z.new_zeros(())
         q, codes, commit = self._quantize(z, update)
         return self.model.decoder(q)[..., :audio.shape[-1]], codes, commit
 
-    def _losses(self, audio: torch.Tensor, update: bool) -> dict[str, torch.Tensor]:
-        rec, _, commit = self(audio, update)
-        l1 = (rec - audio).abs().mean()
-        mel = multiscale_mel_loss(rec[:, 0], audio[:, 0], self.model.config.sampling_rate)
+    def _losses(self, audio: torch.Tensor, update: bool, quantize: bool = True) -> dict[str, torch.Tensor]:
+        """Loss terms of clips ``[B, 1, N]`` (no cropping): ``loss``, ``l1``, ``mel``, ``commit``."""
+        rec, _, commit = self(audio, update, quantize)
+        return self._loss_terms(rec, audio, commit)
+
+    def train_losses(self, audio: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """The losses of one training step ``step`` on clips ``[B, 1, N]`` (cropped here): an
+        auto-encoder step during the warm-up (its last latents kept for the k-means), then VQ."""
+        audio = self._crop(audio.float())
+        if not bool(self.initialised):
+            data_init(self.model, audio)
+            self.initialised.fill_(True)
+        warm = self.hparams.vq_warmup
+        if step < warm:
+            z = self.model.encoder(audio)
+            if step >= warm - math.ceil(self.hparams.reservoir / (z.shape[0] * z.shape[2])):
+                self._keep(z)  # the last batches before the switch fill the reservoir
+            rec = self.model.decoder(z)[..., :audio.shape[-1]]
+            return self._loss_terms(rec, audio, z.new_zeros(()))
+        return self._losses(audio, update=True)
+
+    def _loss_terms(self, rec: torch.Tensor, audio: torch.Tensor,
+                    commit: torch.Tensor) -> dict[str, torch.Tensor]:
         hp = self.hparams
+        l1 = (rec - audio).abs().mean()
+        mel = multiscale_mel_loss(rec[:, 0], audio[:, 0], self.model.config.sampling_rate,
+                                  floor_db=hp.floor_db, mag_weight=hp.mag_weight)
         total = hp.l1_weight * l1 + hp.mel_weight * mel + hp.commit_weight * commit
         return {"loss": total, "l1": l1, "mel": mel, "commit": commit}
 
@@ -175,19 +330,22 @@ class CodecModule(L.LightningModule):
         crop = self.hparams.crop
         if crop is None or crop >= audio.shape[-1]:
             return audio
+        if self.hparams.loud_crops:
+            return loud_crops(audio, crop, self.hop)
         starts = torch.randint(0, (audio.shape[-1] - crop) // self.hop + 1, (audio.shape[0],)) * self.hop
         return torch.stack([a[:, s:s + crop] for a, s in zip(audio, starts.tolist(), strict=True)])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self._losses(self._crop(batch["media"].float()), update=True)
+        losses = self.train_losses(batch["media"], self.global_step)
         for k, v in losses.items():
             self.log(f"train/{k}", v, prog_bar=k in ("loss", "mel"), batch_size=batch["media"].shape[0])
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         audio = batch["media"].float()
-        losses = self._losses(audio, update=False)
-        rec = self(audio)[0]
+        ready = self.quantizer_ready  # during the warm-up: the auto-encoder
+        losses = self._losses(audio, update=False, quantize=ready)
+        rec = self(audio, quantize=ready)[0]
         noise = (rec - audio).pow(2).sum(-1)
         snr = 10 * torch.log10(audio.pow(2).sum(-1) / noise.clamp_min(1e-10))
         for k, v in {**losses, "snr_db": snr.mean()}.items():

@@ -158,7 +158,7 @@ def test_a_weak_model_of_another_size_is_accepted(tmp_path, good):
     out = load(good).sample({"shape": "circle"}, "cond(shape) + 0.5 * (cond(shape) - cond(shape).on('weak'))",
                             n=2, steps=2, weak=weak)
     assert out.samples.shape == (2, 1, 2)
-    text = [load(p) for p in SHIPPED if p.name.startswith("shakespeare_ar")]
+    text = [load(p) for p in SHIPPED if p.name in ("shakespeare_ar.ckpt", "shakespeare_ar_weak.ckpt")]
     check_compatible(*text)  # the shipped amateur fits its expert
 
 

@@ -8,7 +8,14 @@ from transformers import EncodecConfig, EncodecModel
 
 from framework.core import plugins
 from modalities.audio.codec import STATS_FILE, EncodecCodec, rvq_encode
-from modalities.audio.codec_train import CodecModule, _check_codes, multiscale_mel_loss, save_codec
+from modalities.audio.codec_train import (
+    CodecModule,
+    _check_codes,
+    kmeans,
+    loud_crops,
+    multiscale_mel_loss,
+    save_codec,
+)
 
 TINY = dict(sampling_rate=16_000, audio_channels=1, num_filters=4, hidden_size=8, codebook_dim=8,
             upsampling_ratios=[5, 4], codebook_size=16, target_bandwidths=[6.4], num_lstm_layers=1,
@@ -26,7 +33,7 @@ def audio(n: int = 2, samples: int = 1600, seed: int = 0) -> torch.Tensor:
 def folder(tmp_path_factory):
     """A tiny codec trained for three steps (so its codebooks are filled), saved with save_pretrained."""
     torch.manual_seed(0)
-    module = CodecModule(config=TINY, crop=None)
+    module = CodecModule(config=TINY, crop=None, vq_warmup=0)
     opt = module.configure_optimizers()
     x = audio(4)
     for _ in range(3):
@@ -94,7 +101,7 @@ def test_plugin_builds_the_codec_and_names_bad_arguments(folder, tmp_path):
 
 def test_training_quantiser_agrees_with_inference_and_learns():
     torch.manual_seed(0)
-    module = CodecModule(config=TINY, crop=None)
+    module = CodecModule(config=TINY, crop=None, vq_warmup=0)
     x = audio(4)
     opt = module.configure_optimizers()
     first = None
@@ -119,9 +126,49 @@ def test_multiscale_mel_loss_is_zero_only_for_equal_audio():
     assert float(multiscale_mel_loss(x[:, 0], x[:, 0], 16_000)) == 0
     half = multiscale_mel_loss(0.5 * x[:, 0], x[:, 0], 16_000, floor_db=-100)
     assert float(half) == pytest.approx(0.602, abs=0.005)  # half the amplitude: 6.02 dB less power
+    # the linear term: |m(x/2) − m(x)| / mean m(x) = 3/4 at every scale
+    both = multiscale_mel_loss(0.5 * x[:, 0], x[:, 0], 16_000, floor_db=-100, mag_weight=1.0)
+    assert float(both) == pytest.approx(0.602 + 0.75, abs=0.01)
     quiet = (1e-4 * torch.randn(2, 1600, generator=torch.Generator().manual_seed(0))).requires_grad_()
-    multiscale_mel_loss(quiet, x[:, 0], 16_000).backward()  # far below the 0-dB floor
+    multiscale_mel_loss(quiet, x[:, 0], 16_000).backward()  # far below the −60-dB floor
     assert float(quiet.grad.abs().sum()) > 0  # a near-silent output (a fresh decoder) still learns
+
+
+def test_loud_crops_cover_the_word_not_the_silence():
+    clips = torch.zeros(64, 1, 16_000)
+    onsets = torch.randint(0, 16_000 - 3200, (64,), generator=torch.Generator().manual_seed(0))
+    for c, s in zip(clips, onsets.tolist(), strict=True):
+        c[0, s:s + 3200] = 0.5 * torch.sin(torch.arange(3200) * 0.3)  # a 0.2-s "word" in silence
+    crops = loud_crops(clips, 6400, 320, torch.Generator().manual_seed(1))
+    assert crops.shape == (64, 1, 6400)
+    kept = crops.square().sum((1, 2)) / clips.square().sum((1, 2))
+    assert float(kept.min()) > 0 and float(kept.mean()) > 0.75  # uniform crops keep about 0.4
+    assert torch.equal(loud_crops(torch.zeros(2, 1, 1600), 640, 320).abs().sum(), torch.tensor(0.0))
+
+
+def test_kmeans_finds_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
+    points = (centres[:, None] + 0.1 * torch.randn(3, 50, 2, generator=g)).reshape(-1, 2)
+    found, sizes = kmeans(points, 3, iters=10, generator=torch.Generator().manual_seed(3))
+    match = torch.cdist(centres, found).min(-1).values
+    assert float(match.max()) < 0.1 and sorted(sizes.tolist()) == [50.0, 50.0, 50.0]
+
+
+def test_warmup_trains_an_autoencoder_then_initialises_distinct_codes():
+    torch.manual_seed(0)
+    module = CodecModule(config=TINY, crop=None, vq_warmup=2, reservoir=100)
+    x = audio(4)
+    for step in range(2):
+        module.train_losses(x, step)["loss"].backward()
+        assert not module.quantizer_ready  # the decoder read the latents, no codebook yet
+    assert sum(len(r) for r in module._reservoir) >= 100
+    out = module.train_losses(x, 2)
+    assert module.quantizer_ready and float(out["commit"]) > 0
+    for layer in module.model.quantizer.layers:  # k-means codes, not copies of one latent
+        assert len(torch.unique(layer.codebook.embed, dim=0)) == 16
+    codes = module(x)[1]
+    assert len(torch.unique(codes[:, 0])) > 4  # frames use many codes (no collapse onto one)
 
 
 def test_save_codec_replaces_a_folder_atomically(folder, tmp_path):

@@ -1,0 +1,182 @@
+"""Score the shipped codec and the autoregressive word model on its tokens, for docs/audio.md.
+
+    python recipes/audio/report_codec.py [--n 100] [--out docs/results]
+
+Codec (``recipes/audio/checkpoints/codec``) on held-out real clips (render seed 1001, which no
+recipe trains on): SI-SNR, mel distance, bitrate, seconds per clip, and the word judge's accuracy
+on the originals and on their reconstructions through each layout (tokens; latents quantised as
+the representation decodes them; latents decoded unquantised). ``words_ar`` (if shipped): a sweep
+of CFG on ``word`` (w = 1 … 8: word accuracy, Fréchet distance on the judge's features, NFE,
+seconds per clip) and multi-condition guidance over word + speaker against the unguided baseline.
+Writes ``audio_codec.json``, ``audio_codec.md`` and ``audio_codec_ar.png`` (spectrograms: real,
+codec-reconstructed, generated) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from framework.cli.commands import random_requests, score_guidance
+from framework.core.conditions import Conditions
+from framework.training.module import load
+from modalities.audio.codec import STATS_FILE, EncodecCodec, resolve_path
+from modalities.audio.metrics import mel_distance, si_snr
+from modalities.audio.plugin import words_judge
+from modalities.audio.speech import WORDS, load_words
+
+HERE = Path(__file__).resolve().parent
+CHECKPOINTS = HERE / "checkpoints"
+CODEC = "recipes/audio/checkpoints/codec"
+AR = CHECKPOINTS / "words_ar.ckpt"
+SWEEP_W = (1, 2, 3, 4, 6, 8)
+TABLE = {
+    "no guidance (w=1)": "cond(word, speaker)",
+    "cfg word only, w=3": "cfg(word, 3)",
+    "cfg joint (word, speaker), w=3": "cfg((word, speaker), 3)",
+    "independent word 3, speaker 2": "independent([word, speaker], [3, 2])",
+    "nested word 3, speaker 2": "nested([word, speaker], [3, 2])",
+}
+PICTURE_WORDS = ("zero", "three", "seven", "nine")
+
+
+def codec_section(judge, n: int) -> dict[str, Any]:
+    """The judge on ``n`` held-out real clips and on their reconstructions by the codec."""
+    held = load_words(500, 1001)
+    audio, labels = held.audio[:n], {k: v[:n] for k, v in held.conditions().items()}
+    want = {"word": labels["word"], "speaker": labels["speaker"]}
+    stats = json.loads((resolve_path(CODEC) / STATS_FILE).read_text())
+    rows = [{"clips": "real held-out clips (reference)", **judge.evaluate(audio, want)}]
+    tokens = EncodecCodec(CODEC)
+    n_params = sum(p.numel() for p in tokens.model.parameters())
+    ways = {
+        f"codec tokens ({tokens.codebooks} × {tokens.vocab_size} codes, {tokens.frames} frames/s)": tokens,
+        "codec latents, quantised (as the latents layout decodes)": EncodecCodec(CODEC, layout="latents"),
+        "codec latents, not quantised": EncodecCodec(CODEC, layout="latents", quantize_latents=False),
+    }
+    for label, codec in ways.items():
+        start = time.perf_counter()
+        rebuilt = codec.decode(codec.encode(audio))
+        seconds = (time.perf_counter() - start) / n
+        rows.append({"clips": label, **judge.evaluate(rebuilt, want),
+                     "si_snr_db": float(si_snr(rebuilt, audio).mean()),
+                     "mel_distance": float(mel_distance(rebuilt, audio).mean()),
+                     "bitrate_bps": stats.get("bitrate_bps") if codec.layout == "tokens" else None,
+                     "seconds_per_clip": seconds})
+        r = rows[-1]
+        print(f"  {label}: acc_word {r['acc_word']:.3f} SI-SNR {r['si_snr_db']:.1f} dB", flush=True)
+    lat, few = EncodecCodec(CODEC, layout="latents"), audio[:8]
+    same = torch.allclose(lat.decode(lat.encode(few)), tokens.decode(tokens.encode(few)), atol=1e-4)
+    return {"n": n, "rows": rows, "parameters": n_params, "bitrate_bps": stats.get("bitrate_bps"),
+            "frame_rate": stats.get("frame_rate"), "latents_quantised_equal_tokens": bool(same),
+            "judge_real_accuracy": judge.real_accuracy}
+
+
+def ar_section(model, judge, n: int, seed: int) -> dict[str, Any]:
+    """CFG sweep on word and multi-condition guidance for the AR model (one step per frame)."""
+    steps = model.shape[-1]
+    requested = random_requests(model.specs, ["word", "speaker"], n, seed)
+    conds = Conditions.from_raw(model.specs, dict(requested), n)  # pitch left null (not requested)
+    sweep = []
+    for w in SWEEP_W:
+        g = "cond(word)" if w == 1 else f"cfg(word, {w})"
+        row, _ = score_guidance(model, judge, conds, {"word": requested["word"]}, f"w={w}", g, steps, seed)
+        sweep.append({**row, "w": w, "seconds_per_clip": row["seconds"] / n})
+        print(f"  sweep w={w}: acc_word {row['acc_word']:.2f} fd {row['fd']:.1f}", flush=True)
+    rows = []
+    for label, g in TABLE.items():
+        row, _ = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        rows.append({**row, "seconds_per_clip": row["seconds"] / n})
+        print(f"  {label}: acc_word {row['acc_word']:.2f} acc_speaker {row['acc_speaker']:.2f}", flush=True)
+    return {"steps": steps, "decoding_steps": steps + model.family.codebooks - 1, "sweep": sweep,
+            "rows": rows}
+
+
+def picture(path: Path, model, seed: int) -> Path:
+    """Spectrograms of four words: real, codec-reconstructed, generated (w=1 and CFG w=4)."""
+    from modalities.audio.writers import spectrogram_grid
+
+    held = load_words(500, 1001)
+    real = torch.cat([held.audio[held.word == WORDS.index(w)][:1] for w in PICTURE_WORDS])
+    codec = EncodecCodec(CODEC)
+    rows, names = [real, codec.decode(codec.encode(real))], ["real", "codec (tokens)"]
+    if model is not None:
+        for g, name in (("cond(word)", "words_ar, w=1"), ("cfg(word, 4)", "words_ar, cfg word w=4")):
+            rows.append(model.sample({"word": list(PICTURE_WORDS)}, g, n=len(PICTURE_WORDS),
+                                     steps=model.shape[-1], seed=seed).media)
+            names.append(name)
+    spectrogram_grid(torch.cat(rows), rows=names, title=" | ".join(PICTURE_WORDS)).save(path)
+    return path
+
+
+def _f(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of the codec section of docs/audio.md."""
+    c = results["codec"]
+    lines = [f"#### Codec reconstruction ({c['n']} held-out real clips)", "",
+             "| clips | acc_word | acc_speaker | fd | SI-SNR (dB) | mel distance | bitrate (bit/s) "
+             "| s/clip |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in c["rows"]:
+        lines.append(f"| {r['clips']} | {r['acc_word']:.3f} | {r['acc_speaker']:.2f} | {_f(r['fd'])} | "
+                     f"{_f(r.get('si_snr_db'))} | {_f(r.get('mel_distance'))} | "
+                     f"{r.get('bitrate_bps') or '–'} | "
+                     f"{_f(r.get('seconds_per_clip'))} |")
+    if "ar" in results:
+        a = results["ar"]
+        lines += ["", f"#### words_ar ({results['n']} random requests, {a['steps']} frames = "
+                  f"{a['decoding_steps']} decoding steps)", "",
+                  "| CFG weight on word | acc_word | fd | diversity | NFE | s/clip |",
+                  "|---|---|---|---|---|---|"]
+        for r in a["sweep"]:
+            lines.append(f"| {r['w']} | {r['acc_word']:.2f} | {_f(r['fd'])} | {_f(r['diversity'])} | "
+                         f"{r['nfe']} | {r['seconds_per_clip']:.3f} |")
+        lines += ["", "| guidance | expression | acc_word | acc_speaker | acc_all | speaker_sim | fd | NFE "
+                  "| s/clip |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in a["rows"]:
+            lines.append(f"| {r['guidance']} | `{r['expression']}` | {r['acc_word']:.2f} | "
+                         f"{r['acc_speaker']:.2f} | {r['acc_all']:.2f} | {_f(r.get('speaker_sim'))} | "
+                         f"{_f(r['fd'])} | {r['nfe']} | {r['seconds_per_clip']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    judge = words_judge(CHECKPOINTS)
+    print("codec", flush=True)
+    results: dict[str, Any] = {"n": n, "codec": codec_section(judge, n)}
+    model = load(str(AR)) if AR.exists() else None
+    if model is not None:
+        print("words_ar", flush=True)
+        results["ar"] = ar_section(model, judge, n, seed)
+    picture(out / "audio_codec_ar.png", model, seed)
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    results = run(args.out, args.n, args.seed)
+    (args.out / "audio_codec.json").write_text(json.dumps(results, indent=2))
+    md = markdown(results)
+    (args.out / "audio_codec.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
