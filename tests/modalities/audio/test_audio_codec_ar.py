@@ -133,4 +133,4 @@ trainer: {{max_steps: 1, logger: false, enable_progress_bar: false, default_root
     bad.write_bytes(b"not a checkpoint")
     assert main(["fit", "--config", str(cfg), "--ckpt_path", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert f"--ckpt_path {bad}: not a readable checkpoint" in err and "Traceback" not in err
+    assert f"checkpoint {bad}: is a text file, not a checkpoint" in err and "Traceback" not in err
