@@ -51,24 +51,46 @@ def _steps(model, steps: int) -> int:
     return model.shape[-1] if model.hparams.family == "autoregressive" else steps
 
 
+def guidance_rows(name: str, model, judge, conds: Conditions, requested: dict[str, Any], weights,
+                  table: dict[str, str], steps: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """The CFG-on-word sweep over ``weights`` (scored on the word alone) and the ``table`` of
+    expressions (scored on word and speaker), each row with seconds per clip."""
+    n = len(requested["word"])
+    sweep = []
+    for w in weights:
+        g = "cond(word)" if w == 1 else f"cfg(word, {w})"
+        row, _ = score_guidance(model, judge, conds, {"word": requested["word"]}, f"w={w}", g, steps, seed)
+        sweep.append({**row, "w": w, "seconds_per_clip": row["seconds"] / n})
+        print(f"  {name} sweep w={w}: acc_word {row['acc_word']:.2f} fd {row['fd']:.1f}", flush=True)
+    rows = []
+    for label, g in table.items():
+        row, _ = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        rows.append({**row, "seconds_per_clip": row["seconds"] / n})
+        print(f"  {name} {label}: acc_word {row['acc_word']:.2f} acc_speaker {row['acc_speaker']:.2f}",
+              flush=True)
+    return sweep, rows
+
+
+def reconstruction_row(label: str, judge, codec, audio: torch.Tensor, want: dict[str, Any],
+                       **extra: Any) -> dict[str, Any]:
+    """The judge, SI-SNR and mel distance of ``audio`` ``[N, 1, S]`` rebuilt by ``codec`` (encode then
+    decode), with the seconds per clip that took."""
+    from modalities.audio.metrics import mel_distance, si_snr
+
+    start = time.perf_counter()
+    rebuilt = codec.decode(codec.encode(audio))
+    seconds = (time.perf_counter() - start) / len(audio)
+    return {"clips": label, **judge.evaluate(rebuilt, want),
+            "si_snr_db": float(si_snr(rebuilt, audio).mean()),
+            "mel_distance": float(mel_distance(rebuilt, audio).mean()), **extra, "seconds_per_clip": seconds}
+
+
 def word_section(name: str, model, judge, n: int, steps: int, seed: int, out: Path) -> dict[str, Any]:
     """Sweep, multi-condition table and negative speaker for one word model."""
     steps = _steps(model, steps)
     requested = random_requests(model.specs, ["word", "speaker"], n, seed)
     conds = Conditions.from_raw(model.specs, dict(requested), n)  # pitch is left null (not requested)
-    sweep = []
-    for w in SWEEP_W:
-        g = "cond(word)" if w == 1 else f"cfg(word, {w})"
-        row, _ = score_guidance(model, judge, conds, {"word": requested["word"]}, f"w={w}", g, steps, seed)
-        sweep.append({**row, "w": w, "seconds_per_clip": row["seconds"] / n})
-        print(f"  {name} sweep w={w}: acc_word {row['acc_word']:.2f} fd {row['fd']:.1f}", flush=True)
-    rows, shown = [], {}
-    for label, g in TABLE.items():
-        row, res = score_guidance(model, judge, conds, requested, label, g, steps, seed)
-        rows.append({**row, "seconds_per_clip": row["seconds"] / n})
-        shown[label] = res.media
-        print(f"  {name} {label}: acc_word {row['acc_word']:.2f} acc_speaker {row['acc_speaker']:.2f}",
-              flush=True)
+    sweep, rows = guidance_rows(name, model, judge, conds, requested, SWEEP_W, TABLE, steps, seed)
     neg_id = SPEAKERS.index(NEG_SPEAKER)
     neg = []
     for label, g in NEGATIVE.items():
@@ -113,19 +135,12 @@ def reconstruction(judge, n: int) -> dict[str, Any]:
     """The judge on held-out real clips and on their reconstructions through each representation."""
     from modalities.audio.codec import EncodecCodec, resolve_path
     from modalities.audio.mel import LogMel
-    from modalities.audio.metrics import mel_distance, si_snr
 
     held = load_words(500, 1001)
     audio, labels = held.audio[:n], {k: v[:n] for k, v in held.conditions().items()}
     want = {"word": labels["word"], "speaker": labels["speaker"]}
     rows = [{"clips": "real held-out clips", **judge.evaluate(audio, want)}]
-    start = time.perf_counter()
-    mel = LogMel()
-    rebuilt = mel.decode(mel.encode(audio))
-    rows.append({"clips": "mel → Griffin-Lim (32 iterations)", **judge.evaluate(rebuilt, want),
-                 "si_snr_db": float(si_snr(rebuilt, audio).mean()),
-                 "mel_distance": float(mel_distance(rebuilt, audio).mean()),
-                 "seconds_per_clip": (time.perf_counter() - start) / n})
+    rows.append(reconstruction_row("mel → Griffin-Lim (32 iterations)", judge, LogMel(), audio, want))
     # judge sanity: clips without a word must not be recognised (chance is 0.10)
     g = torch.Generator().manual_seed(0)
     for label, fake in (("white noise (no word)", 0.3 * torch.randn(audio.shape, generator=g)),
@@ -134,13 +149,9 @@ def reconstruction(judge, n: int) -> dict[str, Any]:
     if (resolve_path("recipes/audio/checkpoints/codec") / "config.json").exists():
         codec = EncodecCodec()
         stats = json.loads((resolve_path(codec.path) / "polyguide_codec.json").read_text())
-        start = time.perf_counter()
-        rebuilt = codec.decode(codec.encode(audio))
-        rows.append({"clips": f"codec tokens ({codec.codebooks} × 256 codes, {codec.frames} frames/s)",
-                     **judge.evaluate(rebuilt, want), "si_snr_db": float(si_snr(rebuilt, audio).mean()),
-                     "mel_distance": float(mel_distance(rebuilt, audio).mean()),
-                     "bitrate_bps": stats.get("bitrate_bps"),
-                     "seconds_per_clip": (time.perf_counter() - start) / n})
+        label = f"codec tokens ({codec.codebooks} × 256 codes, {codec.frames} frames/s)"
+        bitrate = stats.get("bitrate_bps")
+        rows.append(reconstruction_row(label, judge, codec, audio, want, bitrate_bps=bitrate))
     return {"n": n, "rows": rows, "judge_real_accuracy": judge.real_accuracy}
 
 

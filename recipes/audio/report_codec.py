@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from report import _f, guidance_rows, reconstruction_row  # beside this script (run as a script)
 
-from framework.cli.commands import random_requests, score_guidance
+from framework.cli.commands import random_requests
 from framework.core.conditions import Conditions
 from framework.training.module import load
 from modalities.audio.codec import STATS_FILE, EncodecCodec, resolve_path
-from modalities.audio.metrics import mel_distance, si_snr
 from modalities.audio.plugin import words_judge
 from modalities.audio.speech import WORDS, load_words
 
@@ -60,15 +59,8 @@ def codec_section(judge, n: int) -> dict[str, Any]:
         "codec latents, not quantised": EncodecCodec(CODEC, layout="latents", quantize_latents=False),
     }
     for label, codec in ways.items():
-        start = time.perf_counter()
-        rebuilt = codec.decode(codec.encode(audio))
-        seconds = (time.perf_counter() - start) / n
-        rows.append({"clips": label, **judge.evaluate(rebuilt, want),
-                     "si_snr_db": float(si_snr(rebuilt, audio).mean()),
-                     "mel_distance": float(mel_distance(rebuilt, audio).mean()),
-                     "bitrate_bps": stats.get("bitrate_bps") if codec.layout == "tokens" else None,
-                     "seconds_per_clip": seconds})
-        r = rows[-1]
+        bitrate = stats.get("bitrate_bps") if codec.layout == "tokens" else None
+        rows.append(r := reconstruction_row(label, judge, codec, audio, want, bitrate_bps=bitrate))
         print(f"  {label}: acc_word {r['acc_word']:.3f} SI-SNR {r['si_snr_db']:.1f} dB", flush=True)
     lat, few = EncodecCodec(CODEC, layout="latents"), audio[:8]
     same = torch.allclose(lat.decode(lat.encode(few)), tokens.decode(tokens.encode(few)), atol=1e-4)
@@ -82,17 +74,7 @@ def ar_section(model, judge, n: int, seed: int) -> dict[str, Any]:
     steps = model.shape[-1]
     requested = random_requests(model.specs, ["word", "speaker"], n, seed)
     conds = Conditions.from_raw(model.specs, dict(requested), n)  # pitch left null (not requested)
-    sweep = []
-    for w in SWEEP_W:
-        g = "cond(word)" if w == 1 else f"cfg(word, {w})"
-        row, _ = score_guidance(model, judge, conds, {"word": requested["word"]}, f"w={w}", g, steps, seed)
-        sweep.append({**row, "w": w, "seconds_per_clip": row["seconds"] / n})
-        print(f"  sweep w={w}: acc_word {row['acc_word']:.2f} fd {row['fd']:.1f}", flush=True)
-    rows = []
-    for label, g in TABLE.items():
-        row, _ = score_guidance(model, judge, conds, requested, label, g, steps, seed)
-        rows.append({**row, "seconds_per_clip": row["seconds"] / n})
-        print(f"  {label}: acc_word {row['acc_word']:.2f} acc_speaker {row['acc_speaker']:.2f}", flush=True)
+    sweep, rows = guidance_rows("words_ar", model, judge, conds, requested, SWEEP_W, TABLE, steps, seed)
     return {"steps": steps, "decoding_steps": steps + model.family.codebooks - 1, "sweep": sweep,
             "rows": rows}
 
@@ -112,12 +94,6 @@ def picture(path: Path, model, seed: int) -> Path:
             names.append(name)
     spectrogram_grid(torch.cat(rows), rows=names, title=" | ".join(PICTURE_WORDS)).save(path)
     return path
-
-
-def _f(v: Any) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
 def markdown(results: dict[str, Any]) -> str:
