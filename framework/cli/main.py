@@ -1,12 +1,7 @@
 """The polyguide command line.
 
-    polyguide demo [--out outputs] [--toy]    the main job: guided samples from the shipped shapes model
-    polyguide explain "<guidance>"            what an expression evaluates, step by step
-    polyguide fit --config recipe.yaml ...    train (LightningCLI)
-    polyguide sample --checkpoint C --cond shape=circle --guidance "..."   sample, write media
-    polyguide eval --checkpoint C --guidance "..."                         metrics of guided samples
-    polyguide export CHECKPOINT DEST          strip a training checkpoint for shipping
-    polyguide modalities                      the installed modality plugins
+The commands and what each does are listed once, in the parser's description
+(``polyguide --help``, :mod:`framework.cli.parser`).
 
 The parser (:mod:`framework.cli.parser`) imports nothing heavy, and each command imports what it
 needs when it runs; ``sample``, ``eval``, ``explain`` and ``export`` never import Lightning.
