@@ -4,6 +4,10 @@ Batches are ``{"media": [B, T, 22, 3] joint positions, "conditions": {...}}`` wi
 conditions ``action`` and ``speed`` (label ids), ``text`` (the caption's MiniLM embedding
 ``[B, 384]``) and ``trajectory`` (``[B, T, DIM]`` tokens of the root path; a fraction of the
 samples get a sparse path with only a few frames given).
+
+For validation while training (``val_guidance``), :meth:`MotionData.val_conditions` gives the
+held-out clips' own requests and :meth:`MotionData.score` judges guided samples against them
+with the motion judge (:class:`~modalities.motion.metrics.MotionJudge`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import torch
 from torch.utils.data import StackDataset
 
 from framework.core.atomic import atomic_write
-from framework.core.conditions import ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.core.data import SplitData
+from framework.core.shipped import recipes_dir
 
 from .actions import ACTIONS, FRAMES, SPEEDS, generate_clip
 from .captions import caption
@@ -28,6 +33,7 @@ __all__ = ["MotionData", "generate", "motion_specs", "sparsify"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "polyguide" / "motion"
 CONDITIONS = ("action", "speed", "text", "trajectory")
+JUDGED = ("action", "text", "trajectory")  # the conditions the judge has a metric for (not speed)
 
 
 def motion_specs(names: Sequence[str] = CONDITIONS) -> dict[str, ConditionSpec]:
@@ -117,16 +123,25 @@ class MotionData(SplitData):
         batch_size: training batch size.
         sparse: fraction of samples whose trajectory is sparse (a few frames given).
         cache_dir: where generated clips are cached (``None``: no cache).
+        judge_dir: the folder of the judge that :meth:`score` uses (``motion-judge.pt``, trained
+            there if missing); default: the shipped ``recipes/motion/checkpoints`` if present (the
+            judge of ``polyguide eval`` and the report), else ``cache_dir``.
+        judge_reference: held-out real clips the judge's reference statistics (FD, diversity) use;
+            512 is the report's, fewer only for quick tests.
     """
 
     def __init__(self, conditions: Sequence[str] = CONDITIONS, n_train: int = 6000, n_val: int = 500,
                  batch_size: int = 64, sparse: float = 0.25, seed: int = 0,
-                 cache_dir: str | None = str(DEFAULT_CACHE)) -> None:
+                 cache_dir: str | None = str(DEFAULT_CACHE), judge_dir: str | None = None,
+                 judge_reference: int = 512) -> None:
         super().__init__(batch_size, seed)
         self.names = tuple(conditions)
         self.specs = motion_specs(self.names)
         self.n_train, self.n_val, self.sparse = n_train, n_val, sparse
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.judge_dir = Path(judge_dir).expanduser() if judge_dir else None
+        self.judge_reference = judge_reference
+        self._judge = None
 
     def _split(self, n: int, seed: int) -> StackDataset:
         data = load_or_generate(n, seed, self.cache_dir)
@@ -158,3 +173,37 @@ class MotionData(SplitData):
         data = {"train": self._train, "val": self._val}[name]
         conds = data.datasets["conditions"].datasets
         return data.datasets["media"], dict(conds)
+
+    def val_conditions(self, n: int) -> Conditions:
+        """The first ``n`` validation clips' own requests, ``[n]``-batched: for each condition this
+        module carries, the clip's action / speed id, caption embedding ``[n, 384]`` or root path
+        ``[n, T, DIM]`` (sparse for the ``sparse`` fraction, as in training). Held out from
+        training, and real: a caption and a path that belong together, which random draws are not.
+
+        Raises:
+            ValueError: ``n`` exceeds the validation split (``n_val``).
+        """
+        if not 1 <= n <= self.n_val:
+            raise ValueError(f"val_samples={n}: the motion validation split has n_val={self.n_val} clips; "
+                             f"ask for 1..{self.n_val} or raise data.init_args.n_val")
+        self.setup()
+        conds = self._val.datasets["conditions"].datasets
+        return Conditions({k: v[:n] for k, v in conds.items()})
+
+    def score(self, media: torch.Tensor, conditions: Conditions) -> dict[str, float]:
+        """The motion judge's metrics of generated clips ``[n, T, 22, 3]`` asked for ``conditions``
+        (:meth:`val_conditions`): ``acc_action``, ``r_precision_top1/3``, ``traj_error`` for the
+        conditions carried, and ``fd``, ``diversity``, ``foot_skating`` always
+        (:meth:`~modalities.motion.metrics.MotionJudge.evaluate`)."""
+        requested = {k: conditions.values[k] for k in JUDGED if k in conditions.values}
+        return self.judge().evaluate(media, requested)
+
+    def judge(self):
+        """The :class:`~modalities.motion.metrics.MotionJudge` of :meth:`score`, built once."""
+        if self._judge is None:
+            from .metrics import MotionJudge
+
+            shipped = recipes_dir("motion") / "checkpoints"
+            folder = self.judge_dir or (shipped if shipped.is_dir() else self.cache_dir or DEFAULT_CACHE)
+            self._judge = MotionJudge.cached(folder, n_held=self.judge_reference)
+        return self._judge
