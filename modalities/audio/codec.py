@@ -73,7 +73,9 @@ class EncodecCodec(Codec):
 
     def __init__(self, path: str = "recipes/audio/checkpoints/codec", layout: str = "tokens",
                  codebooks: int | None = None, samples: int = 16_000, quantize_latents: bool = True) -> None:
-        from transformers import EncodecModel
+        from transformers.models.encodec.modeling_encodec import EncodecModel
+
+        from framework.core.hf import quiet_loading
 
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -81,7 +83,8 @@ class EncodecCodec(Codec):
         if not (folder / "config.json").is_file():
             raise ValueError(f"no codec at {str(path)!r}: expected a folder with config.json and weights "
                              f"(written by save_pretrained; train one with recipes/audio/codec.yaml)")
-        self.model = EncodecModel.from_pretrained(str(folder), local_files_only=True).eval()
+        with quiet_loading():  # no "Loading weights" bar on a user's console
+            self.model = EncodecModel.from_pretrained(str(folder), local_files_only=True).eval()
         self.model.requires_grad_(False)
         cfg = self.model.config
         total = len(self.model.quantizer.layers)

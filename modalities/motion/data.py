@@ -94,11 +94,10 @@ def caption_embeddings(captions: np.ndarray, cache: Path | None) -> torch.Tensor
         emb = np.load(cache, allow_pickle=False)
         if emb.shape == (len(captions), 384):
             return torch.from_numpy(emb)
-    from framework.core.encoders import _minilm  # the core "minilm" encoder's model, batched here for speed
+    from framework.core.minilm import minilm_model  # the core "minilm" encoder's model, batched
 
     unique, inverse = np.unique(np.asarray(captions, dtype=str), return_inverse=True)
-    vecs = _minilm().encode(list(unique), batch_size=64, normalize_embeddings=True)
-    emb = torch.from_numpy(np.asarray(vecs, dtype=np.float32)[inverse.reshape(-1)])
+    emb = minilm_model().encode(list(unique), batch_size=64)[torch.from_numpy(inverse.reshape(-1))]
     if cache is not None:
         atomic_write(cache, lambda tmp: _save(tmp, emb.numpy()))
     return emb
