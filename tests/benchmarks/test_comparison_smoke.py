@@ -37,6 +37,10 @@ def test_families_reports_nfe_per_preset(tmp_path, load_benchmark):
         assert rows[family, "independent"]["nfe_per_step"] == 3
         assert 1 < rows[family, "interval"]["nfe_per_step"] < 2
         assert all(r["forward_calls_per_step"] == 1 for (f, _), r in rows.items() if f == family)
+        for label in ("adaptive", "adaptive (per batch)"):  # per sample (default) and whole batch
+            assert 1 <= rows[family, label]["nfe_per_step"] < 2
+        assert rows[family, "adaptive (per batch)"]["expression"].endswith("per_sample=False)")
+    assert all(r["samples_per_cpu_s"] > 0 and r["relative_to_unguided_cpu"] > 0 for r in rows.values())
     assert ("masked", "apg") not in rows and ("flow", "apg") in rows
 
 
