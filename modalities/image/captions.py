@@ -5,15 +5,23 @@ A template is a format string over ``{shape}``, ``{color}``, ``{position}`` and 
 template names the shape and the colour, some also the position or the size. Training draws one
 training template per image (so the same picture is described in several ways across the data);
 evaluation asks for captions written with the held-out templates.
+
+For validation while training (``val_guidance``), :meth:`CaptionedShapesData.val_conditions` asks
+for held-out paraphrases and :meth:`CaptionedShapesData.score` judges the samples on the
+attributes each caption names, with the image judge.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from .data import TEXT_ENCODER, ShapesData, _Tensors
+from framework.core.conditions import Conditions
+from framework.core.shipped import recipes_dir
+
+from .data import TEXT_ENCODER, ShapesData, _Tensors, shapes_specs
 from .shapes import COLORS, POSITIONS, SHAPES, SIZES, render
 
 __all__ = ["HELD_OUT", "TRAIN", "Caption", "CaptionedShapesData", "attributes_named", "evaluation_captions",
@@ -66,11 +74,17 @@ class CaptionedShapesData(ShapesData):
     Args:
         templates: the training wordings (default :data:`TRAIN`); :data:`HELD_OUT` is for evaluation.
         size, n_train, n_val, batch_size, seed: as :class:`ShapesData`.
+        judge_dir: the folder of the classifier :meth:`score` uses (``classifier-shapes<size>.pt``,
+            trained there if missing); default: the shipped ``recipes/image/checkpoints`` if
+            present (the report's judge), else ``~/.cache/polyguide/image``.
     """
 
     def __init__(self, size: int = 16, n_train: int = 20_000, n_val: int = 1_000, batch_size: int = 64,
-                 templates: tuple[str, ...] | list[str] = TRAIN, seed: int = 0) -> None:
+                 templates: tuple[str, ...] | list[str] = TRAIN, seed: int = 0,
+                 judge_dir: str | None = None) -> None:
         super().__init__(size, n_train, n_val, batch_size, text=True, seed=seed)
+        self.judge_dir = Path(judge_dir).expanduser() if judge_dir else None
+        self._judge = None
         if not templates:
             raise ValueError("CaptionedShapesData needs at least one caption template")
         for t in templates:
@@ -100,6 +114,50 @@ class CaptionedShapesData(ShapesData):
         out = _Tensors(b.images, conds)
         out.texts = texts  # the captions themselves, for inspection
         return out
+
+    def val_conditions(self, n: int) -> Conditions:
+        """``n`` captions in the held-out wordings (:data:`HELD_OUT`, never trained on) with random
+        attributes (:func:`evaluation_captions`, seed ``seed + 2``): ``text`` ``[n, 384]``, and what
+        each caption asks for as labels ``shape``, ``color``, ``position`` ``[n]`` (``position``
+        present only where the wording names it). A text→image model has only ``text``: sampling
+        ignores the labels, which :meth:`score` reads."""
+        from framework.core.encoders import resolve
+
+        caps = evaluation_captions(HELD_OUT, seed=self.seed + 2, n=n)
+        labels = {k: torch.tensor([c.requested.get(k, 0) for c in caps])
+                  for k in ("shape", "color", "position")}
+        present = {k: torch.ones(n, dtype=torch.bool) for k in ("text", "shape", "color")}
+        present["position"] = torch.tensor(["position" in c.requested for c in caps])
+        return Conditions({"text": resolve(TEXT_ENCODER)([c.text for c in caps]), **labels}, present)
+
+    @torch.no_grad()
+    def score(self, media: torch.Tensor, conditions: Conditions) -> dict[str, float]:
+        """The image judge's scores of images ``[n, 3, S, S]`` asked for by :meth:`val_conditions`:
+        ``acc_shape``, ``acc_color``, ``acc_shape_color`` (both), ``acc_position`` (over the
+        captions that name a position), ``fd`` and ``diversity``."""
+        judge = self.judge()
+        out = judge.evaluate(media, {k: conditions.values[k] for k in ("shape", "color")})
+        out["acc_shape_color"] = out.pop("acc_all")
+        asked = conditions.present["position"].cpu()
+        if bool(asked.any()):
+            logits = judge.classifier(media.float().cpu().clamp(0, 1)[asked])
+            right = logits["position"].argmax(-1) == conditions.values["position"].cpu()[asked]
+            out["acc_position"] = float(right.float().mean())
+        return out
+
+    def judge(self):
+        """The :class:`~modalities.image.metrics.ImageJudge` of :meth:`score` (the shapes
+        classifier at this size), built once."""
+        if self._judge is None:
+            from .metrics import ImageJudge
+            from .plugin import judge_data
+
+            shipped = recipes_dir("image") / "checkpoints"
+            folder = self.judge_dir or (shipped if shipped.is_dir()
+                                        else Path.home() / ".cache" / "polyguide" / "image")
+            real, held, heads, name = judge_data(shapes_specs(), self.size)
+            self._judge = ImageJudge(real, held, heads, folder / f"classifier-{name}.pt")
+        return self._judge
 
 
 def evaluation_captions(templates: tuple[str, ...] = HELD_OUT, seed: int = 0, n: int = 32) -> list[Caption]:
