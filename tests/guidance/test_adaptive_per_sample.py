@@ -125,18 +125,6 @@ class Blinking(Oracle):
                              for r, s in zip(rows, step, strict=True)])
 
 
-class Residual(Oracle):
-    """As :class:`Oracle`, but the direction drops to a small ``eps`` (not 0) at step ``leave[i]``:
-    the cosine passes ``γ̄`` while guidance still moves the prediction a little."""
-
-    def __init__(self, leave: list[int], eps: float = 1e-3) -> None:
-        super().__init__(leave)
-        self.eps = eps
-
-    def direction(self, rows, step):
-        return torch.where(step < self.leave[rows], 1.0, self.eps)
-
-
 def _leave_step(zeros: set[int], k: int, steps: int) -> int:
     """Oracle for hysteresis: the first step ending ``k`` consecutive zero-direction steps."""
     return next((s for s in range(steps) if all(j in zeros for j in range(s - k + 1, s + 1))), steps)
@@ -169,34 +157,11 @@ def test_patience_per_batch_counts_steps_at_which_every_row_agreed():
         assert [o.stats.row_evals for o in outs] == [6 if i <= switch else 3 for i in range(steps)], k
 
 
-@pytest.mark.parametrize("per_sample", [True, False])
-@pytest.mark.parametrize("space", ["eps", "logits"])
-def test_reuse_keeps_each_rows_last_guidance_offset(per_sample, space):
-    """``reuse=True``: after leaving at step ``s``, row ``r`` gets ``c_r + (W − 1)·(c − u)`` from step
-    ``s`` — the offset its last guided step had — at no evaluation; the NFE is that of ``reuse=False``."""
-    leave, steps, eps = [1, 4, 2, 6], 8, 1e-3
-    expr = G.adaptive(G.cfg("shape", W), threshold=0.9999, per_sample=per_sample, reuse=True)
-    model = Residual(leave, eps)
-    outs, _ = _run(expr, model, leave, steps, space)
-    plain, _ = _run(G.adaptive(G.cfg("shape", W), threshold=0.9999, per_sample=per_sample),
-                    Residual(leave, eps), leave, steps, space)
-    assert [o.stats.row_evals for o in outs] == [o.stats.row_evals for o in plain]
-    gone = leave if per_sample else [max(leave)] * len(leave)  # the step each row left at
-    offset = (W - 1) * eps * torch.linspace(0.5, 1.5, 3)  # (W − 1)·(c − u) once the direction is eps
-    for i, o in enumerate(outs):
-        c, u = o.preds[cond("shape")], o.preds.get(uncond())
-        for r, s in enumerate(gone):
-            want = c[r] + offset if s < i else u[r] + W * (c[r] - u[r])
-            torch.testing.assert_close(o.denoise[r], want, rtol=0, atol=1e-6)
-            if s < i:  # and the plain rule gives the reference only: reuse changed the value
-                assert not torch.allclose(plain[i].denoise[r], o.denoise[r], rtol=0, atol=1e-4)
-
-
-def test_patience_and_reuse_are_checked_and_shown():
+def test_patience_is_checked_and_shown():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="patience"):
             G.adaptive(G.cfg("shape", W), patience=bad)
-    assert "patience=2, reuse=True" in repr(G.adaptive(G.cfg("shape", W), patience=2, reuse=True))
+    assert "patience=2" in repr(G.adaptive(G.cfg("shape", W), patience=2))
 
 
 # ---------------------------------------------------------------- every family, end to end
@@ -227,9 +192,8 @@ def test_autoregressive_kv_caches_follow_the_compacted_rows():
     assert any(B < r < 2 * B for r in rows), rows  # some rows left while others were still guided
 
 
-@pytest.mark.parametrize(("threshold", "after", "patience", "reuse"),
-                         [(0.999, 0.3, 1, False), (0.98, 0.0, 2, False), (0.98, 0.0, 2, True)])
-def test_flow_per_sample_rows_match_rows_sampled_alone(threshold, after, patience, reuse):
+@pytest.mark.parametrize(("threshold", "after", "patience"), [(0.999, 0.3, 1), (0.98, 0.0, 2)])
+def test_flow_per_sample_rows_match_rows_sampled_alone(threshold, after, patience):
     toy = GaussianMixtureToy(flow_alpha_sigma)
     flow = Flow()
 
@@ -239,8 +203,7 @@ def test_flow_per_sample_rows_match_rows_sampled_alone(threshold, after, patienc
     raw = {"shape": ["circle", "square", "triangle", "circle"], "color": ["red", "blue", "red", "blue"]}
     conds = Conditions.from_raw(toy.specs, raw, 4)
     init = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
-    expr = G.adaptive(G.cfg(("shape", "color"), 3.0), threshold=threshold, after=after, patience=patience,
-                      reuse=reuse)
+    expr = G.adaptive(G.cfg(("shape", "color"), 3.0), threshold=threshold, after=after, patience=patience)
 
     def one(rows):
         out = flow.sample(velocity, expr, conds.index(rows), (2,), 12, specs=toy.specs, init=init[rows])

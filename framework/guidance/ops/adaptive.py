@@ -15,16 +15,9 @@ step the two are identical.
 At high noise every ε-prediction is close to ``x/σ``, so the cosine is near 1 before guidance
 has acted; ``after`` (a progress τ) keeps the policy from switching before that point.
 
-Two refinements of the switch, both off by default (the paper's rule is ``patience=1``,
-``reuse=False``):
-
-- ``patience=k`` (hysteresis): a row (per batch: the batch) leaves only once ``γ_t > γ̄`` has
-  held at ``k`` consecutive steps; a step below ``γ̄`` resets its count. One noisy crossing no
-  longer ends a row's guidance for good.
-- ``reuse=True`` — **our variant, not the paper's** (a cheap form of "guidance caching"): a row
-  that leaves keeps the last guidance offset it had, ``δ = ε̃ − ε_ref`` at its last guided step
-  (in the op's space), and from then on gets ``ε̃ = ε_ref + δ`` instead of ``ε_ref``. It costs
-  no evaluation; it assumes the guidance offset changes little once the cosine has converged.
+``patience=k`` (hysteresis; the paper's rule is ``patience=1``, the default): a row (per
+batch: the batch) leaves only once ``γ_t > γ̄`` has held at ``k`` consecutive steps; a step
+below ``γ̄`` resets its count, so one noisy crossing no longer ends a row's guidance.
 """
 
 from __future__ import annotations
@@ -70,7 +63,7 @@ class Adaptive(Op):
 
     def __init__(self, inner: Expr, threshold: float = 0.99, fallback: Expr | None = None,
                  space: str | None = None, after: float = 0.0, per_sample: bool = True,
-                 patience: int = 1, reuse: bool = False) -> None:
+                 patience: int = 1) -> None:
         inner.check()
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"adaptive threshold is a cosine in [-1, 1], got {threshold}")
@@ -80,7 +73,7 @@ class Adaptive(Op):
             raise ValueError(f"adaptive 'patience' is a number of consecutive converged steps ≥ 1, "
                              f"got {patience!r}")
         self.inner, self.threshold, self.after = inner, float(threshold), float(after)
-        self.per_sample, self.patience, self.reuse = bool(per_sample), patience, bool(reuse)
+        self.per_sample, self.patience = bool(per_sample), patience
         if self.per_sample:
             _check_per_sample_inner(inner)
         self.fallback = fallback if fallback is not None else inner.reference()
@@ -111,15 +104,15 @@ class Adaptive(Op):
         return fallback
 
     def compute(self, ctx: Any, space: str) -> torch.Tensor:
-        """``[B, ...]`` guided rows, the reference (plus the cached offset with ``reuse``) on rows
-        that left; updates the per-row convergence counts and the switch."""
+        """``[B, ...]``: guided rows, the reference on rows that left; updates the per-row
+        convergence counts and the switch."""
         own = ctx.state.of(self)
         ref = self.fallback.value(ctx, space)
         B = ref.shape[0]
         full = getattr(ctx, "batch_size", B)  # inside another per-sample node: part of the batch
         seen = getattr(ctx, "batch_rows", None)
         if own.get("switched", False):
-            return self._left(own, ref, seen) if self.reuse else ref
+            return ref
         active = own.get("active")
         if active is not None and active.shape[0] != full:
             raise ValueError(f"adaptive guidance started with a batch of {active.shape[0]} rows but "
@@ -133,7 +126,7 @@ class Adaptive(Op):
             rows = here.nonzero().squeeze(1)
             guided = self.inner.value(ctx.restrict(rows), space)
             ref_rows = ref[rows]
-            out = self._left(own, ref, seen)
+            out = ref.clone()
             out[rows] = guided.to(out.dtype)
         cos = row_cosine(guided, ref_rows)
         ctx.record("adaptive_cosine", float(cos.min()))
@@ -141,12 +134,6 @@ class Adaptive(Op):
         if ctx.tau < self.after or ctx.state.corrector:
             return out
         full_rows = rows if seen is None else seen[rows]  # these rows' ids in the whole batch
-        if self.reuse:  # the offset each guided row would keep if it left now
-            delta = own.get("delta")
-            if delta is None:
-                delta = own["delta"] = torch.zeros((full, *ref.shape[1:]), dtype=ref.dtype, device=ref.device)
-            d = guided.to(ref.dtype) - ref_rows
-            delta[full_rows] = d.where(torch.isfinite(d), 0.0)  # -inf logits: no offset there
         converged = self._streak(own, cos > self.threshold, full_rows, full)
         if self.per_sample:
             if bool(converged.any()):
@@ -177,15 +164,7 @@ class Adaptive(Op):
         streak[full_rows] = torch.where(above, streak[full_rows] + 1, 0)
         return streak[full_rows] >= self.patience
 
-    def _left(self, own: dict, ref: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
-        """``[B, ...]`` the value of rows that left: ``ref``, plus their cached offset with ``reuse``."""
-        delta = own.get("delta")
-        if not self.reuse or delta is None:
-            return ref.clone()
-        return ref + (delta if seen is None else delta[seen]).to(ref.dtype)
-
     def __repr__(self) -> str:
         extra = "" if self.per_sample else ", per_sample=False"
         extra += f", patience={self.patience}" if self.patience != 1 else ""
-        extra += ", reuse=True" if self.reuse else ""
         return f"adaptive({self.inner!r}, threshold={self.threshold:g}, after={self.after:g}{extra})"
