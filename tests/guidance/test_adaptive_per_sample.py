@@ -157,11 +157,48 @@ def test_patience_per_batch_counts_steps_at_which_every_row_agreed():
         assert [o.stats.row_evals for o in outs] == [6 if i <= switch else 3 for i in range(steps)], k
 
 
+class Tokens(Oracle):
+    """Logits over 6 tokens. Before step ``leave[i]`` guidance raises the likely token 1 by 1
+    (``c − u = e_1``): the next-token probabilities change, yet the logit vector, dominated by its
+    ``−30`` entries, has cosine 0.99927. From then on it lowers the unlikely token 5 by 20
+    (``c − u = −20·e_5``): the probabilities do not change, the logit cosine drops to ≈ 0.96."""
+
+    def __call__(self, x, t, c: Conditions):
+        rows, present = x[:, 0], c.present["shape"]
+        self.calls.append(list(zip(rows.tolist(), present.tolist(), strict=True)))
+        before = (t.long() < self.leave[rows]).float()
+        d = torch.zeros(len(rows), 6)
+        d[:, 1], d[:, 5] = before, -20.0 * (1 - before)
+        return torch.tensor([4.0, 2.0, 0.0, -30.0, -30.0, -30.0]) + present.float()[:, None] * d
+
+
+def test_probs_measure_sees_what_the_logit_cosine_misses():
+    leave, steps = [1, 4, 2, 6], 8
+    for measure, gone in (("value", [0] * 4), ("probs", leave)):  # value: every row at step 0
+        model = Tokens(leave)
+        _run(G.adaptive(G.cfg("shape", W), threshold=0.999, measure=measure), model, leave, steps, "logits")
+        uncond_rows = [sorted(r for r, p in call if not p) for call in model.calls]
+        assert uncond_rows == [[i for i, s in enumerate(gone) if s >= step] for step in range(steps)], measure
+    # the cosines the rule compared, recomputed here: before leaving / after
+    u = torch.tensor([4.0, 2.0, 0.0, -30.0, -30.0, -30.0])
+    cases = ((torch.eye(6)[1], 0.99927, False), (-20 * torch.eye(6)[5], 0.96543, True))
+    for d, value_cos, probs_above in cases:
+        c, g = u + d, u + W * d
+        assert float(torch.nn.functional.cosine_similarity(c, g, dim=0)) == pytest.approx(value_cos, abs=1e-4)
+        pc = torch.nn.functional.cosine_similarity(c.softmax(0), g.softmax(0), dim=0)
+        assert bool(pc > 0.999) == probs_above
+    with pytest.raises(ValueError, match=r"measure='probs'.*logits"):
+        _run(G.adaptive(G.cfg("shape", W), measure="probs"), Oracle(leave), leave, 2, "eps")
+
+
 def test_patience_is_checked_and_shown():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="patience"):
             G.adaptive(G.cfg("shape", W), patience=bad)
     assert "patience=2" in repr(G.adaptive(G.cfg("shape", W), patience=2))
+    with pytest.raises(ValueError, match="measure"):
+        G.adaptive(G.cfg("shape", W), measure="logits")
+    assert "measure='probs'" in repr(G.adaptive(G.cfg("shape", W), measure="probs"))
 
 
 # ---------------------------------------------------------------- every family, end to end

@@ -18,6 +18,13 @@ has acted; ``after`` (a progress τ) keeps the policy from switching before that
 ``patience=k`` (hysteresis; the paper's rule is ``patience=1``, the default): a row (per
 batch: the batch) leaves only once ``γ_t > γ̄`` has held at ``k`` consecutive steps; a step
 below ``γ̄`` resets its count, so one noisy crossing no longer ends a row's guidance.
+
+``measure="probs"`` (token models, **our choice of space, not the paper's**, which works on
+continuous ε): the cosine of the next-token *probabilities* ``softmax(ℓ̃)`` and
+``softmax(ℓ_ref)`` (per position, then over the row) instead of the logits'. A logit vector's
+cosine is dominated by the many unlikely tokens and stays in 0.9988–0.9997 whatever guidance
+does; the probabilities' cosine is 1 where guidance changes no likely token and drops where it
+does.
 """
 
 from __future__ import annotations
@@ -38,6 +45,16 @@ def row_cosine(guided: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     g, r = guided.reshape(b, -1).float(), ref.reshape(b, -1).float()
     both = torch.isfinite(g) & torch.isfinite(r)
     return torch.nn.functional.cosine_similarity(g.where(both, 0.0), r.where(both, 0.0), dim=1)
+
+
+MEASURES = ("value", "probs")
+
+
+def _measured(value: torch.Tensor, measure: str) -> torch.Tensor:
+    """``value`` (``[B, ..., V]``) as the cosine sees it: itself, or softmax over the last dim."""
+    if measure == "probs":  # -inf logits: probability 0
+        return torch.softmax(value.float(), dim=-1)
+    return value
 
 
 def _check_per_sample_inner(inner: Expr) -> None:
@@ -63,7 +80,7 @@ class Adaptive(Op):
 
     def __init__(self, inner: Expr, threshold: float = 0.99, fallback: Expr | None = None,
                  space: str | None = None, after: float = 0.0, per_sample: bool = True,
-                 patience: int = 1) -> None:
+                 patience: int = 1, measure: str = "value") -> None:
         inner.check()
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"adaptive threshold is a cosine in [-1, 1], got {threshold}")
@@ -73,7 +90,9 @@ class Adaptive(Op):
             raise ValueError(f"adaptive 'patience' is a number of consecutive converged steps ≥ 1, "
                              f"got {patience!r}")
         self.inner, self.threshold, self.after = inner, float(threshold), float(after)
-        self.per_sample, self.patience = bool(per_sample), patience
+        if measure not in MEASURES:
+            raise ValueError(f"adaptive 'measure' is one of {MEASURES}, got {measure!r}")
+        self.per_sample, self.patience, self.measure = bool(per_sample), patience, measure
         if self.per_sample:
             _check_per_sample_inner(inner)
         self.fallback = fallback if fallback is not None else inner.reference()
@@ -106,6 +125,9 @@ class Adaptive(Op):
     def compute(self, ctx: Any, space: str) -> torch.Tensor:
         """``[B, ...]``: guided rows, the reference on rows that left; updates the per-row
         convergence counts and the switch."""
+        if self.measure == "probs" and space not in ("logits", "logprobs"):
+            raise ValueError(f"adaptive(..., measure='probs') compares next-token probabilities, so it "
+                             f"needs a token model's logits; it is asked for {space!r}")
         own = ctx.state.of(self)
         ref = self.fallback.value(ctx, space)
         B = ref.shape[0]
@@ -128,7 +150,7 @@ class Adaptive(Op):
             ref_rows = ref[rows]
             out = ref.clone()
             out[rows] = guided.to(out.dtype)
-        cos = row_cosine(guided, ref_rows)
+        cos = row_cosine(_measured(guided, self.measure), _measured(ref_rows, self.measure))
         ctx.record("adaptive_cosine", float(cos.min()))
         ctx.record("adaptive_rows", float(rows.numel()))
         if ctx.tau < self.after or ctx.state.corrector:
@@ -167,4 +189,5 @@ class Adaptive(Op):
     def __repr__(self) -> str:
         extra = "" if self.per_sample else ", per_sample=False"
         extra += f", patience={self.patience}" if self.patience != 1 else ""
+        extra += f", measure={self.measure!r}" if self.measure != "value" else ""
         return f"adaptive({self.inner!r}, threshold={self.threshold:g}, after={self.after:g}{extra})"
