@@ -209,12 +209,14 @@ def _alone_vs_batch(sample_one):
     return batch, alone, stats
 
 
-def test_autoregressive_kv_caches_follow_the_compacted_rows():
+@pytest.mark.parametrize("options", [dict(threshold=0.995),
+                                     dict(threshold=0.99, measure="probs", patience=2)])
+def test_autoregressive_kv_caches_follow_the_compacted_rows(options):
     toy = CategoricalMixtureToy()
     fam = Autoregressive(toy.vocab, temperature=0)
     shapes = ["circle", "square", "triangle", "star"] * 2
     conds = Conditions.from_raw(toy.specs, {"shape": shapes, "color": "green"}, len(shapes))
-    expr = G.adaptive(G.cfg(("shape", "color"), 2.5), threshold=0.995)
+    expr = G.adaptive(G.cfg(("shape", "color"), 2.5), **options)
     prompt = torch.randint(toy.vocab, (len(shapes), 3), generator=torch.Generator().manual_seed(0))
 
     def one(rows):
