@@ -6,7 +6,8 @@
 On the shipped checkpoints (shapes flow, Shakespeare autoregressive, motion flow) it samples the
 same requests, with the same seed, under: CFG at several step counts (the flow models) or
 weights (the autoregressive model, whose step count is its length); guidance intervals; per-batch
-and per-sample adaptive guidance at several thresholds; and the guidance-distilled student
+and per-sample adaptive guidance at several thresholds, and per-sample with a refined trigger
+(``after``, ``patience``, ``measure=probs``, an interval inside); and the guidance-distilled student
 (``*_student.ckpt``, sampled with its scalar condition ``w``) when that checkpoint exists.
 
 Every row reports the judge's accuracy (all attributes / genre / action) with its binomial
@@ -56,7 +57,25 @@ def shapes_rows(quick: bool) -> list[dict]:
             rows.append(dict(label=f"adaptive {kind} γ̄={thr:g} (x0), {top} steps", method=f"adaptive {kind}",
                              steps=top, ref=ref,
                              g=f"adaptive(cfg({PAIR}, 4), threshold={thr}, per_sample={per}, space=x0)"))
+    if not quick:
+        rows += shapes_per_sample_rows(ref, top)
     return rows
+
+
+def shapes_per_sample_rows(ref: str, top: int) -> list[dict]:
+    """Per-sample adaptive guidance, refined (docs/guidance_cost.md, "Why per-sample rows lose"):
+    ``after`` keeps rows from leaving at the first steps, ``patience`` asks for consecutive
+    converged steps, and wrapping an interval from τ = 0.1 skips the steps guidance does not help."""
+    out = []
+    settings = ((0.97, 0.2, 1, 0.0), (0.97, 0.2, 2, 0.0), (0.97, 0.5, 1, 0.1), (0.98, 0.45, 1, 0.1))
+    for thr, after, k, lo in settings:  # γ̄, after, patience, start of guidance
+        inner = f"interval({PAIR}, 4, {lo}, 1.0)" if lo else f"cfg({PAIR}, 4)"
+        label = (f"adaptive per-sample γ̄={thr:g} (x0), after τ={after:g}"
+                 + (f", patience {k}" if k > 1 else "")
+                 + (f", no guidance before τ={lo:g}" if lo else "") + f", {top} steps")
+        out.append(dict(label=label, method="adaptive per-sample", steps=top, ref=ref,
+                        g=f"adaptive({inner}, threshold={thr}, after={after}, patience={k}, space=x0)"))
+    return out
 
 
 def text_rows(quick: bool) -> list[dict]:
@@ -76,7 +95,26 @@ def text_rows(quick: bool) -> list[dict]:
             rows.append(dict(label=f"adaptive {kind} γ̄={thr:g}{when}", method=f"adaptive {kind}", steps=64,
                              ref=ref, g=f"adaptive(cfg(genre, 3), threshold={thr}, after={after}, "
                                         f"per_sample={per})"))
+    if not quick:
+        rows += text_per_sample_rows(ref)
     return rows
+
+
+def text_per_sample_rows(ref: str) -> list[dict]:
+    """Per-sample adaptive guidance, refined: ``patience`` consecutive converged tokens, and the
+    cosine of next-token probabilities (``measure=probs``) instead of logits."""
+    settings = ((0.9995, 2, "value", True), (0.99, 1, "probs", True), (0.99, 2, "probs", True),
+                (0.99, 3, "probs", True), (0.99, 4, "probs", True), (0.98, 4, "probs", True),
+                (0.99, 3, "probs", False))
+    out = []
+    for thr, k, measure, per in settings:  # γ̄, patience, measure, per sample
+        kind = "per-sample" if per else "per-batch"
+        label = (f"adaptive {kind} γ̄={thr:g}" + (" (probs)" if measure == "probs" else "")
+                 + (f", patience {k}" if k > 1 else ""))
+        out.append(dict(label=label, method=f"adaptive {kind}", steps=64, ref=ref,
+                        g=f"adaptive(cfg(genre, 3), threshold={thr}, patience={k}, measure={measure}, "
+                          f"per_sample={per})"))
+    return out
 
 
 def motion_rows(quick: bool) -> list[dict]:

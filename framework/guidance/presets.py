@@ -127,7 +127,8 @@ def interval(cond: CondLike, w: WeightLike, lo: float, hi: float) -> Expr:
 
 
 def adaptive(guidance: Expr, threshold: float = 0.99, after: float = 0.0,
-             per_sample: bool = True, space: str | None = None) -> Expr:
+             per_sample: bool = True, space: str | None = None, patience: int = 1,
+             measure: str = "value") -> Expr:
     """Adaptive Guidance — *Adaptive Guidance: Training-free Acceleration of Conditional
     Diffusion Models* (Castillo et al., 2023).
 
@@ -136,10 +137,13 @@ def adaptive(guidance: Expr, threshold: float = 0.99, after: float = 0.0,
     row switches on its own and the extra branches run on the rows still guided; with
     ``per_sample=False`` the whole batch switches once every row agrees. ``space`` is where the
     cosine is measured (default: the sampler's space; ``x0`` suits flow models, whose velocity
-    cosine stays far from 1). See :mod:`framework.guidance.ops.adaptive`.
+    cosine stays far from 1). ``patience=k`` asks for ``γ_t > γ̄`` at ``k`` consecutive steps
+    before a row leaves (hysteresis; the paper's rule is ``patience=1``). ``measure="probs"``
+    (token models; ours) takes the cosine of the next-token probabilities, not the logits. See
+    :mod:`framework.guidance.ops.adaptive`.
     """
     return Adaptive(_guidance_arg(guidance, "adaptive"), threshold, after=after, per_sample=per_sample,
-                    space=space)
+                    space=space, patience=patience, measure=measure)
 
 
 def cfg_pp(cond: CondLike, lam: float) -> Expr:

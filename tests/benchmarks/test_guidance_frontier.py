@@ -17,3 +17,21 @@ def test_table_and_plot_from_results(tmp_path, load_benchmark):
     assert "| cfg w=4, 20 steps | 20 | 0.940 ± 0.010 | — | 40.0 | — | 1700 |" in md
     bench.plot(results, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_row_parses_and_the_refined_rows_carry_their_options(load_benchmark):
+    """The rows are guidance text: each parses, and each refined per-sample row builds the
+    adaptive node its label names (patience, measure, after, an interval inside)."""
+    from framework.guidance import parse
+    from framework.guidance.ops.adaptive import Adaptive
+
+    bench = load_benchmark("guidance_frontier")
+    rows = bench.shapes_rows(False) + bench.text_rows(False) + bench.motion_rows(False)
+    nodes = {r["label"]: parse(r["g"]) for r in rows}
+    shapes = nodes["adaptive per-sample γ̄=0.98 (x0), after τ=0.45, no guidance before τ=0.1, 20 steps"]
+    assert isinstance(shapes, Adaptive) and shapes.per_sample and shapes.space == "x0"
+    assert (shapes.threshold, shapes.after, shapes.patience) == (0.98, 0.45, 1)
+    assert "window(0.1, 1" in repr(shapes.inner)  # no guidance before τ = 0.1
+    text = nodes["adaptive per-sample γ̄=0.99 (probs), patience 3"]
+    assert (text.threshold, text.patience, text.measure, text.per_sample) == (0.99, 3, "probs", True)
+    assert not nodes["adaptive per-batch γ̄=0.99 (probs), patience 3"].per_sample

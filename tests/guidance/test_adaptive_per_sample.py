@@ -24,12 +24,16 @@ class Oracle:
         self.width = width
         self.calls: list[list[tuple[int, bool]]] = []  # per call: (row id, shape present)
 
+    def direction(self, rows: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """``[R]`` the size of row ``rows[i]``'s guidance direction at ``step[i]``."""
+        return (step < self.leave[rows]).float()
+
     def __call__(self, x, t, c: Conditions):
         ids = x[..., 0].reshape(x.shape[0], -1)[:, 0].round().long() if x.is_floating_point() else None
         rows = ids if ids is not None else x[:, 0]
         present = c.present["shape"]
         self.calls.append(list(zip(rows.tolist(), present.tolist(), strict=True)))
-        d = (t.long() < self.leave[rows]).float()
+        d = self.direction(rows, t.long())
         base = torch.sin(torch.arange(self.width, dtype=torch.float32) + rows[:, None].float())
         return base + 0.5 + (present.float() * d)[:, None] * torch.linspace(0.5, 1.5, self.width)
 
@@ -109,6 +113,94 @@ def test_stateful_inner_guidance_is_refused_per_sample():
     G.adaptive(G.apg("shape", 5.0, momentum=-0.5), per_sample=False)  # the batch policy can
 
 
+class Blinking(Oracle):
+    """Row ``i``'s guidance direction is 1, except ``0`` at the steps in ``zeros[i]``."""
+
+    def __init__(self, zeros: list[set[int]]) -> None:
+        super().__init__([0] * len(zeros))
+        self.zeros = zeros
+
+    def direction(self, rows, step):
+        return torch.tensor([0.0 if int(s) in self.zeros[int(r)] else 1.0
+                             for r, s in zip(rows, step, strict=True)])
+
+
+def _leave_step(zeros: set[int], k: int, steps: int) -> int:
+    """Oracle for hysteresis: the first step ending ``k`` consecutive zero-direction steps."""
+    return next((s for s in range(steps) if all(j in zeros for j in range(s - k + 1, s + 1))), steps)
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+def test_patience_waits_for_consecutive_converged_steps(patience):
+    """A row whose guidance vanishes at one step and comes back (a noisy crossing) leaves only
+    after ``patience`` consecutive converged steps; until then it is guided as CFG."""
+    zeros = [{1, 3, 4, 5}, {2, 4, 5}, {0, 2, 4, 6}, {3, 4, 5, 6, 7}]
+    steps = 8
+    model = Blinking(zeros)
+    outs, _ = _run(G.adaptive(G.cfg("shape", W), threshold=0.9999, patience=patience), model, zeros, steps)
+    leave = [_leave_step(z, patience, steps) for z in zeros]
+    uncond_rows = [sorted(r for r, p in call if not p) for call in model.calls]
+    assert uncond_rows == [[i for i, s in enumerate(leave) if s >= step] for step in range(steps)]
+    for i, o in enumerate(outs):  # guided (CFG) on every step up to and including the leaving step
+        c, u = o.preds[cond("shape")], o.preds.get(uncond())
+        for r, s in enumerate(leave):
+            want = c[r] if s < i else u[r] + W * (c[r] - u[r])
+            torch.testing.assert_close(o.denoise[r], want, rtol=0, atol=1e-6)
+
+
+def test_patience_per_batch_counts_steps_at_which_every_row_agreed():
+    zeros = [{1, 2, 3, 5, 6}, {2, 3, 5, 6}, {0, 2, 3, 5, 6}]
+    steps = 8
+    for k, switch in ((1, 2), (2, 3), (3, 8)):  # all rows converge at steps 2, 3, 5, 6
+        outs, _ = _run(G.adaptive(G.cfg("shape", W), threshold=0.9999, per_sample=False, patience=k),
+                       Blinking(zeros), zeros, steps)
+        assert [o.stats.row_evals for o in outs] == [6 if i <= switch else 3 for i in range(steps)], k
+
+
+class Tokens(Oracle):
+    """Logits over 6 tokens. Before step ``leave[i]`` guidance raises the likely token 1 by 1
+    (``c − u = e_1``): the next-token probabilities change, yet the logit vector, dominated by its
+    ``−30`` entries, has cosine 0.99927. From then on it lowers the unlikely token 5 by 20
+    (``c − u = −20·e_5``): the probabilities do not change, the logit cosine drops to ≈ 0.96."""
+
+    def __call__(self, x, t, c: Conditions):
+        rows, present = x[:, 0], c.present["shape"]
+        self.calls.append(list(zip(rows.tolist(), present.tolist(), strict=True)))
+        before = (t.long() < self.leave[rows]).float()
+        d = torch.zeros(len(rows), 6)
+        d[:, 1], d[:, 5] = before, -20.0 * (1 - before)
+        return torch.tensor([4.0, 2.0, 0.0, -30.0, -30.0, -30.0]) + present.float()[:, None] * d
+
+
+def test_probs_measure_sees_what_the_logit_cosine_misses():
+    leave, steps = [1, 4, 2, 6], 8
+    for measure, gone in (("value", [0] * 4), ("probs", leave)):  # value: every row at step 0
+        model = Tokens(leave)
+        _run(G.adaptive(G.cfg("shape", W), threshold=0.999, measure=measure), model, leave, steps, "logits")
+        uncond_rows = [sorted(r for r, p in call if not p) for call in model.calls]
+        assert uncond_rows == [[i for i, s in enumerate(gone) if s >= step] for step in range(steps)], measure
+    # the cosines the rule compared, recomputed here: before leaving / after
+    u = torch.tensor([4.0, 2.0, 0.0, -30.0, -30.0, -30.0])
+    cases = ((torch.eye(6)[1], 0.99927, False), (-20 * torch.eye(6)[5], 0.96543, True))
+    for d, value_cos, probs_above in cases:
+        c, g = u + d, u + W * d
+        assert float(torch.nn.functional.cosine_similarity(c, g, dim=0)) == pytest.approx(value_cos, abs=1e-4)
+        pc = torch.nn.functional.cosine_similarity(c.softmax(0), g.softmax(0), dim=0)
+        assert bool(pc > 0.999) == probs_above
+    with pytest.raises(ValueError, match=r"measure='probs'.*logits"):
+        _run(G.adaptive(G.cfg("shape", W), measure="probs"), Oracle(leave), leave, 2, "eps")
+
+
+def test_patience_is_checked_and_shown():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="patience"):
+            G.adaptive(G.cfg("shape", W), patience=bad)
+    assert "patience=2" in repr(G.adaptive(G.cfg("shape", W), patience=2))
+    with pytest.raises(ValueError, match="measure"):
+        G.adaptive(G.cfg("shape", W), measure="logits")
+    assert "measure='probs'" in repr(G.adaptive(G.cfg("shape", W), measure="probs"))
+
+
 # ---------------------------------------------------------------- every family, end to end
 def _alone_vs_batch(sample_one):
     """Samples of a batch of rows under per-sample adaptive == each row sampled alone."""
@@ -117,12 +209,14 @@ def _alone_vs_batch(sample_one):
     return batch, alone, stats
 
 
-def test_autoregressive_kv_caches_follow_the_compacted_rows():
+@pytest.mark.parametrize("options", [dict(threshold=0.995),
+                                     dict(threshold=0.99, measure="probs", patience=2)])
+def test_autoregressive_kv_caches_follow_the_compacted_rows(options):
     toy = CategoricalMixtureToy()
     fam = Autoregressive(toy.vocab, temperature=0)
     shapes = ["circle", "square", "triangle", "star"] * 2
     conds = Conditions.from_raw(toy.specs, {"shape": shapes, "color": "green"}, len(shapes))
-    expr = G.adaptive(G.cfg(("shape", "color"), 2.5), threshold=0.995)
+    expr = G.adaptive(G.cfg(("shape", "color"), 2.5), **options)
     prompt = torch.randint(toy.vocab, (len(shapes), 3), generator=torch.Generator().manual_seed(0))
 
     def one(rows):
@@ -137,7 +231,8 @@ def test_autoregressive_kv_caches_follow_the_compacted_rows():
     assert any(B < r < 2 * B for r in rows), rows  # some rows left while others were still guided
 
 
-def test_flow_per_sample_rows_match_rows_sampled_alone():
+@pytest.mark.parametrize(("threshold", "after", "patience"), [(0.999, 0.3, 1), (0.98, 0.0, 2)])
+def test_flow_per_sample_rows_match_rows_sampled_alone(threshold, after, patience):
     toy = GaussianMixtureToy(flow_alpha_sigma)
     flow = Flow()
 
@@ -147,7 +242,7 @@ def test_flow_per_sample_rows_match_rows_sampled_alone():
     raw = {"shape": ["circle", "square", "triangle", "circle"], "color": ["red", "blue", "red", "blue"]}
     conds = Conditions.from_raw(toy.specs, raw, 4)
     init = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
-    expr = G.adaptive(G.cfg(("shape", "color"), 3.0), threshold=0.999, after=0.3)
+    expr = G.adaptive(G.cfg(("shape", "color"), 3.0), threshold=threshold, after=after, patience=patience)
 
     def one(rows):
         out = flow.sample(velocity, expr, conds.index(rows), (2,), 12, specs=toy.specs, init=init[rows])

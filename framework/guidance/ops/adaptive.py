@@ -14,6 +14,17 @@ step the two are identical.
 
 At high noise every ε-prediction is close to ``x/σ``, so the cosine is near 1 before guidance
 has acted; ``after`` (a progress τ) keeps the policy from switching before that point.
+
+``patience=k`` (hysteresis; the paper's rule is ``patience=1``, the default): a row (per
+batch: the batch) leaves only once ``γ_t > γ̄`` has held at ``k`` consecutive steps; a step
+below ``γ̄`` resets its count, so one noisy crossing no longer ends a row's guidance.
+
+``measure="probs"`` (token models, **our choice of space, not the paper's**, which works on
+continuous ε): the cosine of the next-token *probabilities* ``softmax(ℓ̃)`` and
+``softmax(ℓ_ref)`` (per position, then over the row) instead of the logits'. A logit vector's
+cosine is dominated by the many unlikely tokens and stays in 0.9988–0.9997 whatever guidance
+does; the probabilities' cosine is 1 where guidance changes no likely token and drops where it
+does.
 """
 
 from __future__ import annotations
@@ -34,6 +45,16 @@ def row_cosine(guided: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     g, r = guided.reshape(b, -1).float(), ref.reshape(b, -1).float()
     both = torch.isfinite(g) & torch.isfinite(r)
     return torch.nn.functional.cosine_similarity(g.where(both, 0.0), r.where(both, 0.0), dim=1)
+
+
+MEASURES = ("value", "probs")
+
+
+def _measured(value: torch.Tensor, measure: str) -> torch.Tensor:
+    """``value`` (``[B, ..., V]``) as the cosine sees it: itself, or softmax over the last dim."""
+    if measure == "probs":  # -inf logits: probability 0
+        return torch.softmax(value.float(), dim=-1)
+    return value
 
 
 def _check_per_sample_inner(inner: Expr) -> None:
@@ -58,14 +79,20 @@ class Adaptive(Op):
     (per row with ``per_sample=True``, for the whole batch otherwise)."""
 
     def __init__(self, inner: Expr, threshold: float = 0.99, fallback: Expr | None = None,
-                 space: str | None = None, after: float = 0.0, per_sample: bool = True) -> None:
+                 space: str | None = None, after: float = 0.0, per_sample: bool = True,
+                 patience: int = 1, measure: str = "value") -> None:
         inner.check()
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"adaptive threshold is a cosine in [-1, 1], got {threshold}")
         if not 0.0 <= after <= 1.0:
             raise ValueError(f"adaptive 'after' is a progress τ in [0, 1], got {after}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"adaptive 'patience' is a number of consecutive converged steps ≥ 1, "
+                             f"got {patience!r}")
         self.inner, self.threshold, self.after = inner, float(threshold), float(after)
-        self.per_sample = bool(per_sample)
+        if measure not in MEASURES:
+            raise ValueError(f"adaptive 'measure' is one of {MEASURES}, got {measure!r}")
+        self.per_sample, self.patience, self.measure = bool(per_sample), patience, measure
         if self.per_sample:
             _check_per_sample_inner(inner)
         self.fallback = fallback if fallback is not None else inner.reference()
@@ -96,13 +123,18 @@ class Adaptive(Op):
         return fallback
 
     def compute(self, ctx: Any, space: str) -> torch.Tensor:
+        """``[B, ...]``: guided rows, the reference on rows that left; updates the per-row
+        convergence counts and the switch."""
+        if self.measure == "probs" and space not in ("logits", "logprobs"):
+            raise ValueError(f"adaptive(..., measure='probs') compares next-token probabilities, so it "
+                             f"needs a token model's logits; it is asked for {space!r}")
         own = ctx.state.of(self)
         ref = self.fallback.value(ctx, space)
-        if own.get("switched", False):
-            return ref
         B = ref.shape[0]
         full = getattr(ctx, "batch_size", B)  # inside another per-sample node: part of the batch
         seen = getattr(ctx, "batch_rows", None)
+        if own.get("switched", False):
+            return ref
         active = own.get("active")
         if active is not None and active.shape[0] != full:
             raise ValueError(f"adaptive guidance started with a batch of {active.shape[0]} rows but "
@@ -118,17 +150,18 @@ class Adaptive(Op):
             ref_rows = ref[rows]
             out = ref.clone()
             out[rows] = guided.to(out.dtype)
-        cos = row_cosine(guided, ref_rows)
+        cos = row_cosine(_measured(guided, self.measure), _measured(ref_rows, self.measure))
         ctx.record("adaptive_cosine", float(cos.min()))
         ctx.record("adaptive_rows", float(rows.numel()))
         if ctx.tau < self.after or ctx.state.corrector:
             return out
-        converged = cos > self.threshold
+        full_rows = rows if seen is None else seen[rows]  # these rows' ids in the whole batch
+        converged = self._streak(own, cos > self.threshold, full_rows, full)
         if self.per_sample:
             if bool(converged.any()):
                 left = (torch.ones(full, dtype=torch.bool, device=ref.device) if active is None
                         else active.clone())
-                gone = rows[converged] if seen is None else seen[rows[converged]]
+                gone = full_rows[converged]
                 left[gone] = False  # takes effect from the next step on
                 own["active"] = left
                 at = own.setdefault("left_at_step", torch.full((full,), -1, dtype=torch.long))
@@ -139,6 +172,22 @@ class Adaptive(Op):
             own["switched"], own["switched_at_step"] = True, ctx.state.step
         return out
 
+    def _streak(self, own: dict, above: torch.Tensor, full_rows: torch.Tensor, full: int) -> torch.Tensor:
+        """``[R]`` rows (per batch: every row) whose cosine has been above ``γ̄`` for ``patience``
+        consecutive steps, given this step's ``above`` (``[R]``) for the rows ``full_rows``."""
+        if self.patience == 1:
+            return above
+        if not self.per_sample:  # the batch's count: steps at which every row agreed
+            own["streak_all"] = own.get("streak_all", 0) + 1 if bool(above.all()) else 0
+            return above & (own["streak_all"] >= self.patience)
+        streak = own.get("streak")
+        if streak is None:
+            streak = own["streak"] = torch.zeros(full, dtype=torch.long, device=above.device)
+        streak[full_rows] = torch.where(above, streak[full_rows] + 1, 0)
+        return streak[full_rows] >= self.patience
+
     def __repr__(self) -> str:
         extra = "" if self.per_sample else ", per_sample=False"
+        extra += f", patience={self.patience}" if self.patience != 1 else ""
+        extra += f", measure={self.measure!r}" if self.measure != "value" else ""
         return f"adaptive({self.inner!r}, threshold={self.threshold:g}, after={self.after:g}{extra})"
