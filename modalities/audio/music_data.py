@@ -125,7 +125,10 @@ class MusicData(SplitData):
         melody: add the ``melody`` condition (the clip's chromagram, ``[32, 12]``).
         cache_dir: where the parsed melodies are cached (default ``~/.cache/polyguide``).
         judge_dir: where the music judge that :meth:`score` uses is cached (default: the shipped
-            ``recipes/audio/checkpoints``, whose ``judge-music.pt`` ``polyguide eval`` uses too).
+            ``recipes/audio/checkpoints``).
+        coarse_judge: score with the coarse music judge (log-mels at the ``mel`` representation's
+            resolution, ``judge-music-coarse.pt``), which still hears style after Griffin-Lim
+            decoding; ``False``: the default judge ``judge-music.pt`` that ``polyguide eval`` uses.
 
     With a recipe's ``val_guidance``, training samples :meth:`val_conditions` (real held-out
     requests) and logs :meth:`score`'s guided style/instrument accuracy and melody similarity.
@@ -133,11 +136,11 @@ class MusicData(SplitData):
 
     def __init__(self, n_train: int = 2000, n_val: int = 256, per_style: int = 120, batch_size: int = 32,
                  text: bool = True, melody: bool = True, cache_dir: str | None = None, seed: int = 0,
-                 judge_dir: str | None = None) -> None:
+                 judge_dir: str | None = None, coarse_judge: bool = True) -> None:
         super().__init__(batch_size, seed)
         self.n_train, self.n_val, self.per_style = n_train, n_val, per_style
         self.text, self.melody, self.cache_dir = text, melody, cache_dir
-        self.judge_dir = judge_dir
+        self.judge_dir, self.coarse_judge = judge_dir, coarse_judge
         self.specs = music_specs(text, melody)
         self._requests: dict[int, Conditions] = {}
         self._judge = None
@@ -185,7 +188,7 @@ class MusicData(SplitData):
             from .metrics import music_judge
 
             where = Path(self.judge_dir) if self.judge_dir else Path(recipes_dir("audio")) / "checkpoints"
-            self._judge = music_judge(where, melody_cache=self.cache_dir)
+            self._judge = music_judge(where, melody_cache=self.cache_dir, coarse=self.coarse_judge)
         wanted = ("style", "instrument", "melody")
         requested = {k: conditions.values[k].cpu() for k in wanted if k in conditions.values}
         return self._judge.evaluate(media.cpu(), requested)

@@ -118,11 +118,12 @@ def test_specs_and_captions():
 
 @pytest.fixture
 def judged_data(tiny_data, tmp_path):
-    """Tiny music data whose ``score`` uses a tiny judge (48 clips, one epoch) cached in tmp_path."""
+    """Tiny music data whose ``score`` uses a tiny coarse judge (48 clips, one epoch) in tmp_path."""
     from modalities.audio.metrics import music_judge
 
     judge_dir = tmp_path / "judge"
-    music_judge(judge_dir, n_train=48, n_val=12, per_style=3, epochs=1, melody_cache=tmp_path)
+    music_judge(judge_dir, n_train=48, n_val=12, per_style=3, epochs=1, melody_cache=tmp_path, coarse=True)
+    assert (judge_dir / "judge-music-coarse.pt").exists()
     return MusicData(n_train=24, n_val=12, per_style=3, batch_size=8, text=False, cache_dir=str(tmp_path),
                      judge_dir=str(judge_dir))
 
