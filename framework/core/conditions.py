@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from framework.guidance.expr import Expr
 
 __all__ = [
+    "POSITION_FEATURES",
     "ConditionError",
     "ConditionSpec",
     "Conditioner",
@@ -30,6 +31,7 @@ __all__ = [
     "DropoutSpec",
     "ScalarEmbedding",
     "UntrainedSubsetWarning",
+    "position_features",
     "random_requests",
 ]
 
@@ -69,6 +71,10 @@ class ConditionSpec:
         encoder: for vector and sequence conditions, the name of a registered encoder that turns
             raw values (``list[str] -> [n, dim]`` or ``[n, L, dim]``): ``"minilm"`` for captions, or
             ``"<modality>/<name>"`` for one a plugin registers (:mod:`framework.core.encoders`).
+        positions: for sequence conditions, append sinusoidal features of each element's index
+            (:func:`position_features`) before embedding it. Without them cross-attention sees the
+            sequence as an unordered set: a melody's chroma frames in any order give the same
+            output. ``False`` by default, so specs saved before the field existed load unchanged.
     """
 
     name: str
@@ -77,6 +83,7 @@ class ConditionSpec:
     dim: int | None = None
     null: NullKind = "learned"
     encoder: str | None = None
+    positions: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("categorical", "vector", "sequence", "scalar"):
@@ -90,6 +97,12 @@ class ConditionSpec:
             raise ConditionError(f"{self.kind} condition {self.name!r} needs dim")
         if self.kind == "scalar" and (self.labels or self.dim or self.encoder):
             raise ConditionError(f"scalar condition {self.name!r} takes no labels, dim or encoder")
+        if not isinstance(self.positions, bool):
+            raise ConditionError(f"condition {self.name!r}: positions must be true or false, "
+                                 f"got {self.positions!r}")
+        if self.positions and self.kind != "sequence":
+            raise ConditionError(f"condition {self.name!r}: positions apply to sequence conditions "
+                                 f"only, not {self.kind}")
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
         if self.encoder is not None:
@@ -283,12 +296,35 @@ def _no_cads(n: int, like: torch.Tensor) -> torch.Tensor:
     return out
 
 
+#: sinusoidal index features a ``positions: true`` sequence condition gets per element
+POSITION_FEATURES = 16
+
+
+def position_features(length: int, features: int = POSITION_FEATURES,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """Sinusoidal features of the element index ``[length, features]``: ``sin`` and ``cos`` of
+    ``i · π / 2^k`` for ``k = 0 … features/2 − 1`` (periods 2, 4, … 2^(features/2) elements).
+
+    Absolute indices, not fractions of the length, so element ``i`` of a sequence means the same
+    whatever its length; the periods double like a binary counter, so every index up to
+    ``2^(features/2 − 1)`` gets a distinct, smoothly varying code.
+    """
+    if features < 2 or features % 2:
+        raise ValueError(f"position features must be a positive even number, got {features}")
+    i = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    freqs = torch.pi / 2.0 ** torch.arange(features // 2, dtype=torch.float32, device=device)
+    return torch.cat([torch.sin(i * freqs), torch.cos(i * freqs)], dim=-1)
+
+
 class Conditioner(nn.Module):
     """Embeds every condition to ``dim`` features and substitutes nulls where absent.
 
     Categorical → ``nn.Embedding``; vector/sequence → ``nn.Linear``; scalar →
-    :class:`ScalarEmbedding`. The null is a learned vector (``learned``), zeros (``zeros``), or an
-    extra mask-token embedding (``mask``). A scalar condition's embedding and learned null start
+    :class:`ScalarEmbedding`. A sequence condition with ``positions`` has
+    :func:`position_features` of each element's index appended to its value before the
+    ``nn.Linear`` (``[B, L, dim + POSITION_FEATURES]`` in), so the model knows element order.
+    The null is a learned vector (``learned``), zeros (``zeros``), or an extra mask-token
+    embedding (``mask``). A scalar condition's embedding and learned null start
     at zero, so adding one to a trained model (a distilled student initialised from its teacher)
     leaves its predictions unchanged until training moves them.
     CADS noise, when a branch requests it, is applied to the embedding of present rows.
@@ -308,7 +344,8 @@ class Conditioner(nn.Module):
             elif s.kind == "scalar":
                 self.embed[s.name] = ScalarEmbedding(dim)
             else:
-                self.embed[s.name] = nn.Linear(s.dim, dim)
+                extra = POSITION_FEATURES if s.positions else 0
+                self.embed[s.name] = nn.Linear(s.dim + extra, dim)
             if s.null == "learned":
                 init = torch.zeros(dim) if s.kind == "scalar" else torch.randn(dim) * 0.02
                 self.null[s.name] = nn.Parameter(init)
@@ -320,6 +357,9 @@ class Conditioner(nn.Module):
                 raise ConditionError(f"the model expects condition {name!r}, the batch has "
                                      f"{list(conditions.values)}")
             value, present = conditions.values[name], conditions.present[name]
+            if spec.positions:
+                pos = position_features(value.shape[1], device=value.device).to(value.dtype)
+                value = torch.cat([value, pos.expand(value.shape[0], -1, -1)], dim=-1)
             emb = self.embed[name](value)
             if name in conditions.cads:
                 emb = _cads_noise(emb, conditions.cads[name], conditions.generator)

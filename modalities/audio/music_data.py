@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from framework.core.conditions import ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.core.data import SplitData
 
 from .chroma import CHROMA_FRAMES, CLIP_SECONDS, chromagram
@@ -44,12 +44,14 @@ def caption(style: int, instrument: int, tempo: int, variant: int = 0) -> str:
 
 
 def music_specs(text: bool = True, melody: bool = True) -> dict[str, ConditionSpec]:
-    """Condition specs of :class:`MusicData` (``melody``: chromagram ``[32, 12]``; ``text``: MiniLM)."""
+    """Condition specs of :class:`MusicData` (``melody``: chromagram ``[32, 12]`` with frame-index
+    positions, so the model knows when each note sounds; ``text``: MiniLM)."""
     specs = {"style": ConditionSpec("style", labels=STYLES),
              "instrument": ConditionSpec("instrument", labels=INSTRUMENTS),
              "tempo": ConditionSpec("tempo", labels=TEMPOS)}
     if melody:
-        specs["melody"] = ConditionSpec("melody", kind="sequence", dim=12, encoder=MELODY_ENCODER)
+        specs["melody"] = ConditionSpec("melody", kind="sequence", dim=12, encoder=MELODY_ENCODER,
+                                         positions=True)
     if text:
         specs["text"] = ConditionSpec("text", kind="vector", dim=384, encoder=TEXT_ENCODER)
     return specs
@@ -122,14 +124,26 @@ class MusicData(SplitData):
         text: add the ``text`` condition (a caption embedded by MiniLM, ``[384]``).
         melody: add the ``melody`` condition (the clip's chromagram, ``[32, 12]``).
         cache_dir: where the parsed melodies are cached (default ``~/.cache/polyguide``).
+        judge_dir: where the music judge that :meth:`score` uses is cached (default: the shipped
+            ``recipes/audio/checkpoints``).
+        coarse_judge: score with the coarse music judge (log-mels at the ``mel`` representation's
+            resolution, ``judge-music-coarse.pt``), which still hears style after Griffin-Lim
+            decoding; ``False``: the default judge ``judge-music.pt`` that ``polyguide eval`` uses.
+
+    With a recipe's ``val_guidance``, training samples :meth:`val_conditions` (real held-out
+    requests) and logs :meth:`score`'s guided style/instrument accuracy and melody similarity.
     """
 
     def __init__(self, n_train: int = 2000, n_val: int = 256, per_style: int = 120, batch_size: int = 32,
-                 text: bool = True, melody: bool = True, cache_dir: str | None = None, seed: int = 0) -> None:
+                 text: bool = True, melody: bool = True, cache_dir: str | None = None, seed: int = 0,
+                 judge_dir: str | None = None, coarse_judge: bool = True) -> None:
         super().__init__(batch_size, seed)
         self.n_train, self.n_val, self.per_style = n_train, n_val, per_style
         self.text, self.melody, self.cache_dir = text, melody, cache_dir
+        self.judge_dir, self.coarse_judge = judge_dir, coarse_judge
         self.specs = music_specs(text, melody)
+        self._requests: dict[int, Conditions] = {}
+        self._judge = None
 
     def melodies(self) -> Melodies:
         return load_melodies(self.per_style, Path(self.cache_dir) if self.cache_dir else None)
@@ -154,3 +168,27 @@ class MusicData(SplitData):
         self.setup()
         data = {"train": self._train, "val": self._val}[name]
         return data.pcm.float() / 32767, data.conditions
+
+    def val_conditions(self, n: int) -> Conditions:
+        """``n`` real held-out requests (melodies no training clip uses, render seed ``seed + 2``):
+        every condition of the clips (``style``, ``instrument``, ``tempo`` ``[n]``; ``melody``
+        ``[n, 32, 12]`` and ``text`` ``[n, 384]`` when enabled), as a training batch carries them."""
+        if n not in self._requests:
+            _, conds = self.clips(n, self.seed + 2, True)
+            self._requests[n] = Conditions(conds)
+        return self._requests[n]
+
+    def score(self, media: torch.Tensor, conditions: Conditions) -> dict[str, float]:
+        """The music judge's scores of decoded clips ``media`` ``[n, 1, 64000]`` for the requests
+        ``conditions`` (from :meth:`val_conditions`): ``acc_style``, ``acc_instrument``,
+        ``acc_all``, ``melody_sim`` (with a melody condition), ``fd`` and ``diversity``."""
+        if self._judge is None:
+            from framework.core.shipped import recipes_dir
+
+            from .metrics import music_judge
+
+            where = Path(self.judge_dir) if self.judge_dir else Path(recipes_dir("audio")) / "checkpoints"
+            self._judge = music_judge(where, melody_cache=self.cache_dir, coarse=self.coarse_judge)
+        wanted = ("style", "instrument", "melody")
+        requested = {k: conditions.values[k].cpu() for k in wanted if k in conditions.values}
+        return self._judge.evaluate(media.cpu(), requested)

@@ -123,3 +123,18 @@ def test_speaker_embeddings_from_the_shipped_encoder():
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3), atol=1e-4, rtol=0)
     assert (emb[0] @ emb[1]).item() == pytest.approx(1.0, abs=1e-5)
     assert (emb[0] @ emb[2]).item() < 0.99
+
+
+def test_a_judge_can_read_coarser_log_mels_and_reloads_with_them(tmp_path, monkeypatch):
+    """``n_fft``/``hop`` set the classifier's front end (the music judge's ``coarse`` form reads
+    the music model's 2048-point, 31-ms-hop log-mels); the cache reloads with the same front end."""
+    cache = tmp_path / "coarse.pt"
+    kw = {"n_fft": 2048, "hop": 500, "n_mels": 32, "width": 8}
+    clf = cached_classifier(cache, {"pitch": 3, "shape": 2}, toy_clips(96, 0), epochs=6, batch_size=16, **kw)
+    x, labels = toy_clips(48, 1)
+    assert clf.spectrogram(x).shape == (48, 1, 32, x.shape[-1] // 500 + 1)
+    assert AudioJudge(clf, (x, labels)).real_accuracy["pitch"] >= 0.9
+    monkeypatch.setattr(metrics, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
+    again = cached_classifier(cache, {"pitch": 3, "shape": 2}, (None, None), **kw)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x)["pitch"], clf(x)["pitch"])

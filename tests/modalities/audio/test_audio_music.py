@@ -15,7 +15,7 @@ from modalities.audio.music import (
     render,
     soundfont_path,
 )
-from modalities.audio.music_data import MusicData, caption, music_specs
+from modalities.audio.music_data import MusicData, caption, music_specs, render_clips
 
 SR = 16_000
 
@@ -114,3 +114,59 @@ def test_specs_and_captions():
     assert specs["melody"].kind == "sequence" and specs["melody"].dim == 12
     assert specs["text"].dim == 384
     assert caption(2, INSTRUMENTS.index("violin"), 0) == "a slow violin playing an Irish dance"
+
+
+@pytest.fixture
+def judged_data(tiny_data, tmp_path):
+    """Tiny music data whose ``score`` uses a tiny coarse judge (48 clips, one epoch) in tmp_path."""
+    from modalities.audio.metrics import music_judge
+
+    judge_dir = tmp_path / "judge"
+    music_judge(judge_dir, n_train=48, n_val=12, per_style=3, epochs=1, melody_cache=tmp_path, coarse=True)
+    assert (judge_dir / "judge-music-coarse.pt").exists()
+    return MusicData(n_train=24, n_val=12, per_style=3, batch_size=8, text=False, cache_dir=str(tmp_path),
+                     judge_dir=str(judge_dir))
+
+
+def test_val_conditions_are_real_held_out_requests_and_score_judges_them(judged_data):
+    """``val_conditions`` serves the conditions of real clips of held-out melodies; ``score`` runs
+    the music judge on decoded media: the requests' own clips match their melodies, and another
+    clip's audio does not."""
+    data = judged_data
+    conds = data.val_conditions(8)
+    assert data.val_conditions(8) is conds  # rendered once
+    assert set(conds.values) == {"style", "instrument", "tempo", "melody"}
+    assert conds.values["melody"].shape == (8, 32, 12) and bool(conds.present["melody"].all())
+    waves, labels, _ = render_clips(data.melodies(), 8, data.seed + 2, val=True)
+    torch.testing.assert_close(conds.values["melody"], chromagram(waves))  # the held-out clips' own tunes
+    assert torch.equal(conds.values["style"], labels["style"])
+    own = data.score(waves, conds)
+    assert {"acc_style", "acc_instrument", "acc_all", "melody_sim", "fd"} <= set(own)
+    assert own["melody_sim"] > 0.95
+    other = data.score(waves.roll(1, 0), conds)
+    assert other["melody_sim"] < own["melody_sim"] - 0.2
+
+
+def test_a_music_fit_logs_guided_style_accuracy(judged_data, tmp_path):
+    """With ``val_guidance``, a tiny fit on MusicData logs the judge's scores of guided samples."""
+    import lightning as L
+
+    from framework.training.module import GenerativeModule
+
+    torch.manual_seed(0)
+    specs = [{"name": "style", "labels": list(STYLES)}, {"name": "instrument", "labels": list(INSTRUMENTS)},
+             {"name": "melody", "kind": "sequence", "dim": 12, "positions": True}]
+    mel = {"name": "mel", "samples": 64_000, "n_mels": 16, "frames_per_token": 4, "gl_iters": 2}
+    model = GenerativeModule(family="flow", modality="audio", representation=mel,
+                             conditions=specs, backbone={"dim": 32, "depth": 1, "heads": 2},
+                             guidance=["cfg((style, instrument, melody), 3)"],
+                             val_guidance={"cfg3": "cfg((style, instrument, melody), 3)"}, val_samples=4,
+                             val_steps=2)
+    trainer = L.Trainer(max_steps=2, val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=judged_data)
+    metrics = trainer.callback_metrics
+    assert {"val/cfg3/acc_style", "val/cfg3/acc_instrument", "val/cfg3/melody_sim"} <= set(metrics)
+    assert 0.0 <= float(metrics["val/cfg3/acc_style"]) <= 1.0
+    assert float(metrics["val/cfg3/nfe"]) == 4.0  # 2 steps × 2 branches
