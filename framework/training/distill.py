@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,7 +51,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from framework.core.atomic import atomic_save
 from framework.core.checkpoints import CheckpointError, load_model
@@ -143,6 +143,10 @@ class GuidanceDistillation(L.LightningModule):
         low_rate: probability that a guided row's weight is exactly ``low``.
         sample_w: the weight in the student's default guidance ``cond(<kept>, w=sample_w)``.
         lr, weight_decay, warmup_steps: AdamW with linear warm-up, on the student.
+        cosine: after the warm-up, decay the learning rate to 0 at the trainer's ``max_steps``
+            (a cosine): the last steps average out the noise that hides small weight differences.
+        weight_power: guided rows weigh ``max(|w|, 1)^−weight_power`` in the loss (see
+            :meth:`row_weights`; 0: every row alike).
         export: where to write the student checkpoint when training ends (atomically).
     """
 
@@ -150,7 +154,8 @@ class GuidanceDistillation(L.LightningModule):
                  condition: str = "w", plain_rate: float = 0.2, groups: int | None = None,
                  skew: float = 1.0, low_rate: float = 0.0, sample_w: float = 3.0, lr: float = 3e-4,
                  weight_decay: float = 0.0,
-                 warmup_steps: int = 100, export: str | None = None) -> None:
+                 warmup_steps: int = 100, cosine: bool = False, weight_power: float = 0.0,
+                 export: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         if len(weights) != 2 or not float(weights[0]) <= float(weights[1]):
@@ -281,9 +286,22 @@ class GuidanceDistillation(L.LightningModule):
         w, plain = self.draw(x0.shape[0], x0.device, generator)
         target, student_conds = self.targets(x_in, t, conds, w, plain, generator)
         pred = self.student.backbone(x_in, t, student_conds)
+        rows = self.row_weights(w, plain)  # [B], mean 1
         if isinstance(self.student.family, (Masked, Autoregressive)):
-            return discrete_kl(target, pred, counts)
-        return F.mse_loss(pred, target.to(pred.dtype))
+            counts = torch.ones(pred.shape[:-1], device=pred.device) if counts is None else counts
+            return discrete_kl(target, pred, counts * rows.view(-1, *[1] * (counts.ndim - 1)))
+        per_row = (pred - target.to(pred.dtype)).pow(2).flatten(1).mean(1)
+        return (per_row * rows).mean()
+
+    def row_weights(self, w: torch.Tensor, plain: torch.Tensor) -> torch.Tensor:
+        """Loss weights ``[B]`` of the rows, normalised to mean 1: ``max(|w|, 1)^−weight_power`` on
+        guided rows, 1 on plain rows. The guided target moves away from the conditional prediction
+        roughly in proportion to ``w`` (for CFG, ``(w − 1)·(c − u)``), so the student's error does too;
+        ``weight_power = 2`` evens out the rows' share of the loss, and with it the error relative
+        to what separates neighbouring weights, which otherwise is largest at the low end."""
+        rows = w.float().abs().clamp_min(1.0).pow(-float(self.hparams.weight_power))
+        rows = torch.where(plain, torch.ones_like(rows), rows)
+        return rows / rows.mean()
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.distill_loss(batch)
@@ -299,7 +317,12 @@ class GuidanceDistillation(L.LightningModule):
         opt = torch.optim.AdamW(self.student.parameters(), lr=self.hparams.lr,
                                 weight_decay=self.hparams.weight_decay)
         warm = max(1, self.hparams.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        total = int(self.trainer.max_steps) if self._trainer is not None else -1
+        if self.hparams.cosine and total <= warm:
+            raise ValueError(f"cosine: true needs the trainer's max_steps above warmup_steps={warm}, "
+                             f"got {total}")
+        cosine = bool(self.hparams.cosine)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warm, total, cosine))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ the student's checkpoint
@@ -350,6 +373,15 @@ def export_student(checkpoint: str | Path, dest: str | Path) -> Path:
     module = _isolated(GuidanceDistillation, **hp)
     module.load_state_dict(ckpt["state_dict"])
     return module.save_student(dest, steps=int(ckpt.get("global_step", 0)))
+
+
+def _lr_factor(step: int, warm: int, total: int, cosine: bool) -> float:
+    """Linear warm-up over ``warm`` steps, then 1, or a cosine from 1 to 0 at ``total``."""
+    if step < warm:
+        return (step + 1) / warm
+    if not cosine:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
 def teacher_guider(teacher: GenerativeModule, expr: Expr) -> Guider:

@@ -175,6 +175,32 @@ def test_weight_draws_follow_skew_low_rate_and_groups(tmp_path):
         GuidanceDistillation(path, FAMILY, low_rate=1.5)
 
 
+def test_row_weights_and_cosine_schedule(tmp_path):
+    from framework.training.distill import _lr_factor
+
+    m = GuidanceDistillation(str(_teacher(tmp_path)), FAMILY, weights=[1, 8], weight_power=2.0)
+    w = torch.tensor([1.0, 2.0, 4.0, 0.5, 7.0])
+    plain = torch.tensor([False, False, False, False, True])
+    rows = m.row_weights(w, plain)
+    raw = torch.tensor([1.0, 1 / 4, 1 / 16, 1.0, 1.0])  # |w| < 1 counts as 1; plain rows weigh 1
+    torch.testing.assert_close(rows, raw / raw.mean())
+    flat = GuidanceDistillation(str(_teacher(tmp_path)), FAMILY, weights=[1, 8])
+    assert flat.row_weights(w, plain).tolist() == [1.0] * 5
+    # the weighted loss is the weighted mean of the rows' squared errors
+    B = 8
+    batch = {"x": torch.randn(B, 1, 2), "conditions": dict(_conds(B).values)}
+    loss = m.distill_loss(batch, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x0, conds = m.teacher._batch(batch)
+    x_in, t, _ = m.student.family.training_inputs(x0, g)
+    w, plain = m.draw(B, x0.device, g)
+    target, sc = m.targets(x_in, t, conds, w, plain, g)
+    err = (m.student.backbone(x_in, t, sc) - target).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(loss, (err * m.row_weights(w, plain)).mean())
+    assert [_lr_factor(s, 10, 110, False) for s in (0, 9, 60, 109)] == [0.1, 1.0, 1.0, 1.0]
+    assert [round(_lr_factor(s, 10, 110, True), 6) for s in (0, 10, 60, 110)] == [0.1, 1.0, 0.5, 0.0]
+
+
 def test_student_starts_as_the_teacher_and_exports_a_loadable_checkpoint(tmp_path):
     m = GuidanceDistillation(str(_teacher(tmp_path)), FAMILY, weights=[1, 1])
     B = 16
