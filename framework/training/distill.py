@@ -152,10 +152,9 @@ class GuidanceDistillation(L.LightningModule):
 
     def __init__(self, teacher: str, guidance: str, weights: Sequence[float] = (1.0, 8.0),
                  condition: str = "w", plain_rate: float = 0.2, groups: int | None = None,
-                 skew: float = 1.0, low_rate: float = 0.0, sample_w: float = 3.0, lr: float = 3e-4,
-                 weight_decay: float = 0.0,
-                 warmup_steps: int = 100, cosine: bool = False, weight_power: float = 0.0,
-                 export: str | None = None) -> None:
+                 skew: float = 1.0, low_rate: float = 0.0, weight_power: float = 0.0,
+                 sample_w: float = 3.0, lr: float = 3e-4, weight_decay: float = 0.0,
+                 warmup_steps: int = 100, cosine: bool = False, export: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         if len(weights) != 2 or not float(weights[0]) <= float(weights[1]):
