@@ -40,8 +40,9 @@ PAIR = "(shape, color)"
 
 
 def shapes_rows(quick: bool) -> list[dict]:
-    """The shapes flow model: CFG joint w=4 (its README weight)."""
-    steps = (10, 20)
+    """The shapes flow model: CFG joint w=4 (its README weight). CFG at 5 steps (NFE 10) is the
+    comparison at equal NFE for the student at 10 steps."""
+    steps = (10, 20) if quick else (5, 10, 20)
     rows = [dict(label=f"cfg w=4, {s} steps", method="cfg", steps=s, ref=None, g=f"cfg({PAIR}, 4)")
             for s in steps]
     rows.append(dict(label="w=1 (no guidance), 20 steps", method="none", steps=20, ref=None,
@@ -136,10 +137,10 @@ def motion_rows(quick: bool) -> list[dict]:
 MODELS = {
     "shapes_flow": dict(ckpt="recipes/image/checkpoints/shapes_flow.ckpt", rows=shapes_rows,
                         student="recipes/image/checkpoints/shapes_flow_student.ckpt", metric="acc_all",
-                        student_w=4.0),
+                        student_w=4.0, student_steps=(10, 20, 40)),
     "shakespeare_ar": dict(ckpt="recipes/text/checkpoints/shakespeare_ar.ckpt", rows=text_rows,
                            student="recipes/text/checkpoints/shakespeare_ar_student.ckpt", metric="acc_genre",
-                           student_w=3.0),
+                           student_w=3.0, student_steps=(64,)),
     "motion_flow": dict(ckpt="recipes/motion/checkpoints/motion_flow.ckpt", rows=motion_rows, student=None,
                         metric="acc_action", student_w=None),
 }
@@ -219,8 +220,7 @@ def run_model(name: str, n: int, quick: bool, seed: int = 0) -> dict:
         smodel = load(str(ROOT / student))
         w = cfg["student_w"]
         names = ", ".join([*[k for k in requested if k in smodel.specs], "w"])
-        steps = sorted({r["steps"] for r in rows})
-        for s in steps if name != "shakespeare_ar" else steps[:1]:
+        for s in cfg["student_steps"]:
             ref = next((r["label"] for r in rows if r["method"] == "cfg" and r["steps"] == s
                         and f", {w:g})" in r["g"]), None)
             row = dict(label=f"distilled student w={w:g}, {s} steps", method="student", steps=s, ref=ref)
@@ -229,7 +229,17 @@ def run_model(name: str, n: int, quick: bool, seed: int = 0) -> dict:
         print(f"{name}: no student checkpoint at {student} (guidance distillation ships it); row skipped",
               flush=True)
     # paired differences to the reference CFG row: same requests and noise
+    by_label = {e["label"]: e for e in results}
     for e in results:
+        if e["method"] == "student":  # and to CFG at the same weight and NFE (half the student's steps)
+            weight = f", {cfg['student_w']:g})"
+            eq = next((r["label"] for r in rows if r["method"] == "cfg" and weight in r["g"]
+                       and by_label.get(r["label"], {}).get("nfe_per_sample") == e["nfe_per_sample"]), None)
+            if eq is not None:
+                d = right[e["label"]] - right[eq]
+                e["ref_equal_nfe"] = eq
+                e["delta_equal_nfe"] = float(d.mean())
+                e["delta_equal_nfe_se"] = float(d.std(unbiased=True) / math.sqrt(n))
         ref = e["ref"] or next((r["label"] for r in rows if r["method"] == "cfg" and r["steps"] == e["steps"]
                                 and e["method"] not in ("cfg", "none")), None)
         if ref is None or ref not in right or ref == e["label"]:
@@ -264,9 +274,11 @@ def plot(results: dict, path: Path) -> None:
             ax.errorbar([r["nfe_per_sample"] for r in rs], [r["accuracy"] for r in rs],
                         yerr=[r["se"] for r in rs], fmt=fmt, color=color, label=method, capsize=2)
             if method in ("cfg", "student"):  # which weight / step count each point is
-                for r in rs:
-                    ax.annotate(r["label"].removeprefix("cfg "), (r["nfe_per_sample"], r["accuracy"]),
-                                textcoords="offset points", xytext=(4, -10), fontsize=7, color=color)
+                for r in rs:  # students above their points, CFG below: at equal NFE they would overlap
+                    text = (f"student, {r['steps']} steps" if method == "student"
+                            else r["label"].removeprefix("cfg "))
+                    ax.annotate(text, (r["nfe_per_sample"], r["accuracy"]), textcoords="offset points",
+                                xytext=(4, 7) if method == "student" else (4, -11), fontsize=7, color=color)
         ax.set_xlabel("NFE per sample (exact, rows evaluated ÷ batch)")
         ax.set_ylabel(f"{res['metric']} (± 1 s.e.)")
         ax.set_title(f"{name} ({res['n']} samples per point)")
@@ -283,14 +295,17 @@ def table(results: dict) -> str:
     for name, res in results["models"].items():
         fd = any("fd" in r for r in res["rows"])
         lines += [f"### {name} ({res['n']} samples per row; metric {res['metric']})", "",
-                  "| method | steps | accuracy ± s.e. | Δ vs CFG same steps (± s.e.) | NFE/sample "
-                  "| NFE saved |" + (" FD |" if fd else ""),
-                  "|---|---|---|---|---|---|" + ("---|" if fd else "")]
+                  "| method | steps | accuracy ± s.e. | Δ vs CFG same steps (± s.e.) | Δ vs CFG equal NFE "
+                  "(± s.e.) | NFE/sample | NFE saved |" + (" FD |" if fd else ""),
+                  "|---|---|---|---|---|---|---|" + ("---|" if fd else "")]
         for r in res["rows"]:
             delta = (f"{100 * r['delta_accuracy']:+.1f} ± {100 * r['delta_se']:.1f} pt"
                      if "delta_accuracy" in r else "—")
             saved = f"{100 * r['nfe_saving']:.0f}%" if "nfe_saving" in r else "—"
+            equal = (f"{100 * r['delta_equal_nfe']:+.1f} ± {100 * r['delta_equal_nfe_se']:.1f} pt "
+                     f"(vs {r['ref_equal_nfe'].removeprefix('cfg ')})" if "delta_equal_nfe" in r else "—")
             lines.append(f"| {r['label']} | {r['steps']} | {r['accuracy']:.3f} ± {r['se']:.3f} | {delta} | "
+                         f"{equal} | "
                          f"{r['nfe_per_sample']:.1f} | {saved} |" + (f" {r['fd']:.0f} |" if fd else ""))
         lines.append("")
     return "\n".join(lines)

@@ -482,6 +482,35 @@ class Guider:
         finally:
             state.step, state.corrector = state.step + 1, False
 
+    def combine(self, expr: Expr, out: GuidedOutput, x: torch.Tensor, t: torch.Tensor,
+                tau: float, conditions: Conditions, state: GuidanceState,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Another expression over the branch outputs of a step already taken, without evaluating
+        any network (e.g. the same family at other weights, for guidance distillation).
+
+        Args:
+            expr: an expression whose branches are among ``out.preds`` (checked).
+            out: the :meth:`step` output at ``x`` ``[B, ...]``, ``t`` ``[B]``, ``conditions`` (B rows).
+            state: the state its stateful operations read (pass a fresh one for a first step).
+            rows: long ``[R]``: combine on these rows only (``None``: all ``B``).
+
+        Returns:
+            ``expr``'s prediction ``[R, ...]`` (or ``[B, ...]``) in this guider's output space.
+        """
+        if find_costs(expr):
+            raise ValueError(f"cannot combine {expr!r} from a step's outputs: its cost terms need their own "
+                             f"gradients (evaluate it with step)")
+        missing = sorted((b for b in expr.needed(tau, state) if b not in out.preds), key=repr)
+        if missing:
+            raise ValueError(f"cannot combine {expr!r} from the step's branches: {missing[0]!r} was not "
+                             f"evaluated (evaluated: {sorted(map(repr, out.preds))})")
+        t = torch.as_tensor(t, device=x.device)
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        ctx = _StepContext(x, t, tau, state, self.converter, self.native, out.preds, conditions, self.costs)
+        if rows is not None:
+            ctx = ctx.restrict(rows)
+        return expr.value(ctx, self.output_space)
+
     def _step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
               state: GuidanceState) -> GuidedOutput:
         B = x.shape[0]

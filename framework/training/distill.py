@@ -25,8 +25,13 @@ training) learn the teacher's own unguided prediction, so the student keeps ever
 teacher had and can itself be guided: ``cond(shape, color, w=4)`` is one evaluation per step,
 and ``uncond + 2*(cond(shape, color, w=2) - uncond)`` still works.
 
-The weights are drawn uniformly from ``weights`` per group of rows (``groups`` per batch; one
-guided teacher evaluation per group). The family's weights must not depend on τ (a window or a
+Every guided row draws its own weight from ``weights = [low, high]``: ``low + (high − low)·u^skew``
+(``skew > 1`` puts more rows at the low end, where the guided prediction changes fastest) and
+exactly ``low`` with probability ``low_rate`` (for CFG, ``w = 1`` is the conditional prediction
+itself). The teacher still runs once per batch: its branches are evaluated together on every
+guided row, and each row's weight is combined from those outputs
+(:meth:`~framework.guidance.Guider.combine`), so a weight per row costs no more network
+evaluations than one per batch. The family's weights must not depend on τ (a window or a
 schedule cannot be distilled into a per-step model that is not told τ; checked).
 
 At the end of training the student (EMA weights when the trainer averages them) is written to
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,7 +51,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from framework.core.atomic import atomic_save
 from framework.core.checkpoints import CheckpointError, load_model
@@ -128,33 +133,57 @@ class GuidanceDistillation(L.LightningModule):
         teacher: the teacher checkpoint (any family; a ``polyguide fit`` or export checkpoint).
         guidance: the family of guidance expressions, with ``{w}`` where the weight goes, e.g.
             ``"cfg((shape, color), {w})"`` or ``"nested([shape, color], [2, {w}])"``.
-        weights: ``[low, high]``: weights drawn uniformly per group of rows.
+        weights: ``[low, high]``: the range of weights drawn, one per row.
         condition: the name of the student's scalar weight condition.
         plain_rate: fraction of rows without the weight: they learn the teacher's own (unguided)
             prediction under the teacher's condition dropout.
-        groups: weight groups per batch (one guided teacher evaluation each).
+        groups: distinct weights per batch (``None``: a weight per row; older recipes drew one
+            per group of rows).
+        skew: ``w = low + (high − low)·u^skew``, ``u ~ U(0, 1)``: 1 is uniform, > 1 favours ``low``.
+        low_rate: probability that a guided row's weight is exactly ``low``.
         sample_w: the weight in the student's default guidance ``cond(<kept>, w=sample_w)``.
         lr, weight_decay, warmup_steps: AdamW with linear warm-up, on the student.
+        cosine: after the warm-up, decay the learning rate to 0 at the trainer's ``max_steps``
+            (a cosine): the last steps average out the noise that hides small weight differences.
+        weight_power: guided rows weigh ``max(|w|, 1)^−weight_power`` in the loss (see
+            :meth:`row_weights`; 0: every row alike).
         export: where to write the student checkpoint when training ends (atomically).
     """
 
     def __init__(self, teacher: str, guidance: str, weights: Sequence[float] = (1.0, 8.0),
-                 condition: str = "w", plain_rate: float = 0.2, groups: int = 8,
+                 condition: str = "w", plain_rate: float = 0.2, groups: int | None = None,
+                 skew: float = 1.0, low_rate: float = 0.0, weight_power: float = 0.0,
                  sample_w: float = 3.0, lr: float = 3e-4, weight_decay: float = 0.0,
-                 warmup_steps: int = 100, export: str | None = None) -> None:
+                 warmup_steps: int = 100, cosine: bool = False, export: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         if len(weights) != 2 or not float(weights[0]) <= float(weights[1]):
             raise ValueError(f"weights must be [low, high] with low ≤ high, got {list(weights)}")
-        if groups < 1:
-            raise ValueError(f"groups must be ≥ 1, got {groups}")
+        if groups is not None and groups < 1:
+            raise ValueError(f"groups must be ≥ 1 (or null: a weight per row), got {groups}")
+        if not skew > 0:
+            raise ValueError(f"skew must be > 0, got {skew}")
+        if not 0.0 <= low_rate <= 1.0:
+            raise ValueError(f"low_rate must be in [0, 1], got {low_rate}")
         where = f"teacher checkpoint {teacher}"
         model = _isolated(load_model, teacher)  # CheckpointError names the file
         model.requires_grad_(False)
         hp, self.kept = student_hparams(model, guidance, condition, plain_rate, sample_w, where)
         self._check_constant_weights(guidance, float(weights[0]), float(weights[1]))
-        for w in (float(weights[0]), float(weights[1])):  # the engine's checks, before any training
-            teacher_guider(model, family_at(guidance, w))
+        lo, hi = float(weights[0]), float(weights[1])
+        # the weight the teacher's branches are planned at: mid-range, where no term has weight 0
+        # (cfg at w = 1 prunes its unconditional branch); every other weight is combined from them
+        self._plan_w = (lo + hi) / 2
+        planned = teacher_guider(model, family_at(guidance, self._plan_w))
+        needed = planned.plan(0.0, planned.new_state())
+        for w in (lo, hi):  # the engine's checks, before any training
+            g = teacher_guider(model, family_at(guidance, w))
+            extra = {b for bs in g.plan(0.0, g.new_state()).values() for b in bs} - \
+                {b for bs in needed.values() for b in bs}
+            if extra:
+                raise ValueError(f"the guidance family {guidance!r} evaluates {sorted(map(repr, extra))} "
+                                 f"at w={w:g} but not at w={self._plan_w:g}; its branches must not change "
+                                 f"with w")
         self.student = _isolated(GenerativeModule, **hp)
         missing, unexpected = self.student.load_state_dict(model.state_dict(), strict=False)
         new = [k for k in missing if f".{condition}" not in k]
@@ -213,23 +242,36 @@ class GuidanceDistillation(L.LightningModule):
                 out = torch.log_softmax(out.float(), dim=-1) if discrete else out
                 target = torch.empty((B, *out.shape[1:]), dtype=out.dtype, device=out.device)
                 target[rows] = out
-            for wg in torch.unique(w[~plain]):
-                rows = ((w == wg) & ~plain).nonzero().squeeze(1)
-                guider = teacher_guider(teacher, family_at(self.hparams.guidance, float(wg)))
-                state = guider.new_state(generator)
-                out = guider.step(x_in[rows], t[rows], 0.0, conds.index(rows), state).denoise
-                out = torch.log_softmax(out.float(), dim=-1) if discrete else out
-                if target is None:
-                    target = torch.empty((B, *out.shape[1:]), dtype=out.dtype, device=out.device)
-                target[rows] = out
+            guided = (~plain).nonzero().squeeze(1)
+            if guided.numel():
+                # one batched teacher pass of the family's branches on every guided row (planned at a
+                # weight that needs them all), then each row's own weight combined from those outputs
+                guider = teacher_guider(teacher, family_at(self.hparams.guidance, self._plan_w))
+                xg, tg, cg = x_in[guided], t[guided], conds.index(guided)
+                step = guider.step(xg, tg, 0.0, cg, guider.new_state(generator))
+                wg = w[guided]
+                for value in torch.unique(wg):
+                    rows = (wg == value).nonzero().squeeze(1)
+                    out = guider.combine(family_at(self.hparams.guidance, float(value)), step, xg, tg, 0.0,
+                                         cg, guider.new_state(generator), rows)
+                    out = torch.log_softmax(out.float(), dim=-1) if discrete else out
+                    if target is None:
+                        target = torch.empty((B, *out.shape[1:]), dtype=out.dtype, device=out.device)
+                    target[guided[rows]] = out
         return target, student_conds
 
     def draw(self, B: int, device: torch.device, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row weights ``[B]`` (``groups`` distinct values) and plain-row flags ``[B]``."""
+        """Per-row weights ``[B]`` and plain-row flags ``[B]``.
+
+        A weight per row (``groups`` distinct values when set): ``low + (high − low)·u^skew`` with
+        ``u ~ U(0, 1)``, and exactly ``low`` with probability ``low_rate``.
+        """
         lo, hi = (float(v) for v in self.hparams.weights)
-        G = min(self.hparams.groups, B)
-        values = lo + (hi - lo) * torch.rand(G, generator=generator)
+        groups = self.hparams.groups
+        G = B if groups is None else min(groups, B)
+        values = lo + (hi - lo) * torch.rand(G, generator=generator) ** float(self.hparams.skew)
+        values = torch.where(torch.rand(G, generator=generator) < self.hparams.low_rate, lo, values)
         w = values[torch.arange(B) % G]
         plain = torch.rand(B, generator=generator) < self.hparams.plain_rate
         return w.to(device), plain.to(device)
@@ -243,9 +285,22 @@ class GuidanceDistillation(L.LightningModule):
         w, plain = self.draw(x0.shape[0], x0.device, generator)
         target, student_conds = self.targets(x_in, t, conds, w, plain, generator)
         pred = self.student.backbone(x_in, t, student_conds)
+        rows = self.row_weights(w, plain)  # [B], mean 1
         if isinstance(self.student.family, (Masked, Autoregressive)):
-            return discrete_kl(target, pred, counts)
-        return F.mse_loss(pred, target.to(pred.dtype))
+            counts = torch.ones(pred.shape[:-1], device=pred.device) if counts is None else counts
+            return discrete_kl(target, pred, counts * rows.view(-1, *[1] * (counts.ndim - 1)))
+        per_row = (pred - target.to(pred.dtype)).pow(2).flatten(1).mean(1)
+        return (per_row * rows).mean()
+
+    def row_weights(self, w: torch.Tensor, plain: torch.Tensor) -> torch.Tensor:
+        """Loss weights ``[B]`` of the rows, normalised to mean 1: ``max(|w|, 1)^−weight_power`` on
+        guided rows, 1 on plain rows. The guided target moves away from the conditional prediction
+        roughly in proportion to ``w`` (for CFG, ``(w − 1)·(c − u)``), so the student's error does too;
+        ``weight_power = 2`` evens out the rows' share of the loss, and with it the error relative
+        to what separates neighbouring weights, which otherwise is largest at the low end."""
+        rows = w.float().abs().clamp_min(1.0).pow(-float(self.hparams.weight_power))
+        rows = torch.where(plain, torch.ones_like(rows), rows)
+        return rows / rows.mean()
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.distill_loss(batch)
@@ -261,7 +316,12 @@ class GuidanceDistillation(L.LightningModule):
         opt = torch.optim.AdamW(self.student.parameters(), lr=self.hparams.lr,
                                 weight_decay=self.hparams.weight_decay)
         warm = max(1, self.hparams.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
+        total = int(self.trainer.max_steps) if self._trainer is not None else -1
+        if self.hparams.cosine and total <= warm:
+            raise ValueError(f"cosine: true needs the trainer's max_steps above warmup_steps={warm}, "
+                             f"got {total}")
+        cosine = bool(self.hparams.cosine)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warm, total, cosine))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ the student's checkpoint
@@ -312,6 +372,15 @@ def export_student(checkpoint: str | Path, dest: str | Path) -> Path:
     module = _isolated(GuidanceDistillation, **hp)
     module.load_state_dict(ckpt["state_dict"])
     return module.save_student(dest, steps=int(ckpt.get("global_step", 0)))
+
+
+def _lr_factor(step: int, warm: int, total: int, cosine: bool) -> float:
+    """Linear warm-up over ``warm`` steps, then 1, or a cosine from 1 to 0 at ``total``."""
+    if step < warm:
+        return (step + 1) / warm
+    if not cosine:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
 def teacher_guider(teacher: GenerativeModule, expr: Expr) -> Guider:

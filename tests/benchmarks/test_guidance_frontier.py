@@ -11,10 +11,15 @@ def test_table_and_plot_from_results(tmp_path, load_benchmark):
     results = {"models": {"shapes_flow": {"n": 100, "metric": "acc_all", "rows": [
         _row("cfg w=4, 20 steps", "cfg", 0.94, 40.0, fd=1700.0),
         _row("adaptive per-sample", "adaptive per-sample", 0.92, 29.2, fd=1356.0, delta_accuracy=-0.021,
-             delta_se=0.007, nfe_saving=0.27)]}}}
+             delta_se=0.007, nfe_saving=0.27),
+        _row("distilled student w=4, 40 steps", "student", 0.95, 40.0, fd=1500.0,
+             ref_equal_nfe="cfg w=4, 20 steps",
+             delta_equal_nfe=0.012, delta_equal_nfe_se=0.004)]}}}
     md = bench.table(results)
-    assert "| adaptive per-sample | 20 | 0.920 ± 0.010 | -2.1 ± 0.7 pt | 29.2 | 27% | 1356 |" in md
-    assert "| cfg w=4, 20 steps | 20 | 0.940 ± 0.010 | — | 40.0 | — | 1700 |" in md
+    assert "| adaptive per-sample | 20 | 0.920 ± 0.010 | -2.1 ± 0.7 pt | — | 29.2 | 27% | 1356 |" in md
+    assert "| cfg w=4, 20 steps | 20 | 0.940 ± 0.010 | — | — | 40.0 | — | 1700 |" in md
+    assert ("| distilled student w=4, 40 steps | 20 | 0.950 ± 0.010 | — | +1.2 ± 0.4 pt (vs w=4, 20 steps) | "
+            "40.0 | — | 1500 |") in md
     bench.plot(results, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 

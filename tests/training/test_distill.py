@@ -99,6 +99,108 @@ def test_targets_are_the_guided_teacher_and_the_loss_vanishes_on_it(tmp_path):
     assert m.distill_loss(batch).item() < 1e-10  # whatever w, t and dropout are drawn
 
 
+@pytest.mark.parametrize("family", [FAMILY, "nested([shape, color], [2, {w}])"])
+def test_per_row_weights_equal_the_teacher_guided_one_row_at_a_time(tmp_path, family):
+    """A weight per row, from one batched teacher pass, equals the engine's guided prediction of
+    each row computed alone at that row's weight (including w = 1, where cfg prunes uncond)."""
+    m = GuidanceDistillation(str(_teacher(tmp_path)), family, weights=[1, 6], low_rate=0.25, skew=2.0)
+    m.teacher.backbone = _Exact(GaussianMixtureToy(flow_alpha_sigma))  # conditions matter (not a fresh net)
+    B = 16
+    x, t, conds = torch.randn(B, 1, 2), torch.rand(B), _conds(B)
+    w, plain = m.draw(B, torch.device("cpu"), torch.Generator().manual_seed(3))
+    plain[:3] = True
+    assert len(torch.unique(w[~plain])) >= 5 and bool((w[~plain] == 1).any())
+    target, _ = m.targets(x, t, conds, w, plain)
+    for i in (~plain).nonzero().squeeze(1).tolist():
+        g = teacher_guider(m.teacher, parse(family.format(w=float(w[i]))))
+        alone = g.step(x[i:i + 1], t[i:i + 1], 0.0, conds.index(torch.tensor([i])), g.new_state()).denoise
+        torch.testing.assert_close(target[i:i + 1], alone, rtol=1e-5, atol=1e-6)
+    cond = m.teacher.backbone(x, t, conds)
+    assert (target - cond)[~plain & (w > 1.5)].flatten(1).norm(dim=1).min() > 1e-2  # w changes the target
+
+
+def test_w_1_rows_are_the_conditional_prediction(tmp_path):
+    m = GuidanceDistillation(str(_teacher(tmp_path)), FAMILY, weights=[1, 8], low_rate=1.0)
+    m.teacher.backbone = _Exact(GaussianMixtureToy(flow_alpha_sigma))
+    B = 12
+    x, t, conds = torch.randn(B, 1, 2), torch.rand(B), _conds(B)
+    w, _ = m.draw(B, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert w.tolist() == [1.0] * B
+    target, _ = m.targets(x, t, conds, w, torch.zeros(B, dtype=torch.bool))
+    cond = m.teacher.backbone(x, t, conds)
+    torch.testing.assert_close(target, cond, rtol=1e-5, atol=1e-6)
+    null = Conditions(dict(conds.values), {k: torch.zeros_like(v) for k, v in conds.present.items()})
+    assert (cond - m.teacher.backbone(x, t, null)).abs().max() > 1e-2  # uncond really differs
+
+
+def test_discrete_per_row_weights_and_w_1(tmp_path):
+    """Autoregressive teacher: per-row weights give each row's renormalised guided distribution,
+    and w = 1 rows the conditional distribution itself."""
+    toy = CategoricalMixtureToy()
+    path = _teacher(tmp_path, "autoregressive", {"vocab_size": toy.vocab}, shape=(8,))
+    m = GuidanceDistillation(str(path), "cfg(shape, {w})", weights=[1, 5])
+    m.teacher.backbone = _Module(ToyLM(toy))
+    B, L = 5, 8
+    conds = _conds(B)
+    tokens = toy.sample_data(conds, L, torch.Generator().manual_seed(0))
+    x_in, t, _ = m.student.family.training_inputs(tokens)
+    w = torch.tensor([1.0, 1.7, 2.9, 4.2, 5.0])
+    target, _ = m.targets(x_in, t, conds, w, torch.zeros(B, dtype=torch.bool))
+    shape_only = Conditions(conds.values, {"shape": torch.ones(B, dtype=torch.bool),
+                                           "color": torch.zeros(B, dtype=torch.bool)})
+    null = Conditions(conds.values, {k: torch.zeros(B, dtype=torch.bool) for k in conds.names})
+    c = torch.log_softmax(toy.next_logits(x_in, shape_only), -1)
+    u = torch.log_softmax(toy.next_logits(x_in, null), -1)
+    expected = torch.log_softmax(u + w.view(-1, 1, 1) * (c - u), -1)
+    torch.testing.assert_close(target, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(target[0], c[0], rtol=1e-4, atol=1e-4)
+
+
+def test_weight_draws_follow_skew_low_rate_and_groups(tmp_path):
+    path = str(_teacher(tmp_path))
+    B, g = 20000, torch.Generator().manual_seed(0)
+    per_row = GuidanceDistillation(path, FAMILY, weights=[1, 5], skew=2.0, low_rate=0.1)
+    w, _ = per_row.draw(B, torch.device("cpu"), g)
+    assert float((w == 1).float().mean()) == pytest.approx(0.1, abs=0.01)
+    rest = w[w != 1]
+    # P(w < 2) = P(u^2 < 1/4) = 1/2 for skew 2 (1/4 when uniform)
+    assert float((rest < 2).float().mean()) == pytest.approx(0.5, abs=0.015)
+    assert bool((rest > 1).all() & (rest <= 5).all()) and len(torch.unique(rest)) > B * 0.8
+    grouped = GuidanceDistillation(path, FAMILY, weights=[1, 5], groups=4)
+    w, _ = grouped.draw(64, torch.device("cpu"), g)
+    assert len(torch.unique(w)) == 4
+    with pytest.raises(ValueError, match="skew must be > 0"):
+        GuidanceDistillation(path, FAMILY, skew=0.0)
+    with pytest.raises(ValueError, match=r"low_rate must be in \[0, 1\]"):
+        GuidanceDistillation(path, FAMILY, low_rate=1.5)
+
+
+def test_row_weights_and_cosine_schedule(tmp_path):
+    from framework.training.distill import _lr_factor
+
+    m = GuidanceDistillation(str(_teacher(tmp_path)), FAMILY, weights=[1, 8], weight_power=2.0)
+    w = torch.tensor([1.0, 2.0, 4.0, 0.5, 7.0])
+    plain = torch.tensor([False, False, False, False, True])
+    rows = m.row_weights(w, plain)
+    raw = torch.tensor([1.0, 1 / 4, 1 / 16, 1.0, 1.0])  # |w| < 1 counts as 1; plain rows weigh 1
+    torch.testing.assert_close(rows, raw / raw.mean())
+    flat = GuidanceDistillation(str(_teacher(tmp_path)), FAMILY, weights=[1, 8])
+    assert flat.row_weights(w, plain).tolist() == [1.0] * 5
+    # the weighted loss is the weighted mean of the rows' squared errors
+    B = 8
+    batch = {"x": torch.randn(B, 1, 2), "conditions": dict(_conds(B).values)}
+    loss = m.distill_loss(batch, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x0, conds = m.teacher._batch(batch)
+    x_in, t, _ = m.student.family.training_inputs(x0, g)
+    w, plain = m.draw(B, x0.device, g)
+    target, sc = m.targets(x_in, t, conds, w, plain, g)
+    err = (m.student.backbone(x_in, t, sc) - target).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(loss, (err * m.row_weights(w, plain)).mean())
+    assert [_lr_factor(s, 10, 110, False) for s in (0, 9, 60, 109)] == [0.1, 1.0, 1.0, 1.0]
+    assert [round(_lr_factor(s, 10, 110, True), 6) for s in (0, 10, 60, 110)] == [0.1, 1.0, 0.5, 0.0]
+
+
 def test_student_starts_as_the_teacher_and_exports_a_loadable_checkpoint(tmp_path):
     m = GuidanceDistillation(str(_teacher(tmp_path)), FAMILY, weights=[1, 1])
     B = 16
