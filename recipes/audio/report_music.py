@@ -47,6 +47,9 @@ GUIDANCE = {
         "uncond + 2*(cond(melody) - uncond) + 3*(cond(instrument, style, text) - uncond)",
     "double (MusicGen): α=3, β=2":
         f"uncond + 3*(cond(melody) + 2*(cond({ALL}) - cond(melody)) - uncond)",
+    # the style label on its own: no melody and no caption to copy the style from
+    "style + instrument only, cfg w=2": "cfg((style, instrument), 2)",
+    "style + instrument only, cfg w=3": "cfg((style, instrument), 3)",
 }
 NEGATIVE = {
     "no guidance (w=1), no caption": "cond(style, instrument, melody)",
