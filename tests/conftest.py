@@ -54,3 +54,20 @@ def refusal(capsys):
         assert "\n" not in err and "Traceback" not in err, err
         return err
     return run
+
+
+@pytest.fixture
+def fit_one_step_and_validate(tmp_path):
+    """``run(model, data) -> Trainer``: one training step, then one validation pass (which samples and
+    scores the model's ``val_guidance``), on the CPU, without logger or checkpoints."""
+
+    def run(model, data):
+        import lightning as L  # here, not at the top: most tests never train
+
+        trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+                            val_check_interval=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
+        trainer.fit(model, datamodule=data)
+        return trainer
+
+    return run

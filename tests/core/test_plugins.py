@@ -177,7 +177,7 @@ def test_trains_one_step_and_samples(spectra, tmp_path):
     np.testing.assert_array_equal(np.load(path), out.media.numpy())
 
 
-def test_judge_scores_media_and_validation_logs_it(spectra, tmp_path):
+def test_judge_scores_media_and_validation_logs_it(spectra, tmp_path, fit_one_step_and_validate):
     """The documented metrics contract: judge(...).evaluate(media, requested), used by validation."""
     import polyguide_spectra as ps
 
@@ -193,10 +193,7 @@ def test_judge_scores_media_and_validation_logs_it(spectra, tmp_path):
                              conditions=[{"name": "peak", "labels": list(ps.PEAKS)}], backbone=TINY,
                              guidance=["cfg(peak, 2)"], val_guidance={"cfg2": "cfg(peak, 2)"}, val_samples=8,
                              val_steps=2)
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
-                        val_check_interval=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
-    trainer.fit(model, datamodule=ps.SpectraData(n_train=32, n_val=16, batch_size=16))
+    trainer = fit_one_step_and_validate(model, ps.SpectraData(n_train=32, n_val=16, batch_size=16))
     metrics = trainer.callback_metrics
     assert 0.0 <= float(metrics["val/cfg2/acc_peak"]) <= 1.0
     assert float(metrics["val/cfg2/nfe"]) == 2 * 2  # 2 steps, cfg: 2 branches

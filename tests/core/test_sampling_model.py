@@ -33,14 +33,12 @@ def test_an_autoregressive_model_samples_its_whole_length_by_default():
     assert len(flow.sample({"c": "a"}, "cond(c)", n=2, seed=0).stats) == 30
 
 
-def test_val_steps_that_truncate_an_autoregressive_model_are_said_or_refused(tmp_path):
+def test_val_steps_that_truncate_an_autoregressive_model_are_said_or_refused(fit_one_step_and_validate):
     with pytest.raises(ValueError, match="val_steps=13: this autoregressive model samples at most 12"):
         GenerativeModel(**AR, val_steps=13)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # building (e.g. loading an old checkpoint) stays quiet
         GenerativeModel(**AR, val_steps=5)
-    import lightning as L
-
     from framework.toy.data import MixtureData
 
     dm = MixtureData(kind="tokens", n_train=16, n_val=8, batch_size=8, length=12)
@@ -48,11 +46,8 @@ def test_val_steps_that_truncate_an_autoregressive_model_are_said_or_refused(tmp
                              conditions=[{"name": n, "labels": list(s.labels)} for n, s in dm.specs.items()],
                              backbone={"dim": 16, "depth": 1, "heads": 2},
                              val_guidance={"plain": "cond(shape, color)"}, val_samples=4, val_steps=5)
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
-                        val_check_interval=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
     with pytest.warns(UserWarning, match=r"val_steps=5: validation samples 5 of this autoregressive model's"):
-        trainer.fit(model, datamodule=dm)
+        trainer = fit_one_step_and_validate(model, dm)
     assert float(trainer.callback_metrics["val/plain/nfe"]) == 5
 
 

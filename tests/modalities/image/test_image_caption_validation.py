@@ -4,7 +4,6 @@ scores on the attributes each caption names, logged as ``val/<label>/<metric>``.
 import warnings
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
@@ -57,17 +56,14 @@ def test_score_is_right_for_images_with_the_asked_attributes_and_wrong_otherwise
     assert wrong["acc_shape"] <= 0.1 and wrong["acc_color"] <= 0.1 and wrong["acc_position"] <= 0.1
 
 
-def test_a_tiny_text_to_image_fit_logs_the_judges_scores(data, tmp_path):
+def test_a_tiny_text_to_image_fit_logs_the_judges_scores(data, fit_one_step_and_validate):
     torch.manual_seed(0)
     model = GenerativeModule(family="flow", modality="image",
                              representation={"name": "patches", "size": 16, "channels": 3, "patch": 4},
                              conditions=[{"name": "text", "kind": "vector", "dim": 384, "encoder": "minilm"}],
                              backbone={"dim": 32, "depth": 1, "heads": 2}, guidance=["cfg(text, 3)"],
                              val_guidance={"cfg3": "cfg(text, 3)"}, val_samples=16, val_steps=2)
-    trainer = L.Trainer(max_steps=1, enable_progress_bar=False, logger=False, enable_model_summary=False,
-                        enable_checkpointing=False, default_root_dir=tmp_path, limit_val_batches=1,
-                        val_check_interval=1, num_sanity_val_steps=0)
-    trainer.fit(model, data)
+    trainer = fit_one_step_and_validate(model, data)
     metrics = trainer.callback_metrics
     assert float(metrics["val/cfg3/nfe"]) == 4  # 2 steps × 2 branches
     conds = data.val_conditions(16)

@@ -3,7 +3,6 @@ of each ``val_guidance`` expression (no data-module ``score`` needed)."""
 
 import warnings
 
-import lightning as L
 import torch
 
 from framework.training.module import GenerativeModule
@@ -12,7 +11,7 @@ from modalities.image.data import ShapesData
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def test_validation_logs_the_judges_accuracy_per_guidance(tmp_path):
+def test_validation_logs_the_judges_accuracy_per_guidance(fit_one_step_and_validate):
     torch.manual_seed(0)
     dm = ShapesData(n_train=64, n_val=32, batch_size=32)
     model = GenerativeModule(family="flow", modality="image",
@@ -23,10 +22,7 @@ def test_validation_logs_the_judges_accuracy_per_guidance(tmp_path):
                              val_guidance={"w1": "cond(shape, color, position)",
                                            "cfg3": "cfg((shape, color), 3)"},
                              val_samples=16, val_steps=2)
-    trainer = L.Trainer(max_steps=1, enable_progress_bar=False, logger=False, enable_model_summary=False,
-                        enable_checkpointing=False, default_root_dir=tmp_path, limit_val_batches=1,
-                        val_check_interval=1, num_sanity_val_steps=0)
-    trainer.fit(model, dm)
+    trainer = fit_one_step_and_validate(model, dm)
     metrics = trainer.callback_metrics
     for label, nfe in (("w1", 2), ("cfg3", 4)):
         for name in ("acc_shape", "acc_color", "acc_position", "acc_all", "fd"):

@@ -3,7 +3,6 @@ the judge's scores of guided samples, logged as ``val/<label>/<metric>``."""
 
 import warnings
 
-import lightning as L
 import pytest
 import torch
 
@@ -53,7 +52,7 @@ def test_score_judges_real_clips_as_real_and_mismatched_requests_as_wrong(data):
     assert wrong["fd"] == pytest.approx(real["fd"])  # FD does not depend on what was asked
 
 
-def test_a_tiny_fit_logs_the_judges_scores_per_guidance(data, tmp_path):
+def test_a_tiny_fit_logs_the_judges_scores_per_guidance(data, fit_one_step_and_validate):
     torch.manual_seed(0)
     model = GenerativeModule(
         family="flow", modality="motion",
@@ -64,10 +63,7 @@ def test_a_tiny_fit_logs_the_judges_scores_per_guidance(data, tmp_path):
         backbone={"dim": 32, "depth": 1, "heads": 2}, guidance=["cfg((text, trajectory, action), 2)"],
         val_guidance={"w1": "cond(text, trajectory, action)", "cfg2": "cfg((text, trajectory, action), 2)"},
         val_samples=8, val_steps=2)
-    trainer = L.Trainer(max_steps=1, enable_progress_bar=False, logger=False, enable_model_summary=False,
-                        enable_checkpointing=False, default_root_dir=tmp_path, limit_val_batches=1,
-                        val_check_interval=1, num_sanity_val_steps=0)
-    trainer.fit(model, data)
+    trainer = fit_one_step_and_validate(model, data)
     metrics = trainer.callback_metrics
     conds = data.val_conditions(8)
     for label, g, nfe in (("w1", "cond(text, trajectory, action)", 2),
