@@ -20,28 +20,37 @@ import argparse
 from pathlib import Path
 
 STYLE_ONLY = "cfg((style, instrument), 3)"
+RECIPE = Path(__file__).with_name("music_flow.yaml")  # the first stage: its data settings are reused
 
 
 def finetune(init: Path, steps: int, share: float, out: Path, threads: int = 1, seed: int = 1) -> Path:
     """Fine-tune the music model at ``init`` for ``steps`` steps; returns the exported checkpoint.
 
     ``share`` is the fraction of training clips whose melody and caption are both dropped (style and
-    instrument kept); 0.1 each keep all, only style/instrument/caption, only the melody-less rest.
+    instrument kept); 0.1 each drop every condition, all but the melody, the melody, the caption.
+    A wrong ``steps``/``share`` or a checkpoint that is not a music model raises ``ValueError``.
     """
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+    from omegaconf import OmegaConf
 
     from framework.core.checkpoints import export, load_checkpoint
     from framework.training.module import GenerativeModule
     from modalities.audio.music_data import MusicData
 
+    if steps < 1:
+        raise ValueError(f"steps {steps}: must be at least 1")
     if not 0.0 < share < 0.6:
-        raise SystemExit(f"--share {share}: must be in (0, 0.6), the other dropout cases take 0.4")
+        raise ValueError(f"share {share}: must be in (0, 0.6), the other dropout cases take 0.4")
     torch.set_num_threads(threads)
     L.seed_everything(seed)
     base = load_checkpoint(init)
     hp = dict(base["hyper_parameters"])
+    names = [c["name"] for c in hp.get("conditions", [])]
+    if not {"style", "instrument", "melody", "text"} <= set(names):
+        raise ValueError(f"checkpoint {init}: not a music model of recipes/audio/music_flow.yaml "
+                         f"(its conditions are {names})")
     hp["guidance"] = [g for g in hp["guidance"] if g != STYLE_ONLY] + [STYLE_ONLY]
     # keys name the conditions dropped together; the rest of each batch keeps every condition
     hp["dropout"] = {"style+instrument+melody+text": 0.1, "style+instrument+text": 0.1,
@@ -50,7 +59,7 @@ def finetune(init: Path, steps: int, share: float, out: Path, threads: int = 1, 
               val_guidance={"cfg3": "cfg((style, instrument, melody, text), 3)", "si3": STYLE_ONLY})
     model = GenerativeModule(**hp)
     model.load_state_dict(base["state_dict"])
-    data = MusicData(n_train=1600, n_val=256, per_style=120, batch_size=24, text=True, melody=True)
+    data = MusicData(**OmegaConf.to_container(OmegaConf.load(RECIPE).data.init_args))
     trainer = L.Trainer(max_steps=steps, limit_val_batches=0, default_root_dir=str(out),
                         log_every_n_steps=50,
                         callbacks=[EMAWeightAveraging(decay=0.995), ModelCheckpoint(save_last=True)])
@@ -68,7 +77,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder; the export is <out>/music_flow.ckpt")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    print(finetune(a.init, a.steps, a.share, a.out, a.threads))
+    from framework.core.checkpoints import CheckpointError
+
+    try:
+        print(finetune(a.init, a.steps, a.share, a.out, a.threads))
+    except (CheckpointError, ValueError) as e:  # a user's mistake: one line, exit code 2
+        p.exit(2, f"{p.prog}: {e}\n")
 
 
 if __name__ == "__main__":
