@@ -8,6 +8,7 @@ from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Autoregressive, Diffusion, Flow, Masked
 from framework.guidance import DiscreteSpaces, Guider, VPSpaces, cond, uncond
 from framework.guidance import presets as G
+from framework.guidance.spaces import SpaceError
 from framework.toy.model import CategoricalMixtureToy, GaussianMixtureToy, ToyLM, flow_alpha_sigma
 
 SPECS = {"shape": ConditionSpec("shape", labels=("a", "b", "c", "d"))}
@@ -187,7 +188,7 @@ def test_probs_measure_sees_what_the_logit_cosine_misses():
         assert float(torch.nn.functional.cosine_similarity(c, g, dim=0)) == pytest.approx(value_cos, abs=1e-4)
         pc = torch.nn.functional.cosine_similarity(c.softmax(0), g.softmax(0), dim=0)
         assert bool(pc > 0.999) == probs_above
-    with pytest.raises(ValueError, match=r"measure='probs'.*logits"):
+    with pytest.raises(SpaceError, match=r"measure='probs'.*logits"):  # a user error: one CLI line
         _run(G.adaptive(G.cfg("shape", W), measure="probs"), Oracle(leave), leave, 2, "eps")
 
 

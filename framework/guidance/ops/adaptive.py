@@ -36,6 +36,7 @@ import torch
 from framework.guidance.branches import Branch
 from framework.guidance.expr import Expr
 from framework.guidance.ops.base import Op
+from framework.guidance.spaces import SpaceError
 
 
 def row_cosine(guided: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -126,7 +127,7 @@ class Adaptive(Op):
         """``[B, ...]``: guided rows, the reference on rows that left; updates the per-row
         convergence counts and the switch."""
         if self.measure == "probs" and space not in ("logits", "logprobs"):
-            raise ValueError(f"adaptive(..., measure='probs') compares next-token probabilities, so it "
+            raise SpaceError(f"adaptive(..., measure='probs') compares next-token probabilities, so it "
                              f"needs a token model's logits; it is asked for {space!r}")
         own = ctx.state.of(self)
         ref = self.fallback.value(ctx, space)
