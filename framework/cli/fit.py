@@ -95,6 +95,11 @@ class _CLI(LightningCLI):
                 cb.class_path = _OURS
             elif getattr(cb, "class_path", None) in _LIGHTNING_EMA:  # picklable, FSDP-aware
                 cb.class_path = _OUR_EMA
+        trainer = config.get("trainer")
+        steps = trainer.get("max_steps") if trainer is not None else None
+        if trainer is not None and trainer.get("log_every_n_steps") is None and steps and 0 < steps < 500:
+            # Lightning's 50 logs no train/loss at all in a run shorter than 50 steps: ~10 points a run
+            trainer["log_every_n_steps"] = max(1, steps // 10)
 
     def instantiate_classes(self) -> None:
         try:
@@ -116,8 +121,11 @@ class _CLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        from framework.training.progress import adopt
+
         trainer = super().instantiate_trainer(**kwargs)
         install(trainer)
+        adopt(trainer)  # progress totals right after a resume and with gradient accumulation
         return trainer
 
 

@@ -31,21 +31,27 @@ def epoch_total(trainer: Any) -> int | float:
     return min(n, ran + left)
 
 
-class TQDMProgress(TQDMProgressBar):
-    """Lightning's ``TQDMProgressBar`` with :func:`epoch_total` as the training total."""
+class _Totals:
+    """:func:`epoch_total` as the training total, also for the epoch a resumed run continues (Lightning
+    does not call ``on_train_epoch_start`` when it restarts mid-epoch, so its bar has no total)."""
 
     @property
     def total_train_batches(self) -> int | float:
         return epoch_total(self.trainer)
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_start(trainer, pl_module)
+        if trainer.fit_loop.restarted_mid_epoch:
+            self.on_train_epoch_start(trainer, pl_module)
 
-class RichProgress(RichProgressBar):
-    """Lightning's ``RichProgressBar`` with :func:`epoch_total` as the training total, and no
-    "/-2" after the epoch when there is no ``max_epochs``."""
 
-    @property
-    def total_train_batches(self) -> int | float:
-        return epoch_total(self.trainer)
+class TQDMProgress(_Totals, TQDMProgressBar):
+    """Lightning's ``TQDMProgressBar`` with the totals of :class:`_Totals`."""
+
+
+class RichProgress(_Totals, RichProgressBar):
+    """Lightning's ``RichProgressBar`` with the totals of :class:`_Totals`, and no "/-2" after the
+    epoch when there is no ``max_epochs``."""
 
     def _get_train_description(self, current_epoch: int) -> str:
         text = f"Epoch {current_epoch}"

@@ -35,7 +35,8 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _args(recipe: str, root: Path, *extra: str, batch: int = 16, steps: int = 4) -> list[str]:
+def _args(recipe: str, root: Path, *extra: str, batch: int = 16, steps: int = 4, n_train: int = 256
+          ) -> list[str]:
     return [sys.executable, "-m", "framework.cli", "fit", "--config", str(TOY / f"{recipe}.yaml"),
             "--trainer.accelerator", "cpu", "--trainer.max_steps", str(steps),
             "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
@@ -43,7 +44,7 @@ def _args(recipe: str, root: Path, *extra: str, batch: int = 16, steps: int = 4)
             "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
             "--trainer.logger", f'{{"class_path": "lightning.pytorch.loggers.CSVLogger", '
                                 f'"init_args": {{"save_dir": "{root}"}}}}',
-            "--data.init_args.n_train", "256", "--data.init_args.n_val", "64",
+            "--data.init_args.n_train", str(n_train), "--data.init_args.n_val", "64",
             "--data.init_args.batch_size", str(batch), "--model.val_samples", "8", "--model.val_steps", "2",
             *extra]
 
@@ -75,11 +76,17 @@ def _check_ema_agrees(ckpt: dict, processes: int = 2) -> None:
     assert state_digest(ckpt["current_model_state"]) != digests[0]  # the raw weights are not the average
 
 
+#: points_flow with a global batch of 256 (of 2048 samples); a second ModelCheckpoint keeps step 2's
+BIG = dict(batch=128, n_train=2048)
+EVERY_2 = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+           "--trainer.callbacks.every_n_train_steps", "2", "--trainer.callbacks.save_top_k", "-1"]
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory) -> Path:
-    """points_flow, 4 steps on 2 processes (``ddp``), checkpoints at steps 2 and 4."""
+    """points_flow, 4 steps on 2 processes (``ddp``) with 128 samples each, checkpoints at step 2."""
     root = tmp_path_factory.mktemp("ddp")
-    _fit("points_flow", root)
+    _fit("points_flow", root, *EVERY_2, "--trainer.callbacks.dirpath", str(root / "every"), **BIG)
     return root
 
 
@@ -100,8 +107,8 @@ def test_every_family_trains_on_two_processes(recipe, strategy, family, tmp_path
 
 
 def test_resume_on_two_processes_is_exact(ddp_run, tmp_path):
-    (step2,) = ddp_run.rglob("*step=2.ckpt")
-    resumed = read_checkpoint(_fit("points_flow", tmp_path, "--ckpt_path", str(step2)))
+    step2 = ddp_run / "every" / "epoch=0-step=2.ckpt"
+    resumed = read_checkpoint(_fit("points_flow", tmp_path, "--ckpt_path", str(step2), **BIG))
     straight = read_checkpoint(_last(ddp_run))
     assert resumed["global_step"] == straight["global_step"] == 4
     for key in ("state_dict", "current_model_state"):
@@ -114,14 +121,15 @@ def test_resume_on_two_processes_is_exact(ddp_run, tmp_path):
 
 
 def test_two_processes_follow_one_with_the_same_global_batch(ddp_run, tmp_path):
-    one = _fit("points_flow", tmp_path, devices=1, strategy="auto", batch=32)
+    one = _fit("points_flow", tmp_path, devices=1, strategy="auto", batch=256, n_train=2048)
     two = _losses(ddp_run)
     single = _losses(tmp_path)
     assert one.exists() and len(two) == len(single) == 4
-    # the same data and the same initial weights; only the noise and dropout draws of the second half
-    # of each global batch differ (rank 1 draws its own), so the losses agree within sampling noise
-    assert two[0] == pytest.approx(single[0], rel=0.15), (two, single)
-    assert sum(two) / 4 == pytest.approx(sum(single) / 4, rel=0.15), (two, single)
+    # the same batches from the same initial weights; the noise, time and dropout draws differ (each
+    # process draws its own), so each step's loss of 256 samples agrees within their sampling noise
+    # (a few per cent): the tolerance is 10 % per step
+    for a, b in zip(two, single, strict=True):
+        assert a == pytest.approx(b, rel=0.10), (two, single)
 
 
 def _free_port() -> int:

@@ -54,6 +54,7 @@ def test_fit_silences_lightning_noise_but_not_real_warnings(tmp_path, capsys, ca
 
     caplog.set_level(logging.INFO)
     fit_main(["fit", "--config", str(RECIPES[0]), "--trainer.max_steps", "2",
+              "--trainer.log_every_n_steps", "50",
               "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
               "--trainer.default_root_dir", str(tmp_path), "--data.init_args.n_train", "128",
