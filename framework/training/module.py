@@ -173,10 +173,38 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         for label, g in spec.items():
             with full_params(self.trainer, writeback=False):  # FSDP: the whole weights, not this shard
                 out = self.sample(conds, g, steps=self.hparams.val_steps, seed=0)
+            self._log_media(label, out)
             scores = dict(score(out)) if score is not None else {}
             scores["nfe"] = out.nfe
             for k, v in scores.items():
                 self.log(f"val/{label}/{k}", float(v), batch_size=conds.batch_size, sync_dist=True)
+
+    #: samples of each val_guidance label shown in TensorBoard
+    MEDIA_SAMPLES = 8
+
+    def _log_media(self, label: str, out: SampleOutput) -> None:
+        """The first :attr:`MEDIA_SAMPLES` validation samples into a ``TensorBoardLogger``, if the
+        run has one: images ``[B, C, H, W]`` in [0, 1] as a grid, mono audio ``[B, 1, T]`` as clips
+        (at the codec's ``sample_rate``, else 16 kHz), text models' samples as text. Other media
+        (motion, points) are not logged."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        media, k = out.media, self.MEDIA_SAMPLES
+        if not loggers or not isinstance(media, torch.Tensor) or self.trainer.global_rank != 0:
+            return
+        tag, step = f"val/{label}", self.global_step
+        for lg in loggers:
+            tb = lg.experiment
+            if hasattr(self.codec, "decode_text"):
+                texts = self.codec.decode_text(out.samples[:k].cpu())
+                tb.add_text(tag, "\n\n".join(f"    {t}" for t in texts), step)
+            elif media.ndim == 4 and media.shape[1] in (1, 3):
+                tb.add_images(tag, media[:k].float().clamp(0, 1).cpu(), step)
+            elif media.ndim == 3 and media.shape[1] == 1:
+                rate = int(getattr(self.codec, "sample_rate", 16_000))
+                for i, clip in enumerate(media[:k].float().clamp(-1, 1).cpu()):
+                    tb.add_audio(f"{tag}/{i}", clip, step, sample_rate=rate)
 
     def _validation_scorer(self, dm: Any) -> tuple[Conditions, Callable[[SampleOutput], dict] | None]:
         n = self.hparams.val_samples
