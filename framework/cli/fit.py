@@ -8,7 +8,11 @@ callbacks) works unchanged. Two defaults make its checkpoints safe: the trainer 
 plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
 :class:`framework.training.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails), and
 its ``lightning.pytorch.callbacks.EMAWeightAveraging`` as :class:`framework.training.ema.EMAWeightAveraging`
-(same arguments; it pickles for ``ddp_spawn`` and averages the full weights under FSDP).
+(same arguments; it pickles for ``ddp_spawn`` and averages the full weights under FSDP). A run
+shorter than 500 steps whose config leaves ``log_every_n_steps`` out logs ``train/loss`` about ten
+times, and the progress bar counts totals right after a resume and with gradient accumulation
+(:mod:`framework.training.progress`). ``sys.argv`` is left as it is, so ``strategy: ddp`` starts its
+other processes with this same command.
 
 A recipe whose ``model`` section names a ``class_path`` trains that ``LightningModule`` instead
 (e.g. a modality's codec, ``recipes/audio/codec.yaml``); its other recipes keep the plain

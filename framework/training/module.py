@@ -34,7 +34,7 @@ from framework.generators import SampleOutput
 from framework.guidance.syntax import parse
 from framework.training.resume import gather_objects, rng_state, set_rng_state
 
-__all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "export", "load"]
+__all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "batch_size", "export", "load"]
 
 
 class GenerativeModule(GenerativeModel, L.LightningModule):
@@ -249,6 +249,13 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         warm = max(1, self.hparams.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def batch_size(batch: Mapping[str, Any]) -> int:
+    """Samples in a training batch (``x`` ``[B, ...]`` or ``media`` ``[B, ...]``): the
+    ``batch_size_fn`` for Lightning's ``ThroughputMonitor``
+    (``--trainer.callbacks.batch_size_fn framework.training.module.batch_size``)."""
+    return len(batch["media"] if "media" in batch else batch["x"])
 
 
 def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
