@@ -63,6 +63,17 @@ def install(trainer: Any) -> None:
         strategy.checkpoint_io = AtomicCheckpointIO()
 
 
+def _last_epoch(trainer: Any) -> bool:
+    """At a training epoch's end: whether the run stops after it (``max_steps`` reached, the last of
+    ``max_epochs``, or a callback asked to stop). Not ``fit_loop.done``, which logs when true."""
+    if trainer.max_steps is not None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return True
+    max_epochs = trainer.max_epochs
+    if max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs:
+        return True
+    return bool(trainer.should_stop)
+
+
 class ModelCheckpoint(_LightningModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (same arguments, same state key), but with ``save_last=True``
     the ``last`` checkpoint of a step is written before that step's top-k checkpoint, holding the
@@ -88,7 +99,7 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         nothing was saved at this step, ``last`` at the final step: with ``max_steps: 30`` and
         ``val_check_interval: 20`` Lightning's own ``last`` stays at step 20."""
         super().on_train_epoch_end(trainer, pl_module)
-        if self.save_last and trainer.fit_loop.done and not self._should_skip_saving_checkpoint(trainer):
+        if self.save_last and _last_epoch(trainer) and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict[str, torch.Tensor]) -> None:

@@ -85,9 +85,13 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
             except ConditionError as e:
                 raise ConditionError(f"val_guidance {label}: {e}") from None
 
-    def on_fit_start(self) -> None:
-        for logger in self.loggers:  # hparams.yaml: the dropout actually trained, derived or given
-            logger.log_hyperparams({"dropout_trained": self.dropout.record()})
+    @property
+    def hparams_initial(self):
+        """What loggers record (``hparams.yaml``): the constructor arguments and ``dropout_trained``,
+        the dropout actually trained, derived or given (:meth:`DropoutSpec.record`)."""
+        hp = L.LightningModule.hparams_initial.fget(self)
+        hp["dropout_trained"] = self.dropout.record()
+        return hp
 
     def on_validation_start(self) -> None:
         # validation must not move training's random streams: then the training trajectory does not
