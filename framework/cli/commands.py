@@ -431,7 +431,8 @@ def _eval(args: argparse.Namespace) -> int:
     guidances = {g: g for g in args.guidance} or {"default": None}
     _check_eval_args(model, args, guidances)
     steps = _steps_or_default(model, args.steps)
-    rows = evaluate(model, guidances, args.n, steps, args.seed, args.cache or args.checkpoint.parent,
+    cache = args.cache or plugins.judge_cache(plugins.get(model.hparams.modality))  # validation's judge
+    rows = evaluate(model, guidances, args.n, steps, args.seed, cache,
                     args.conditions, progress=not args.no_progress)
     table = format_table(rows)
     print(table)

@@ -6,7 +6,13 @@ so every Lightning trainer option (strategies such as ``ddp``/``fsdp``, devices,
 callbacks) works unchanged. Two defaults make its checkpoints safe: the trainer saves through
 :class:`~framework.training.checkpoint_io.AtomicCheckpointIO` (unless the config names its own checkpoint
 plugin), and a recipe's ``lightning.pytorch.callbacks.ModelCheckpoint`` runs as
-:class:`framework.training.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails).
+:class:`framework.training.checkpoint_io.ModelCheckpoint` (same arguments; ``last`` never trails), and
+its ``lightning.pytorch.callbacks.EMAWeightAveraging`` as :class:`framework.training.ema.EMAWeightAveraging`
+(same arguments; it pickles for ``ddp_spawn`` and averages the full weights under FSDP). A run
+shorter than 500 steps whose config leaves ``log_every_n_steps`` out logs ``train/loss`` about ten
+times, and the progress bar counts totals right after a resume and with gradient accumulation
+(:mod:`framework.training.progress`). ``sys.argv`` is left as it is, so ``strategy: ddp`` starts its
+other processes with this same command.
 
 A recipe whose ``model`` section names a ``class_path`` trains that ``LightningModule`` instead
 (e.g. a modality's codec, ``recipes/audio/codec.yaml``); its other recipes keep the plain
@@ -23,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +48,10 @@ _LIGHTNING_CHECKPOINT = {"lightning.pytorch.callbacks.ModelCheckpoint",
                          "lightning.pytorch.callbacks.model_checkpoint.ModelCheckpoint",
                          "pytorch_lightning.callbacks.ModelCheckpoint"}
 _OURS = "framework.training.checkpoint_io.ModelCheckpoint"
+_LIGHTNING_EMA = {"lightning.pytorch.callbacks.EMAWeightAveraging",
+                  "lightning.pytorch.callbacks.weight_averaging.EMAWeightAveraging",
+                  "pytorch_lightning.callbacks.EMAWeightAveraging"}
+_OUR_EMA = "framework.training.ema.EMAWeightAveraging"
 _MAX_MESSAGE = 400
 #: Lightning warnings that tell a polyguide user nothing to act on (matched from their start).
 #: Everything else, e.g. a logging interval longer than the run, still shows.
@@ -64,18 +73,18 @@ class _NoTips(logging.Filter):
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence :data:`_NOISE` and Lightning's tips while LightningCLI runs; restore afterwards."""
-    tips, argv = _NoTips(), sys.argv
+    tips = _NoTips()
     loggers = [logging.getLogger(name) for name in _LOGGERS]
     with warnings.catch_warnings():
         for message in _NOISE:
             warnings.filterwarnings("ignore", message=message)
         for log in loggers:
             log.addFilter(tips)
-        sys.argv = argv[:1]  # LightningCLI compares its args with sys.argv and warns when both are given
+        # sys.argv stays as it is: Lightning's `ddp` launcher starts the other processes by running
+        # sys.argv again, which must be this `polyguide fit ...` command
         try:
             yield
         finally:
-            sys.argv = argv
             for log in loggers:
                 log.removeFilter(tips)
 
@@ -88,6 +97,13 @@ class _CLI(LightningCLI):
         for cb in config.get("trainer.callbacks") or []:
             if getattr(cb, "class_path", None) in _LIGHTNING_CHECKPOINT:
                 cb.class_path = _OURS
+            elif getattr(cb, "class_path", None) in _LIGHTNING_EMA:  # picklable, FSDP-aware
+                cb.class_path = _OUR_EMA
+        trainer = config.get("trainer")
+        steps = trainer.get("max_steps") if trainer is not None else None
+        if trainer is not None and trainer.get("log_every_n_steps") is None and steps and 0 < steps < 500:
+            # Lightning's 50 logs no train/loss at all in a run shorter than 50 steps: ~10 points a run
+            trainer["log_every_n_steps"] = max(1, steps // 10)
 
     def instantiate_classes(self) -> None:
         try:
@@ -109,8 +125,11 @@ class _CLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        from framework.training.progress import adopt
+
         trainer = super().instantiate_trainer(**kwargs)
         install(trainer)
+        adopt(trainer)  # progress totals right after a resume and with gradient accumulation
         return trainer
 
 

@@ -62,6 +62,12 @@ def _explain(args: argparse.Namespace) -> int:
     from framework.guidance.ops.cost_grad import find_costs
     from framework.guidance.spaces import VPSpaces
 
+    if args.guidance is None and args.checkpoint is None:
+        raise ArgumentError("give a guidance expression, a --checkpoint, or both")
+    if args.checkpoint is not None:
+        _explain_dropout(args.checkpoint, args.guidance)
+        if args.guidance is None:
+            return 0
     expr = parse(args.guidance)
     expr.check()
     check_zero_directions(expr)
@@ -111,6 +117,31 @@ def _explain(args: argparse.Namespace) -> int:
     print("training must cover the condition subsets: "
           + "; ".join("{" + ", ".join(sorted(s)) + "}" if s else "∅ (unconditional)" for s in subsets))
     return 0
+
+
+def _explain_dropout(path, guidance: str | None) -> None:
+    """Print the condition dropout ``path`` was trained with, and whether it covers ``guidance``."""
+    import warnings
+
+    from framework.core.checkpoints import build_model, load_checkpoint
+    from framework.core.conditions import ConditionError, DropoutSpec
+    from framework.core.model import GenerativeModel
+    from framework.core.shipped import resolve
+
+    ckpt = load_checkpoint(resolve(path))
+    model = build_model(ckpt, path, GenerativeModel)  # older checkpoints did not store the record
+    print(f"checkpoint   {path}")
+    print(DropoutSpec.table(ckpt.get("dropout") or model.dropout.record()))
+    if guidance is not None:
+        from framework.guidance import parse
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                model.dropout.check(parse(guidance), model.specs, strict=True)
+                print("trained for it: yes, the dropout trains every condition subset it evaluates")
+            except ConditionError as e:
+                print(f"trained for it: NO: {e}")
 
 
 def _parser() -> argparse.ArgumentParser:

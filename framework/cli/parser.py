@@ -78,8 +78,11 @@ def _explain(sub: argparse._SubParsersAction) -> None:
                        description="Parse a guidance expression and show what it evaluates: its branches "
                                    "per network, its coefficients at τ = 0, 0.5, 1, the forward passes of "
                                    "each step, and the condition subsets training must cover.")
-    e.add_argument("guidance", type=non_empty,
+    e.add_argument("guidance", type=non_empty, nargs="?",
                    help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
+    e.add_argument("--checkpoint", type=Path, default=None,
+                   help="also show the condition dropout this checkpoint was trained with, and whether it "
+                        "trains every subset the guidance evaluates (the guidance may then be left out)")
     e.add_argument("--steps", type=bounded_int(1, MAX_EXPLAIN_STEPS), default=10,
                    help=f"sampling steps to plan (default 10, at most {MAX_EXPLAIN_STEPS:,}: one line each)")
     e.set_defaults(run=Handler("framework.cli.main:_explain"))
@@ -144,7 +147,8 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
                    help="random seed of the requests and the sampling (default 0: tables are comparable)")
     e.add_argument("--cache", type=Path, default=None,
-                   help="where the judge (e.g. a classifier) is cached (default: the checkpoint's folder)")
+                   help="where the judge (e.g. a classifier) is cached (default: the one validation uses, "
+                        "the modality's shipped checkpoints folder, else ~/.cache/polyguide/judges)")
     e.add_argument("--out", type=Path, default=None,
                    help="also write eval.json and eval.md to this folder (default: print only)")
     e.add_argument("--device", type=non_empty, default=None, help=_DEVICE_HELP)

@@ -480,6 +480,29 @@ class DropoutSpec:
         return Conditions(dict(conditions.values), present, dict(conditions.cads),
                           conditions.generator)
 
+    def record(self) -> dict[str, dict[str, float]]:
+        """Plain data for checkpoints and ``hparams.yaml``: ``{"exclusive": {"a+b": p, ...},
+        "independent": {"a": p, ...}}`` (an exclusive event drops its conditions together)."""
+        return {"exclusive": {"+".join(sorted(g)): p for g, p in self.joint.items()},
+                "independent": dict(self.single)}
+
+    @staticmethod
+    def table(record: Mapping[str, Mapping[str, float]]) -> str:
+        """A :meth:`record` as a text table: what each drop event drops, with its probability per
+        sample."""
+        rows = [(k.replace("+", ", "), p, "exclusive event") for k, p in record.get("exclusive", {}).items()]
+        rows += [(k, p, "independently") for k, p in record.get("independent", {}).items()]
+        if not rows:
+            return "condition dropout: none (every sample keeps all its conditions)"
+        keep = 1.0 - sum(record.get("exclusive", {}).values())
+        width = max(len("drops"), *(len(r[0]) for r in rows))
+        lines = ["condition dropout trained, per sample:", f"  {'drops':<{width}}  probability",
+                 *(f"  {d:<{width}}  {p:<11.4g}  {how}" for d, p, how in rows)]
+        if record.get("exclusive"):
+            rest = "then the independent drops" if record.get("independent") else "keeps every condition"
+            lines.append(f"  {'(no event)':<{width}}  {keep:<11.4g}  {rest}")
+        return "\n".join(lines)
+
     def trains(self, absent: Iterable[str], names: Iterable[str]) -> bool:
         """Whether exactly the conditions ``absent`` (of ``names``) are dropped with probability > 0."""
         absent, names = frozenset(absent), frozenset(names)

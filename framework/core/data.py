@@ -14,9 +14,10 @@ __all__ = ["SplitData"]
 class SplitData(L.LightningDataModule):
     """Builds its two splits once (:meth:`build`) and serves them; training order is seeded.
 
-    On one process the training order is :class:`~framework.training.resume.EpochBatches` (a shuffle per
-    epoch from ``(seed, epoch)``), whose position is saved in checkpoints, so a run resumed from any
-    checkpoint sees the same batches as an uninterrupted one. The loaders draw nothing from the
+    The training order is :class:`~framework.training.resume.EpochBatches` (a shuffle per epoch from
+    ``(seed, epoch)``; with several processes each takes its slice of every global batch), whose
+    position is saved in checkpoints, so a run resumed from any checkpoint sees the same batches as an
+    uninterrupted one. The loaders draw nothing from the
     global random generators (each has its own), which belong to training.
 
     Subclasses implement :meth:`build` returning ``(train, val)`` datasets whose items are batch
@@ -38,10 +39,8 @@ class SplitData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:  # Lightning shards it with a DistributedSampler
-            return DataLoader(self._train, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                              generator=torch.Generator().manual_seed(self.seed))
+        # with several processes Lightning re-creates EpochBatches with its DistributedSampler: each
+        # process then takes its slice of every global batch (batch_size per process)
         batches = EpochBatches(len(self._train), self.batch_size, self.seed)
         return ResumableLoader(self._train, batch_sampler=batches,
                                generator=torch.Generator().manual_seed(self.seed))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from framework.core.conditions import ConditionSpec
     from framework.guidance.ops.cost_grad import CostFn
 
-__all__ = ["Codec", "LazyClasses", "Modality", "PluginError", "available", "get"]
+__all__ = ["Codec", "LazyClasses", "Modality", "PluginError", "available", "get", "judge_cache"]
 
 GROUP = "polyguide.modalities"
 
@@ -186,3 +186,17 @@ def get(name: str) -> Modality:
     if cls.name != name:
         raise PluginError(f"entry point {name!r} loads a modality named {cls.name!r}; they must match")
     return cls()
+
+
+def judge_cache(modality: Modality) -> Path:
+    """Where ``modality``'s judges are cached, for validation and ``polyguide eval`` alike: the
+    folder of its shipped checkpoints (``recipes_dir/checkpoints``, whose trained judges the shipped
+    results use) if there is one, else ``$POLYGUIDE_CACHE/judges/<name>`` (default
+    ``~/.cache/polyguide/judges/<name>``), never beside a user's checkpoint."""
+    import os
+
+    shipped = Path(modality.recipes_dir) / "checkpoints" if modality.recipes_dir else None
+    if shipped is not None and shipped.is_dir():
+        return shipped
+    root = Path(os.environ.get("POLYGUIDE_CACHE", Path.home() / ".cache" / "polyguide"))
+    return root / "judges" / modality.name

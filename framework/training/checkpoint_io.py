@@ -9,7 +9,7 @@
   clear line for a bad file).
 * :class:`ModelCheckpoint` is Lightning's callback writing ``last.ckpt`` *before* the step
   checkpoint of the same step, so after a kill ``last.ckpt`` is never older than the newest step
-  checkpoint.
+  checkpoint, and writing it at the run's final step too.
 
 :meth:`GenerativeModule.setup <framework.training.module.GenerativeModule.setup>` installs the IO plugin on
 any trainer that still has Lightning's default one, and ``polyguide fit`` uses both, so recipes get
@@ -63,11 +63,23 @@ def install(trainer: Any) -> None:
         strategy.checkpoint_io = AtomicCheckpointIO()
 
 
+def _last_epoch(trainer: Any) -> bool:
+    """At a training epoch's end: whether the run stops after it (``max_steps`` reached, the last of
+    ``max_epochs``, or a callback asked to stop). Not ``fit_loop.done``, which logs when true."""
+    if trainer.max_steps is not None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return True
+    max_epochs = trainer.max_epochs
+    if max_epochs is not None and max_epochs > 0 and trainer.current_epoch + 1 >= max_epochs:
+        return True
+    return bool(trainer.should_stop)
+
+
 class ModelCheckpoint(_LightningModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` (same arguments, same state key), but with ``save_last=True``
     the ``last`` checkpoint of a step is written before that step's top-k checkpoint, holding the
     bookkeeping as it will be once both are written. A kill between the two writes therefore leaves
-    ``last`` at the newer step, never behind a step checkpoint."""
+    ``last`` at the newer step, never behind a step checkpoint. And ``last`` is always written at the
+    final step of a run (:meth:`on_train_epoch_end`)."""
 
     _writing_last = False
     _last_written_at: int | None = None
@@ -81,6 +93,14 @@ class ModelCheckpoint(_LightningModelCheckpoint):
                 self._writing_last = False
             self._last_written_at = trainer.global_step
         super()._save_checkpoint(trainer, filepath)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Lightning's, and when the run stops here (``max_steps`` or ``max_epochs`` reached) and
+        nothing was saved at this step, ``last`` at the final step: with ``max_steps: 30`` and
+        ``val_check_interval: 20`` Lightning's own ``last`` stays at step 20."""
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.save_last and _last_epoch(trainer) and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_last_checkpoint(self, trainer: Any, monitor_candidates: dict[str, torch.Tensor]) -> None:
         if self.save_last is True and self._last_written_at == trainer.global_step:

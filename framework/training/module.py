@@ -15,23 +15,26 @@ condition subsets those expressions evaluate (:meth:`DropoutSpec.for_guidance`).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from framework.core import plugins
 from framework.core.checkpoints import export, load_model
-from framework.core.conditions import Conditions, random_requests
+from framework.core.conditions import ConditionError, Conditions, DropoutSpec, random_requests
 from framework.core.model import FAMILIES, GenerativeModel
 from framework.core.plugins import PluginError
 from framework.generators import SampleOutput
-from framework.training.resume import rng_state, set_rng_state
+from framework.guidance.syntax import parse
+from framework.training.resume import gather_objects, rng_state, set_rng_state
 
-__all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "export", "load"]
+__all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "batch_size", "export", "load"]
 
 
 class GenerativeModule(GenerativeModel, L.LightningModule):
@@ -56,7 +59,8 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         x, conds = self._batch(batch)
         conds = self.dropout.apply(conds).to(x.device)
         loss = self.family.loss(self.backbone, x, conds)
-        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
+        # the global batch's loss: the mean over processes (each logs its own share otherwise)
+        self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
     # ------------------------------------------------------------------ exact resumption
@@ -64,6 +68,30 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         from framework.training.checkpoint_io import install
 
         install(self.trainer)  # atomic checkpoints, whatever trainer runs this module
+        if stage == "fit":
+            self.check_val_guidance()
+            rank_zero_info(DropoutSpec.table(self.dropout.record()))
+
+    def check_val_guidance(self) -> None:
+        """Before the first step: every ``val_guidance`` expression must evaluate only condition
+        subsets the dropout trains (``guidance`` is checked when the model is built).
+
+        Raises:
+            ConditionError: one line naming the label, the expression and the untrained subset.
+        """
+        for label, text in (self.hparams.get("val_guidance") or {}).items():
+            try:
+                self.dropout.check(parse(text), self.specs, strict=True)
+            except ConditionError as e:
+                raise ConditionError(f"val_guidance {label}: {e}") from None
+
+    @property
+    def hparams_initial(self):
+        """What loggers record (``hparams.yaml``): the constructor arguments and ``dropout_trained``,
+        the dropout actually trained, derived or given (:meth:`DropoutSpec.record`)."""
+        hp = L.LightningModule.hparams_initial.fget(self)
+        hp["dropout_trained"] = self.dropout.record()
+        return hp
 
     def on_validation_start(self) -> None:
         # validation must not move training's random streams: then the training trajectory does not
@@ -75,12 +103,36 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         if state is not None:
             set_rng_state(state)
 
+    def on_train_start(self) -> None:
+        # seed_everything gives every process the same seed; process r > 0 then draws its own dropout
+        # and noise (else each would repeat rank 0's draws); rank 0 keeps the single-process stream
+        rank = self.trainer.global_rank
+        if rank > 0:
+            seed = (torch.initial_seed() * 1_000_003 + rank) % 2**32
+            random.seed(seed)
+            np.random.seed(seed)  # noqa: NPY002 (the legacy global state, as Lightning seeds it)
+            torch.manual_seed(seed)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # a save from within validation records the training state validation will give back
-        checkpoint["rng_states"] = getattr(self, "_rng_outside_validation", None) or rng_state()
+        mine = getattr(self, "_rng_outside_validation", None) or rng_state()
+        checkpoint["rng_states"] = mine
+        checkpoint["dropout"] = self.dropout.record()  # what `polyguide explain --checkpoint` shows
+        # every process saves (Lightning writes rank 0's file): each one's states, in rank order
+        checkpoint["rng_states_per_rank"] = gather_objects(mine)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._rng_to_restore = checkpoint.get("rng_states")
+        per_rank = checkpoint.get("rng_states_per_rank") or []
+        trainer = self._trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if len(per_rank) == world:
+            self._rng_to_restore = per_rank[rank]
+        else:
+            self._rng_to_restore = checkpoint.get("rng_states")
+            if world > 1 or len(per_rank) > 1:
+                rank_zero_warn(f"resuming with {world} process(es) from a checkpoint of "
+                               f"{len(per_rank) or 1}: the data order and random draws differ from the "
+                               f"original run's")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # restored here, not at load time: nothing between a save and the next training step draws
@@ -96,14 +148,23 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
-    def on_validation_epoch_end(self) -> None:
+    def on_validation_epoch_start(self) -> None:
         """Sample each ``val_guidance`` expression and log its scores as ``val/<label>/<metric>``.
+
+        This runs after the callbacks' ``on_validation_epoch_start``, so with an EMA callback the
+        samples come from the averaged weights, the ones checkpoints save (Lightning's
+        ``WeightAveraging`` swaps them in there and back in ``on_validation_epoch_end``, before the
+        module's own hook of that name would run).
 
         Scores come from the data module's ``score(media, conditions)`` (with its
         ``val_conditions(n)``) if it has one, else from the modality's judge
         (``Modality.judge(...).evaluate(media, requested)``) on uniformly drawn labels of every
-        categorical condition; a modality without a judge logs only the NFE.
+        categorical condition; a modality without a judge logs only the NFE. Every process samples
+        the same requests with the same seed from the same weights, so the values agree on every
+        rank and ``sync_dist`` (the mean over processes) logs that same value everywhere.
         """
+        from framework.training.ema import full_params
+
         spec = self.hparams.val_guidance
         if not spec or self.trainer.sanity_checking:
             return
@@ -114,11 +175,40 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
                            f"{length}")  # Lightning's rank_zero_warn says it once per message
         conds, score = self._validation_scorer(getattr(self.trainer, "datamodule", None))
         for label, g in spec.items():
-            out = self.sample(conds, g, steps=self.hparams.val_steps, seed=0)
-            if score is not None:
-                for k, v in score(out).items():
-                    self.log(f"val/{label}/{k}", float(v), batch_size=conds.batch_size)
-            self.log(f"val/{label}/nfe", float(out.nfe), batch_size=conds.batch_size)
+            with full_params(self.trainer, writeback=False):  # FSDP: the whole weights, not this shard
+                out = self.sample(conds, g, steps=self.hparams.val_steps, seed=0)
+            self._log_media(label, out)
+            scores = dict(score(out)) if score is not None else {}
+            scores["nfe"] = out.nfe
+            for k, v in scores.items():
+                self.log(f"val/{label}/{k}", float(v), batch_size=conds.batch_size, sync_dist=True)
+
+    #: samples of each val_guidance label shown in TensorBoard
+    MEDIA_SAMPLES = 8
+
+    def _log_media(self, label: str, out: SampleOutput) -> None:
+        """The first :attr:`MEDIA_SAMPLES` validation samples into a ``TensorBoardLogger``, if the
+        run has one: images ``[B, C, H, W]`` in [0, 1] as a grid, mono audio ``[B, 1, T]`` as clips
+        (at the codec's ``sample_rate``, else 16 kHz), text models' samples as text. Other media
+        (motion, points) are not logged."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        media, k = out.media, self.MEDIA_SAMPLES
+        if not loggers or not isinstance(media, torch.Tensor) or self.trainer.global_rank != 0:
+            return
+        tag, step = f"val/{label}", self.global_step
+        for lg in loggers:
+            tb = lg.experiment
+            if hasattr(self.codec, "decode_text"):
+                texts = self.codec.decode_text(out.samples[:k].cpu())
+                tb.add_text(tag, "\n\n".join(f"    {t}" for t in texts), step)
+            elif media.ndim == 4 and media.shape[1] in (1, 3):
+                tb.add_images(tag, media[:k].float().clamp(0, 1).cpu(), step)
+            elif media.ndim == 3 and media.shape[1] == 1:
+                rate = int(getattr(self.codec, "sample_rate", 16_000))
+                for i, clip in enumerate(media[:k].float().clamp(-1, 1).cpu()):
+                    tb.add_audio(f"{tag}/{i}", clip, step, sample_rate=rate)
 
     def _validation_scorer(self, dm: Any) -> tuple[Conditions, Callable[[SampleOutput], dict] | None]:
         n = self.hparams.val_samples
@@ -135,18 +225,14 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
 
     def _validation_judge(self) -> Any:
         """The modality's judge, built once, or ``None`` (no modality, or one that provides no
-        metrics: said once). It is cached where the modality keeps its shipped checkpoints
-        (``recipes_dir/checkpoints``, whose trained judges ``polyguide eval`` uses too) if that
-        folder exists, else under the trainer's ``default_root_dir/judges``."""
+        metrics: said once). It is the one ``polyguide eval`` uses by default, cached in
+        :func:`framework.core.plugins.judge_cache` (the modality's shipped checkpoints folder)."""
         if not hasattr(self, "_val_judge"):
             self._val_judge = None
             if self.hparams.get("modality"):
                 modality = plugins.get(self.hparams.modality)
-                shipped = Path(modality.recipes_dir) / "checkpoints" if modality.recipes_dir else None
-                cache = shipped if shipped is not None and shipped.is_dir() else (
-                    Path(self.trainer.default_root_dir) / "judges")
                 try:
-                    self._val_judge = modality.judge(self.specs, self.codec, cache)
+                    self._val_judge = modality.judge(self.specs, self.codec, plugins.judge_cache(modality))
                 except (PluginError, ValueError) as e:
                     rank_zero_warn(f"val_guidance is set but validation samples are not scored: {e} (give "
                                    f"the data module a score(media, conditions), or the modality a judge)")
@@ -167,6 +253,13 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         warm = max(1, self.hparams.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def batch_size(batch: Mapping[str, Any]) -> int:
+    """Samples in a training batch (``x`` ``[B, ...]`` or ``media`` ``[B, ...]``): the
+    ``batch_size_fn`` for Lightning's ``ThroughputMonitor``
+    (``--trainer.callbacks.batch_size_fn framework.training.module.batch_size``)."""
+    return len(batch["media"] if "media" in batch else batch["x"])
 
 
 def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
-__all__ = ["EpochBatches", "ResumableLoader", "rng_state", "set_rng_state"]
+__all__ = ["EpochBatches", "ResumableLoader", "gather_objects", "rng_state", "set_rng_state"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -48,7 +48,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class EpochBatches(Sampler[list[int]]):
+def gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every process, in rank order (``[obj]`` outside a process group). A collective:
+    every process of the group must call it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+class EpochBatches(BatchSampler):
     """Batches of a fresh shuffle of ``0..n-1`` every epoch, the order depending on ``(seed, epoch)``
     alone; the last incomplete batch is dropped. Resumable mid-epoch.
 
@@ -56,21 +68,33 @@ class EpochBatches(Sampler[list[int]]):
     iteration continues the epoch where it stopped, or starts the next one once it is complete.
     Handing out a batch *is* consuming it only when batches are not fetched ahead: single-process
     loading (``num_workers=0``) with a sized loader, which Lightning does not prefetch.
+
+    With several processes, Lightning injects its ``DistributedSampler`` as ``sampler`` (this is a
+    ``BatchSampler`` with a ``sampler`` argument, so Lightning re-creates it with one); only its
+    ``num_replicas`` and ``rank`` are read. Each step's *global* batch of ``batch_size × replicas``
+    indices is then the single-process order's batch of that size, and process ``rank`` takes its
+    ``rank``-th slice: two processes with ``batch_size`` 32 see exactly the batches one process sees
+    with 64, and their position resumes the same way.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
-        if batch_size < 1 or n < batch_size:
-            raise ValueError(f"{n} samples do not fill one batch of {batch_size}")
-        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+    def __init__(self, n: int, batch_size: int, seed: int = 0, sampler: Sampler | None = None) -> None:
+        self.replicas = int(getattr(sampler, "num_replicas", 1))
+        self.rank = int(getattr(sampler, "rank", 0))
+        if batch_size < 1 or n < batch_size * self.replicas:
+            raise ValueError(f"{n} samples do not fill one batch of {batch_size}"
+                             + (f" on each of {self.replicas} processes" if self.replicas > 1 else ""))
+        self.n, self.batch_size, self.seed, self.sampler = int(n), int(batch_size), int(seed), sampler
+        self.drop_last = True
         self.epoch, self.position = 0, 0
 
     def __len__(self) -> int:
-        return self.n // self.batch_size
+        return self.n // (self.batch_size * self.replicas)
 
     def order(self, epoch: int) -> torch.Tensor:
-        """The shuffled indices of epoch ``epoch``, ``[len(self), batch_size]``."""
+        """This process's shuffled indices of epoch ``epoch``, ``[len(self), batch_size]``."""
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-        return perm[:len(self) * self.batch_size].view(len(self), self.batch_size)
+        per_step = self.batch_size * self.replicas
+        return perm[:len(self) * per_step].view(len(self), self.replicas, self.batch_size)[:, self.rank]
 
     def __iter__(self) -> Iterator[list[int]]:
         if self.position >= len(self):  # the previous epoch was used up

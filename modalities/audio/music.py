@@ -132,8 +132,12 @@ def _scores(path: Path, limit: int):
 
 
 def _extract(per_style: int, min_notes: int = 16) -> Melodies:
+    from tqdm.auto import tqdm
+
     rng = np.random.default_rng(0)
     notes, starts, styles, sources = [], [0], [], []
+    bar = tqdm(total=per_style * len(STYLES), desc="parsing melodies (once, then cached)", unit="melody",
+               disable=None)  # first use takes about a minute
     for si, style in enumerate(STYLES):
         folder, names, voices = _SOURCES[style]
         files = _corpus_files(folder, names)
@@ -155,8 +159,10 @@ def _extract(per_style: int, min_notes: int = 16) -> Melodies:
                     styles.append(si)
                     sources.append(f"{folder}/{path.name}#{s_i}:{v}")
                     found += 1
+                    bar.update()
         if found == 0:
             raise RuntimeError(f"no melodies found for style {style!r} in {folder}")
+    bar.close()
     return Melodies(np.concatenate(notes), np.asarray(starts, dtype=np.int64),
                     np.asarray(styles, dtype=np.int64), np.asarray(sources))
 

@@ -197,8 +197,11 @@ def render_words(n: int, seed: int = 0, workers: int = 2) -> WordClips:
     if n < 1:
         raise ValueError(f"a clip set needs n ≥ 1 clips, got {n}")
     bounds = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
-    with ThreadPoolExecutor(max(1, min(workers, len(bounds)))) as threads:
-        parts = list(threads.map(lambda b: _render_fresh(int(seed), *b), bounds))
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max(1, min(workers, len(bounds)))) as threads:  # first use: minutes, so a bar
+        parts = list(tqdm(threads.map(lambda b: _render_fresh(int(seed), *b), bounds), total=len(bounds),
+                          desc=f"rendering {n} word clips (once, then cached)", unit="chunk", disable=None))
     audio = np.concatenate([p[0] for p in parts])
     lab = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     return WordClips(torch.from_numpy(audio.astype(np.float32) / 32767.0)[:, None],

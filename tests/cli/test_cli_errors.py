@@ -160,7 +160,7 @@ BEFORE_LOADING = [
         "argument --steps: must be between 1 and 1,000, got 5,000",
     ),
     (["explain", ""], "argument guidance: must not be empty"),
-    (["explain"], "the following arguments are required: guidance"),
+    (["explain"], "give a guidance expression, a --checkpoint, or both"),
     (["demo", "--n", "0"], "argument --n: must be between 1 and 100,000, got 0"),
     (["demo", "--toy", "--steps", "0"], "argument --steps: must be between 1 and 10,000, got 0"),
     (["demo", "--toy", "--steps", "twenty"], "argument --steps: expected a whole number, got 'twenty'"),

@@ -54,6 +54,7 @@ def test_fit_silences_lightning_noise_but_not_real_warnings(tmp_path, capsys, ca
 
     caplog.set_level(logging.INFO)
     fit_main(["fit", "--config", str(RECIPES[0]), "--trainer.max_steps", "2",
+              "--trainer.log_every_n_steps", "50",
               "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
               "--trainer.default_root_dir", str(tmp_path), "--data.init_args.n_train", "128",
@@ -65,3 +66,20 @@ def test_fit_silences_lightning_noise_but_not_real_warnings(tmp_path, capsys, ca
         assert not any(noise in s for s in said), noise
     # a real hint stays: 2 steps are fewer than the logging interval
     assert any("smaller than the logging interval" in s for s in said), said
+
+
+def test_last_checkpoint_is_at_the_final_step(tmp_path):
+    """5 steps with validation every 3: Lightning's own ``last`` would stay at step 3."""
+    fit_main(["fit", "--config", str(RECIPES[0]), "--trainer.max_steps", "5",
+              "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "1",
+              "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path),
+              "--data.init_args.n_train", "512", "--data.init_args.n_val", "64",
+              "--data.init_args.batch_size", "64", "--model.val_samples", "8", "--model.val_steps", "2"])
+    from framework.core.checkpoints import read_checkpoint
+
+    (last,) = tmp_path.rglob("last.ckpt")
+    ckpt = read_checkpoint(last)
+    assert ckpt["global_step"] == 5
+    assert "current_model_state" in ckpt  # saved before the EMA callback copies the average at train end
+    assert [p.name for p in last.parent.glob("*step=*.ckpt")] == ["epoch=0-step=3.ckpt"]
