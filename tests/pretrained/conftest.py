@@ -1,0 +1,106 @@
+"""Tiny random-weight pipelines, built offline and saved with the libraries' ``save_pretrained``.
+
+Each fixture writes a folder once per session (tokenizers from small vocabularies made here) and
+returns its path; tests load it back both through the library and through
+``framework.pretrained.load``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+WORDS = ["a", "red", "blue", "cube", "ball", "cat", "dog", "on", "the", "grass", "make", "it", "snow",
+         "piano", "happy", "sad", "rock", "drums", "loud", "quiet"]
+
+
+def clip_tokenizer(folder: Path):
+    """A ``CLIPTokenizer`` over :data:`WORDS` (each word one token), from files written here."""
+    from transformers import CLIPTokenizer
+
+    chars = sorted({c for w in WORDS for c in w})
+    vocab = [*chars, *[c + "</w>" for c in chars]]
+    merges = []
+    for w in WORDS:  # merge each word left to right into one token
+        cur = w[0]
+        for i, c in enumerate(w[1:], 1):
+            nxt = c + ("</w>" if i == len(w) - 1 else "")
+            merges.append(f"{cur} {nxt}")
+            cur = cur + nxt
+            if cur not in vocab:
+                vocab.append(cur)
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(dict.fromkeys(vocab))}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=12)
+
+
+def word_tokenizer():
+    """A T5-style word-level fast tokenizer (``</s>`` appended) over :data:`WORDS`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
+def tiny_sd_components(prediction: str = "epsilon", in_channels: int = 4, scheduler: str = "DDIMScheduler",
+                       tmp: Path | None = None) -> dict:
+    """UNet2DConditionModel + AutoencoderKL + CLIP text encoder/tokenizer + a scheduler (seeded)."""
+    import diffusers
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8,
+                                in_channels=in_channels, out_channels=4, norm_num_groups=4,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                cross_attention_dim=16, attention_head_dim=4)
+    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, norm_num_groups=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        latent_channels=4)
+    tokenizer = clip_tokenizer(tmp / "clip-vocab")
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2,
+        num_hidden_layers=2, max_position_embeddings=12, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    extra = {"clip_sample": False, "set_alpha_to_one": False} if scheduler == "DDIMScheduler" else {}
+    sched = getattr(diffusers, scheduler)(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                          prediction_type=prediction, **extra)
+    return dict(unet=unet.eval(), vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer,
+                scheduler=sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def save_sd(folder: Path, pipeline: str = "StableDiffusionPipeline", **kwargs) -> Path:
+    import diffusers
+
+    in_channels = 8 if "Pix2Pix" in pipeline else 4
+    pipe = getattr(diffusers, pipeline)(**tiny_sd_components(in_channels=in_channels, tmp=folder.parent,
+                                                             **kwargs))
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd_eps(tmp_path_factory) -> Path:
+    return save_sd(tmp_path_factory.mktemp("sd") / "eps")
+
+
+@pytest.fixture(scope="session")
+def sd_v(tmp_path_factory) -> Path:
+    return save_sd(tmp_path_factory.mktemp("sd") / "v", prediction="v_prediction")
+
+
+@pytest.fixture(scope="session")
+def pix2pix(tmp_path_factory) -> Path:
+    return save_sd(tmp_path_factory.mktemp("p2p") / "p2p", "StableDiffusionInstructPix2PixPipeline",
+                   scheduler="EulerAncestralDiscreteScheduler")
