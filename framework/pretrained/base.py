@@ -134,8 +134,8 @@ class PretrainedModel:
         steps = self.default_steps if steps is None else int(steps)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         shape = self.sample_shape(steps, conditions)
-        out = self.family.sample(self.networks(), expr, conditions, shape, steps, self.specs, generator=gen,
-                                 progress=progress, callback=callback, device=self.device,
+        out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
+                                 generator=gen, progress=progress, callback=callback, device=self.device,
                                  costs=dict(costs or {}))
         if decode:
             out.media = self.decode(out.samples, gen)

@@ -104,3 +104,57 @@ def sd_v(tmp_path_factory) -> Path:
 def pix2pix(tmp_path_factory) -> Path:
     return save_sd(tmp_path_factory.mktemp("p2p") / "p2p", "StableDiffusionInstructPix2PixPipeline",
                    scheduler="EulerAncestralDiscreteScheduler")
+
+
+def tiny_musicgen(melody: bool = False, do_sample: bool = False):
+    """A tiny MusicGen (or MusicGen-Melody): T5 text encoder, 4-codebook decoder, EnCodec (seeded)."""
+    import transformers
+    from transformers import EncodecConfig, MusicgenDecoderConfig, T5Config
+
+    torch.manual_seed(0)
+    V, K = 32, 4
+    tokenizer = word_tokenizer()
+    text = T5Config(vocab_size=len(tokenizer), d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    audio = EncodecConfig(hidden_size=16, num_filters=2, codebook_size=V, codebook_dim=16,
+                          upsampling_ratios=[4, 2], num_lstm_layers=1, sampling_rate=8000)
+    name = "MusicgenMelody" if melody else "Musicgen"
+    dec_cls = getattr(transformers, f"{name}DecoderConfig") if melody else MusicgenDecoderConfig
+    decoder = dec_cls(vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, ffn_dim=32,
+                      num_codebooks=K, pad_token_id=V, bos_token_id=V, decoder_start_token_id=V,
+                      max_position_embeddings=64, eos_token_id=None)
+    cfg_cls = getattr(transformers, f"{name}Config")
+    extra = {"num_chroma": 12, "chroma_length": 6} if melody else {}
+    config = cfg_cls(text_encoder=text, audio_encoder=audio, decoder=decoder, **extra)
+    model = getattr(transformers, f"{name}ForConditionalGeneration")(config).eval()
+    with torch.no_grad():  # random init barely conditions: make text and melody states count
+        model.text_encoder.encoder.final_layer_norm.weight.mul_(20)
+        if melody:
+            model.audio_enc_to_dec_proj.weight.mul_(20)
+    gc = model.generation_config
+    gc.decoder_start_token_id, gc.pad_token_id, gc.bos_token_id, gc.eos_token_id = V, V, V, None
+    gc.do_sample, gc.guidance_scale, gc.max_length = do_sample, 3.0, 64
+    if do_sample:
+        gc.top_k = 8
+    return model, tokenizer
+
+
+def save_musicgen(folder: Path, melody: bool = False, do_sample: bool = False) -> Path:
+    model, tokenizer = tiny_musicgen(melody, do_sample)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def musicgen(tmp_path_factory) -> Path:
+    return save_musicgen(tmp_path_factory.mktemp("musicgen") / "greedy")
+
+
+@pytest.fixture(scope="session")
+def musicgen_sampling(tmp_path_factory) -> Path:
+    return save_musicgen(tmp_path_factory.mktemp("musicgen") / "sampling", do_sample=True)
+
+
+@pytest.fixture(scope="session")
+def musicgen_melody(tmp_path_factory) -> Path:
+    return save_musicgen(tmp_path_factory.mktemp("melody") / "melody", melody=True)
