@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from framework.core.errors import one_line
 from framework.pretrained.base import PretrainedModel
 from framework.pretrained.loading import SUPPORTED, PretrainedError, identify
 
@@ -39,11 +40,16 @@ def load(path_or_id: str, device: str | None = None, **kwargs: Any) -> Pretraine
     Raises:
         PretrainedError: not a supported pipeline (the message lists the supported ones).
     """
-    _, target = identify(str(path_or_id))
+    cls, target = identify(str(path_or_id))
     module, _, name = target.partition(":")
     wrapper = getattr(importlib.import_module(module), name)
-    with quiet_library_loading():
-        model = wrapper.load(str(path_or_id), **kwargs)
+    try:
+        with quiet_library_loading():
+            model = wrapper.load(str(path_or_id), **kwargs)
+    except PretrainedError:
+        raise
+    except (OSError, ValueError, KeyError) as e:  # missing or broken weights, configs, tokenizer files
+        raise PretrainedError(f"{path_or_id}: its {cls} could not be loaded: {one_line(e)}") from None
     return model.to(device) if device is not None else model
 
 

@@ -116,7 +116,7 @@ def tiny_musicgen(melody: bool = False, do_sample: bool = False):
     tokenizer = word_tokenizer()
     text = T5Config(vocab_size=len(tokenizer), d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
     audio = EncodecConfig(hidden_size=16, num_filters=2, codebook_size=V, codebook_dim=16,
-                          upsampling_ratios=[4, 2], num_lstm_layers=1, sampling_rate=8000)
+                          upsampling_ratios=[8, 8], num_lstm_layers=1, sampling_rate=8000)
     name = "MusicgenMelody" if melody else "Musicgen"
     dec_cls = getattr(transformers, f"{name}DecoderConfig") if melody else MusicgenDecoderConfig
     decoder = dec_cls(vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, ffn_dim=32,
