@@ -25,6 +25,7 @@ __all__ = ["SUPPORTED", "PretrainedError", "identify", "read_json"]
 SUPPORTED: dict[str, str] = {
     "StableDiffusionPipeline": "framework.pretrained.stable_diffusion:StableDiffusion",
     "StableDiffusionInstructPix2PixPipeline": "framework.pretrained.stable_diffusion:InstructPix2Pix",
+    "StableDiffusion3Pipeline": "framework.pretrained.sd3:StableDiffusion3",
     "musicgen": "framework.pretrained.musicgen:MusicGen",
     "musicgen_melody": "framework.pretrained.musicgen:MusicGenMelody",
 }
@@ -118,6 +119,20 @@ def identify(path_or_id: str) -> tuple[str, str]:
         return kind, SUPPORTED[kind]
     raise PretrainedError(f"{path_or_id} is not a saved pipeline (no model_index.json or config.json); "
                           f"supported: {supported_list()}")
+
+
+def absent_components(path_or_id: str, pipe_cls: type) -> dict[str, None]:
+    """``{name: None}`` for each component ``pipe_cls`` takes that the saved pipeline lacks (e.g.
+    SD3 without its T5 encoder): the library's ``from_pretrained`` wants them given as ``None``."""
+    import inspect
+
+    index, _ = _config_files(str(path_or_id))
+    saved = read_json(index) if index is not None else {}
+    params = inspect.signature(pipe_cls.__init__).parameters
+    return {name: None for name, p in params.items()
+            if name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD
+            and saved.get(name, [None, None]) == [None, None]
+            and (p.default is inspect.Parameter.empty or p.default is None)}
 
 
 def weights_kwargs(folder: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators.base import Family, progress_tau
 from framework.guidance.spaces import SpaceConverter, VPSpaces
 from framework.pretrained.base import PretrainedModel
-from framework.pretrained.loading import PretrainedError, weights_kwargs
+from framework.pretrained.loading import PretrainedError, absent_components, weights_kwargs
 
 __all__ = ["InstructPix2Pix", "SchedulerDiffusion", "StableDiffusion"]
 
@@ -145,6 +145,7 @@ class StableDiffusion(PretrainedModel):
         import diffusers
 
         pipe_cls = getattr(diffusers, cls.pipeline_class)
+        kwargs = {**absent_components(path_or_id, pipe_cls), **kwargs}
         pipe = pipe_cls.from_pretrained(path_or_id, **weights_kwargs(path_or_id), **kwargs)
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe)

@@ -158,3 +158,43 @@ def musicgen_sampling(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def musicgen_melody(tmp_path_factory) -> Path:
     return save_musicgen(tmp_path_factory.mktemp("melody") / "melody", melody=True)
+
+
+def save_sd3(folder: Path) -> Path:
+    """A tiny ``StableDiffusion3Pipeline``: two CLIP encoders with projections (no T5), a one-layer
+    ``SD3Transformer2DModel``, an ``AutoencoderKL`` and ``FlowMatchEulerDiscreteScheduler``."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer(folder.parent / "clip-vocab")
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, num_layers=1,
+                                        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                        caption_projection_dim=16, pooled_projection_dim=32, out_channels=4)
+
+    def clip():
+        return CLIPTextModelWithProjection(CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2,
+            num_hidden_layers=1, max_position_embeddings=12, projection_dim=16,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id)).eval()
+
+    vae = AutoencoderKL(block_out_channels=[8, 16], in_channels=3, out_channels=3, norm_num_groups=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        latent_channels=4, shift_factor=0.06, scaling_factor=1.5)
+    pipe = StableDiffusion3Pipeline(transformer=transformer.eval(),
+                                    scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae.eval(),
+                                    text_encoder=clip(), tokenizer=tokenizer, text_encoder_2=clip(),
+                                    tokenizer_2=tokenizer, text_encoder_3=None, tokenizer_3=None)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd3(tmp_path_factory) -> Path:
+    return save_sd3(tmp_path_factory.mktemp("sd3") / "sd3")
