@@ -26,6 +26,7 @@ SUPPORTED: dict[str, str] = {
     "StableDiffusionPipeline": "framework.pretrained.stable_diffusion:StableDiffusion",
     "StableDiffusionInstructPix2PixPipeline": "framework.pretrained.stable_diffusion:InstructPix2Pix",
     "StableDiffusion3Pipeline": "framework.pretrained.sd3:StableDiffusion3",
+    "AmusedPipeline": "framework.pretrained.amused:Amused",
     "musicgen": "framework.pretrained.musicgen:MusicGen",
     "musicgen_melody": "framework.pretrained.musicgen:MusicGenMelody",
 }

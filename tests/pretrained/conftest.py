@@ -198,3 +198,37 @@ def save_sd3(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def sd3(tmp_path_factory) -> Path:
     return save_sd3(tmp_path_factory.mktemp("sd3") / "sd3")
+
+
+def save_amused(folder: Path) -> Path:
+    """A tiny ``AmusedPipeline``: ``UVit2DModel`` over an 8×8 grid of an 8-code ``VQModel``."""
+    from diffusers import AmusedPipeline, AmusedScheduler, UVit2DModel, VQModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer(folder.parent / "clip-vocab")
+    transformer = UVit2DModel(hidden_size=16, use_bias=False, hidden_dropout=0.0, cond_embed_dim=16,
+                              micro_cond_encode_dim=2, micro_cond_embed_dim=10, encoder_hidden_size=16,
+                              vocab_size=9, codebook_size=8, in_channels=16, block_out_channels=16,
+                              num_res_blocks=1, downsample=True, upsample=True, block_num_heads=1,
+                              num_hidden_layers=1, num_attention_heads=1, attention_dropout=0.0,
+                              intermediate_size=16, layer_norm_eps=1e-06, ln_elementwise_affine=True,
+                              sample_size=8)
+    vqvae = VQModel(act_fn="silu", block_out_channels=[8], down_block_types=["DownEncoderBlock2D"],
+                    in_channels=3, latent_channels=8, layers_per_block=1, norm_num_groups=8,
+                    num_vq_embeddings=8, out_channels=3, sample_size=8, up_block_types=["UpDecoderBlock2D"],
+                    mid_block_add_attention=False, lookup_from_codebook=True)
+    text = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_attention_heads=2,
+        num_hidden_layers=2, max_position_embeddings=12, projection_dim=16,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)).eval()
+    pipe = AmusedPipeline(vqvae=vqvae.eval(), tokenizer=tokenizer, text_encoder=text,
+                          transformer=transformer.eval(), scheduler=AmusedScheduler(mask_token_id=8))
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def amused(tmp_path_factory) -> Path:
+    return save_amused(tmp_path_factory.mktemp("amused") / "amused")
