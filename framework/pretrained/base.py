@@ -84,6 +84,11 @@ class PretrainedModel:
 
     sample_rate: int = 0
 
+    @property
+    def costs(self) -> dict[str, CostFn]:
+        """Costs its guidance can name without passing them (``cost(name, w)``)."""
+        return {}
+
     # ------------------------------------------------------------------ shared
     def check_guidance(self, expr: Expr) -> None:
         """Every condition the guidance names is one this pipeline takes (else one line naming them)."""
@@ -136,7 +141,7 @@ class PretrainedModel:
         shape = self.sample_shape(steps, conditions)
         out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
                                  generator=gen, progress=progress, callback=callback, device=self.device,
-                                 costs=dict(costs or {}))
+                                 costs={**self.costs, **(costs or {})})
         if decode:
             out.media = self.decode(out.samples, gen)
         return out

@@ -208,6 +208,25 @@ class StableDiffusion(PretrainedModel):
         """Channels concatenated to the UNet input (InstructPix2Pix's image latents)."""
         return None
 
+    # ------------------------------------------------------------------ costs
+    def decoded_cost(self, fn: Any) -> Any:
+        """A cost on latents that judges the decoded picture: ``fn(images [B, 3, H, W] in [0, 1])
+        -> [B]`` after the pipeline's VAE decoder, differentiable back to the latents ``x̂0``."""
+        vae = self.pipe.vae
+
+        def cost(x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+            image = vae.decode(x0 / vae.config.scaling_factor, return_dict=False)[0]
+            return fn((image / 2 + 0.5).clamp(0, 1))
+
+        return cost
+
+    @property
+    def costs(self) -> dict[str, Any]:
+        """Costs a guidance can name (``cost(bright, 50)``), each through the VAE decoder:
+        ``bright`` = 1 − mean pixel value, ``dark`` = mean pixel value."""
+        return {"bright": self.decoded_cost(lambda img: 1 - img.mean(dim=(1, 2, 3))),
+                "dark": self.decoded_cost(lambda img: img.mean(dim=(1, 2, 3)))}
+
     # ------------------------------------------------------------------ sampling
     def networks(self) -> dict[str, Any]:
         return {"main": UNetDenoiser(self)}

@@ -82,3 +82,16 @@ def test_explain_lists_the_library_modules(sd_eps):
     for part in ("CLIPTextModel", "DDIMScheduler.step", "UNet2DConditionModel", "AutoencoderKL.decode",
                  "2 branch(es)"):
         assert part in text
+
+
+def test_cost_guidance_through_the_vae_decoder(sd_eps):
+    """``cost(bright, w)`` steers x̂0 by the gradient of the decoded picture's mean pixel value
+    (back through the pipeline's VAE decoder): the written pictures get brighter, ``dark`` darker."""
+    ours = pretrained.load(str(sd_eps))
+    means = {}
+    for name, g in [("plain", "cfg(text, 7.5)"), ("bright", "cfg(text, 7.5) + cost(bright, 1000)"),
+                    ("dark", "cfg(text, 7.5) + cost(dark, 1000)")]:
+        out = ours.sample({"text": "a red cube"}, g, n=4, steps=4, seed=0)
+        means[name] = out.media.mean().item()
+        assert out.cost_evals == (0 if name == "plain" else 4) and out.nfe == 8
+    assert means["bright"] > means["plain"] + 0.01 and means["dark"] < means["plain"] - 0.01, means
