@@ -109,6 +109,11 @@ class Amused(StableDiffusion):
         states = F.pad(out.hidden_states[-2], (0, dim - self.embed_dim))
         return torch.cat([states, F.pad(out.text_embeds, (0, dim - self.pooled_dim))[:, None]], dim=1)
 
+    @property
+    def costs(self) -> dict[str, Any]:
+        """None: VQ tokens have no gradient to follow."""
+        return {}
+
     def micro_conds(self, n: int, dtype: torch.dtype) -> torch.Tensor:
         """The pipeline's ``[width, height, crop_x, crop_y, aesthetic]`` per row ``[n, 5]``."""
         f = self.pipe.vae_scale_factor

@@ -136,13 +136,15 @@ class StableDiffusion3(StableDiffusion):
     def sample_shape(self, steps: int, conditions: Conditions) -> tuple[int, ...]:
         return (self.pipe.transformer.config.in_channels, self.height, self.width)
 
-    def decode(self, samples: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """The pipeline's decoding: ``vae.decode(latents / scaling_factor + shift_factor)``, then
-        ``image_processor.postprocess`` → ``[B, 3, H, W]`` in ``[0, 1]``."""
+    def vae_decode(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``vae.decode(latents / scaling_factor + shift_factor)`` → images in about ``[-1, 1]``."""
         vae = self.pipe.vae
-        latents = samples / vae.config.scaling_factor + vae.config.shift_factor
-        image = vae.decode(latents, return_dict=False)[0]
-        return self.pipe.image_processor.postprocess(image, output_type="pt")
+        return vae.decode(latents / vae.config.scaling_factor + vae.config.shift_factor, return_dict=False)[0]
+
+    def decode(self, samples: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The pipeline's decoding (:meth:`vae_decode`, ``image_processor.postprocess``) →
+        ``[B, 3, H, W]`` in ``[0, 1]``."""
+        return self.pipe.image_processor.postprocess(self.vae_decode(samples), output_type="pt")
 
     def passes(self) -> list[str]:
         p = self.pipe

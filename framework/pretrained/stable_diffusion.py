@@ -212,11 +212,9 @@ class StableDiffusion(PretrainedModel):
     def decoded_cost(self, fn: Any) -> Any:
         """A cost on latents that judges the decoded picture: ``fn(images [B, 3, H, W] in [0, 1])
         -> [B]`` after the pipeline's VAE decoder, differentiable back to the latents ``x̂0``."""
-        vae = self.pipe.vae
 
         def cost(x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
-            image = vae.decode(x0 / vae.config.scaling_factor, return_dict=False)[0]
-            return fn((image / 2 + 0.5).clamp(0, 1))
+            return fn((self.vae_decode(x0) / 2 + 0.5).clamp(0, 1))
 
         return cost
 
@@ -234,12 +232,16 @@ class StableDiffusion(PretrainedModel):
     def sample_shape(self, steps: int, conditions: Conditions) -> tuple[int, ...]:
         return (self.pipe.unet.config.in_channels, self.height, self.width)
 
+    def vae_decode(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``vae.decode(latents / scaling_factor)`` → images ``[B, 3, H, W]`` in about ``[-1, 1]``."""
+        vae = self.pipe.vae
+        return vae.decode(latents / vae.config.scaling_factor, return_dict=False, generator=generator)[0]
+
     def decode(self, samples: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The pipeline's decoding: ``vae.decode(latents / scaling_factor)``, its safety checker,
         ``image_processor.postprocess`` → ``[B, 3, H, W]`` in ``[0, 1]``."""
         pipe = self.pipe
-        image = pipe.vae.decode(samples / pipe.vae.config.scaling_factor, return_dict=False,
-                                generator=generator)[0]
+        image = self.vae_decode(samples, generator)
         image, nsfw = pipe.run_safety_checker(image, self.device, samples.dtype)
         keep = [True] * image.shape[0] if nsfw is None else [not x for x in nsfw]
         return pipe.image_processor.postprocess(image, output_type="pt", do_denormalize=keep)
