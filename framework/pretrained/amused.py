@@ -117,8 +117,10 @@ class Amused(StableDiffusion):
     def micro_conds(self, n: int, dtype: torch.dtype) -> torch.Tensor:
         """The pipeline's ``[width, height, crop_x, crop_y, aesthetic]`` per row ``[n, 5]``."""
         f = self.pipe.vae_scale_factor
-        values = [self.width * f, self.height * f, *self.crop, self.aesthetic_score]
-        return torch.tensor(values, device=self.device, dtype=dtype)[None].expand(n, -1)
+        values = (self.width * f, self.height * f, *self.crop, self.aesthetic_score)
+        if getattr(self, "_micro", (None,))[0] != (values, dtype):
+            self._micro = ((values, dtype), torch.tensor(values, device=self.device, dtype=dtype)[None])
+        return self._micro[1].expand(n, -1)
 
     def networks(self) -> dict[str, Any]:
         return {"main": UVitDenoiser(self)}

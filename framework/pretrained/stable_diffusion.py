@@ -152,11 +152,14 @@ class StableDiffusion(PretrainedModel):
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.device
+        """Where the pipeline runs (looked up once: diffusers walks every module to find it)."""
+        if getattr(self, "_device", None) is None:
+            self._device = self.pipe.device
+        return self._device
 
     def to(self, device: torch.device | str) -> StableDiffusion:
         self.pipe.to(device)
-        self._null = None
+        self._null = self._device = None
         return self
 
     # ------------------------------------------------------------------ conditions

@@ -150,8 +150,8 @@ def sd3(tmp: Path, width: int = 16, layers: int = 1, size: int = 8):
     tokenizer = clip_tokenizer(tmp / "clip-vocab")
     transformer = SD3Transformer2DModel(sample_size=size, patch_size=1, in_channels=4, num_layers=layers,
                                         attention_head_dim=8, num_attention_heads=width // 8,
-                                        joint_attention_dim=32,
-                                        caption_projection_dim=16, pooled_projection_dim=32, out_channels=4)
+                                        joint_attention_dim=32, caption_projection_dim=width,
+                                        pooled_projection_dim=32, out_channels=4)
 
     def clip():
         return CLIPTextModelWithProjection(CLIPTextConfig(
