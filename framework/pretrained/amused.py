@@ -98,6 +98,7 @@ class Amused(StableDiffusion):
         self.height = self.width = size
         self._null = None
 
+    @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``[n, S + 1, max(D, P)]``: the text encoder's penultimate hidden states, then its pooled
         ``text_embeds``, from the pipeline's tokenization (padded to ``model_max_length``)."""

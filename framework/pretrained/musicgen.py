@@ -170,6 +170,7 @@ class MusicGen(PretrainedModel):
         enc = self.tokenizer(texts, padding=True, return_tensors="pt")
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
+    @torch.no_grad()
     def _text_value(self, texts: list[str]) -> torch.Tensor:
         """T5 states ``[n, S, D]`` with the attention mask as one more channel → ``[n, S, D + 1]``."""
         ids, mask = self.encode_text(texts)
@@ -287,10 +288,12 @@ class MusicGenMelody(MusicGen):
     def chroma_length(self) -> int:
         return int(self.model.config.chroma_length)
 
+    @torch.no_grad()
     def _text_value(self, texts: list[str]) -> torch.Tensor:
         ids, mask = self.encode_text(texts)
         return self._prefix(ids, mask, None)[:, self.chroma_length:]
 
+    @torch.no_grad()
     def _melody_value(self, value: Any, n: int) -> torch.Tensor:
         """A melody → its projected chroma prefix ``[n, C, H]``. ``value``: chroma features
         ``[frames, num_chroma]`` (tensor, array or ``.npy`` file, as the processor's
@@ -322,6 +325,7 @@ class MusicGenMelody(MusicGen):
         prefix = self._prefix(ids, torch.zeros_like(ids), feats)
         return prefix[:, :self.chroma_length].expand(n, -1, -1)
 
+    @torch.no_grad()
     def null_melody(self, n: int) -> torch.Tensor:
         """The null chroma's projection ``[n, C, H]`` (``generate``'s unconditional audio)."""
         ids = torch.zeros(1, 1, dtype=torch.long, device=self.device)

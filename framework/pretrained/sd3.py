@@ -122,6 +122,7 @@ class StableDiffusion3(StableDiffusion):
         self.height, self.width = (size, size) if isinstance(size, int) else tuple(size)
         self._null = None
 
+    @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``[n, S + 1, max(D, P)]``: ``encode_prompt``'s embeddings then the pooled one."""
         embeds, _, pooled, _ = self.pipe.encode_prompt(texts, None, None, self.device, 1, False,

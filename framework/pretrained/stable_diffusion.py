@@ -119,7 +119,7 @@ class UNetDenoiser:
         if extra is not None:
             xin = torch.cat([xin, extra], dim=1)
         return pipe.unet(xin, step, encoder_hidden_states=self.model.prompt_rows(conditions),
-                         return_dict=False)[0]
+                         timestep_cond=self.model.guidance_embedding(conditions), return_dict=False)[0]
 
 
 class StableDiffusion(PretrainedModel):
@@ -135,6 +135,8 @@ class StableDiffusion(PretrainedModel):
         self.pipe = pipe
         dim = pipe.text_encoder.config.hidden_size
         self.specs = {n: ConditionSpec(n, kind="sequence", dim=dim) for n in self.text_conditions}
+        if pipe.unet.config.time_cond_proj_dim is not None:  # a guidance-distilled UNet takes w
+            self.specs["w"] = ConditionSpec("w", kind="scalar")
         self.family = SchedulerDiffusion(pipe)
         size = pipe.unet.config.sample_size
         self.height, self.width = (size, size) if isinstance(size, int) else tuple(size)
@@ -163,6 +165,7 @@ class StableDiffusion(PretrainedModel):
         return self
 
     # ------------------------------------------------------------------ conditions
+    @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Prompt embeddings ``[n, S, D]`` exactly as the pipeline's ``encode_prompt`` makes them."""
         return self.pipe.encode_prompt(texts, self.device, 1, False)[0]
@@ -188,9 +191,13 @@ class StableDiffusion(PretrainedModel):
         return Conditions(values, present)
 
     def _absent(self, name: str, n: int) -> torch.Tensor:
+        if name == "w":
+            return torch.ones(n, device=self.device)
         return self.null_text().expand(n, -1, -1)
 
     def encode_value(self, name: str, value: Any, n: int) -> torch.Tensor:
+        if name == "w":
+            return self.specs["w"].encode(float(value), n).to(self.device)
         texts = [value] * n if isinstance(value, str) else list(value)
         if len(texts) != n or not all(isinstance(s, str) for s in texts):
             raise PretrainedError(f"condition {name!r} takes a prompt (a string) or {n} of them")
@@ -206,6 +213,17 @@ class StableDiffusion(PretrainedModel):
         null = self.null_text().to(conditions.values["text"].dtype)
         rows = torch.where(neg.view(-1, 1, 1), conditions.values["negative_text"], null)
         return torch.where(text.view(-1, 1, 1), conditions.values["text"], rows)
+
+    def guidance_embedding(self, conditions: Conditions) -> torch.Tensor | None:
+        """A guidance-distilled UNet's ``timestep_cond`` ``[N, E]``: the pipeline's
+        ``get_guidance_scale_embedding(w − 1)`` of each row's ``w`` (1 where absent: no guidance);
+        ``None`` for an ordinary UNet."""
+        dim = self.pipe.unet.config.time_cond_proj_dim
+        if dim is None:
+            return None
+        w = conditions.values["w"].float()
+        w = torch.where(conditions.present["w"], w, torch.ones_like(w))
+        return self.pipe.get_guidance_scale_embedding(w.cpu() - 1, embedding_dim=dim).to(self.device)
 
     def extra_input(self, conditions: Conditions) -> torch.Tensor | None:
         """Channels concatenated to the UNet input (InstructPix2Pix's image latents)."""
@@ -274,6 +292,7 @@ class InstructPix2Pix(StableDiffusion):
         self.specs["image"] = ConditionSpec("image", kind="sequence", dim=pipe.vae.config.latent_channels)
         self._image_hw: tuple[int, int] | None = None
 
+    @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         return self.pipe._encode_prompt(texts, self.device, 1, False)
 
@@ -299,6 +318,7 @@ class InstructPix2Pix(StableDiffusion):
             out.present["image"] = torch.ones(n, dtype=torch.bool, device=self.device)
         return out
 
+    @torch.no_grad()
     def encode_value(self, name: str, value: Any, n: int) -> torch.Tensor:
         if name != "image":
             return super().encode_value(name, value, n)
