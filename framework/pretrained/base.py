@@ -22,7 +22,22 @@ from framework.guidance.ops.cost_grad import CostFn
 from framework.guidance.syntax import parse
 from framework.pretrained.loading import PretrainedError
 
-__all__ = ["PretrainedModel"]
+__all__ = ["PretrainedModel", "prompt_rows"]
+
+
+def prompt_rows(conditions: Conditions, null: torch.Tensor, network: str) -> torch.Tensor:
+    """Per row, the prompt a branch gives the network: ``text`` where kept, else
+    ``negative_text`` where kept, else ``null`` (the pipeline's unconditional input,
+    broadcastable to the values ``[N, S, D]``). A row keeping both is an error: ``network``
+    takes one prompt."""
+    text, neg = conditions.present["text"], conditions.present["negative_text"]
+    if bool((text & neg).any()):
+        raise PretrainedError(f"a branch that keeps both text and negative_text cannot be evaluated: the "
+                              f"{network} takes one prompt; use e.g. cond(negative_text) + 3*(cond(text) - "
+                              f"cond(negative_text))")
+    values = conditions.values["text"]
+    rows = torch.where(neg.view(-1, 1, 1), conditions.values["negative_text"], null.to(values.dtype))
+    return torch.where(text.view(-1, 1, 1), values, rows)
 
 
 class PretrainedModel:

@@ -34,7 +34,7 @@ from framework.core.conditions import Conditions, ConditionSpec
 from framework.core.errors import one_line
 from framework.generators import Autoregressive
 from framework.nn.adapters import HFCache
-from framework.pretrained.base import PretrainedModel
+from framework.pretrained.base import PretrainedModel, prompt_rows
 from framework.pretrained.loading import PretrainedError, weights_kwargs
 
 __all__ = ["EncoderDecoderRows", "MusicGen", "MusicGenMelody"]
@@ -196,14 +196,7 @@ class MusicGen(PretrainedModel):
 
     def _text_rows(self, conditions: Conditions) -> torch.Tensor:
         """Per row: ``text`` where kept, else ``negative_text`` where kept, else zeros (the null)."""
-        text, neg = conditions.present["text"], conditions.present["negative_text"]
-        if bool((text & neg).any()):
-            raise PretrainedError("a branch that keeps both text and negative_text cannot be evaluated: the "
-                                  "decoder takes one prompt; use e.g. cond(negative_text) + 3*(cond(text) - "
-                                  "cond(negative_text))")
-        t, v = conditions.values["text"], conditions.values["negative_text"]
-        rows = torch.where(neg.view(-1, 1, 1), v, torch.zeros_like(v))
-        return torch.where(text.view(-1, 1, 1), t, rows)
+        return prompt_rows(conditions, torch.zeros((), device=self.device), "decoder")
 
     def condition_inputs(self, conditions: Conditions, fresh: bool) -> dict[str, Any]:
         """Keyword arguments of the model's forward for these rows (every call: cross-attention)."""

@@ -26,7 +26,7 @@ import torch
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators.base import Family, progress_tau
 from framework.guidance.spaces import SpaceConverter, VPSpaces
-from framework.pretrained.base import PretrainedModel
+from framework.pretrained.base import PretrainedModel, prompt_rows
 from framework.pretrained.loading import PretrainedError, absent_components, weights_kwargs
 
 __all__ = ["InstructPix2Pix", "SchedulerDiffusion", "StableDiffusion"]
@@ -205,14 +205,7 @@ class StableDiffusion(PretrainedModel):
 
     def prompt_rows(self, conditions: Conditions) -> torch.Tensor:
         """Per row: ``text`` where kept, else ``negative_text`` where kept, else the empty prompt."""
-        text, neg = conditions.present["text"], conditions.present["negative_text"]
-        if bool((text & neg).any()):
-            raise PretrainedError("a branch that keeps both text and negative_text cannot be evaluated: the "
-                                  "UNet takes one prompt; use e.g. cond(negative_text) + 7.5*(cond(text) - "
-                                  "cond(negative_text))")
-        null = self.null_text().to(conditions.values["text"].dtype)
-        rows = torch.where(neg.view(-1, 1, 1), conditions.values["negative_text"], null)
-        return torch.where(text.view(-1, 1, 1), conditions.values["text"], rows)
+        return prompt_rows(conditions, self.null_text(), "denoiser")
 
     def guidance_embedding(self, conditions: Conditions) -> torch.Tensor | None:
         """A guidance-distilled UNet's ``timestep_cond`` ``[N, E]``: the pipeline's
