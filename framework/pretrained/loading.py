@@ -61,12 +61,12 @@ def _hub_file(repo_id: str, name: str) -> Path | None:
 
     try:
         return Path(hf_hub_download(repo_id, name))
-    except EntryNotFoundError:
-        return None
-    except LocalEntryNotFoundError:
+    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError: first)
         if os.environ.get("HF_HUB_OFFLINE"):
             raise PretrainedError(f"{repo_id!r} is neither a folder nor in the local hub cache, and "
                                   "HF_HUB_OFFLINE is set; give a folder saved with save_pretrained") from None
+        return None
+    except EntryNotFoundError:
         return None
     except Exception as e:  # network, auth, malformed id: all one line for the user
         raise PretrainedError(f"{repo_id!r} is not a folder and could not be fetched from the hub: "
@@ -106,7 +106,7 @@ def identify(path_or_id: str) -> tuple[str, str]:
     if index is not None:
         data = read_json(index)
         cls = data.get("_class_name")
-        if cls not in SUPPORTED:
+        if not isinstance(cls, str) or cls not in SUPPORTED:
             raise PretrainedError(f"{path_or_id} holds a diffusers {cls!r}, which is not supported; "
                                   f"supported: {supported_list()}")
         _check_components(data, str(path_or_id))
@@ -114,7 +114,7 @@ def identify(path_or_id: str) -> tuple[str, str]:
     if config is not None:
         data = read_json(config)
         kind = data.get("model_type")
-        if kind not in SUPPORTED or kind.endswith("Pipeline"):
+        if not isinstance(kind, str) or kind not in SUPPORTED or kind.endswith("Pipeline"):
             raise PretrainedError(f"{path_or_id} holds a transformers model of type {kind!r}, which is not "
                                   f"supported; supported: {supported_list()}")
         return kind, SUPPORTED[kind]

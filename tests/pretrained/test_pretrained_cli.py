@@ -6,8 +6,11 @@ import shutil
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
+from framework import pretrained
 from framework.cli.main import main
+from framework.pretrained import tiny
 
 
 def _run(capsys, *argv):
@@ -76,6 +79,10 @@ def test_unsupported_folders_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "broken" / "model_index.json").write_text("{not json")
     assert "not readable JSON" in _bad(capsys, tmp_path / "broken")
     assert "is not a folder" in _bad(capsys, tmp_path / "missing")
+    assert "neither a folder nor in the local hub cache" in _bad(capsys, "someone/no-such-model")  # offline
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text(json.dumps({"model_type": ["musicgen"]}))
+    assert "which is not supported" in _bad(capsys, tmp_path / "odd")
 
 
 def test_a_condition_the_pipeline_cannot_take(sd_eps, capsys):
@@ -102,4 +109,17 @@ def test_loading_runs_no_code_from_the_folder(sd_eps, tmp_path, capsys, evil):
         f.unlink()
     torch.save({"weights": evil(marker)}, pickled / "unet" / "diffusion_pytorch_model.bin")
     assert "could not be loaded" in _bad(capsys, pickled, "--cond", "text=a")
+    assert not marker.exists()
+    # a folder of pickled weights only: the libraries' weights_only unpickler refuses the object
+    only_bin = tmp_path / "bin"
+    tiny.stable_diffusion(tmp_path).save_pretrained(only_bin)
+    for f in list(only_bin.rglob("*.safetensors")):  # the same weights as pickles (.bin)
+        stem = "pytorch_model" if f.name.startswith("model") else f.name.split(".")[0]
+        torch.save(load_file(f), f.with_name(f"{stem}.bin"))
+        f.unlink()
+    assert not any(only_bin.rglob("*.safetensors"))
+    assert pretrained.load(str(only_bin)).pipeline_class == "StableDiffusionPipeline"  # plain weights load
+    torch.save({"weights": evil(marker)}, only_bin / "unet" / "diffusion_pytorch_model.bin")
+    capsys.readouterr()  # the save's progress bars
+    assert "could not be loaded" in _bad(capsys, only_bin, "--cond", "text=a")
     assert not marker.exists()
