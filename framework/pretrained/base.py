@@ -171,7 +171,7 @@ class PretrainedModel:
                         {"main": lambda *a, **k: None}, native_space=self.family.native_space,
                         converter=self.family.converter, specs=self.specs)
         state = guider.new_state()
-        lines = [f"{self.pipeline_class} as a {self.family.name} model; guidance {expr!r}"]
+        lines = [f"{self.pipeline_class}, sampled by the {self.family.name} family; guidance {expr!r}"]
         lines += [f"  {p}" for p in self.passes()]
         n = self.default_steps if steps is None else int(steps)
         for i in range(n):
