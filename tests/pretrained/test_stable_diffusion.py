@@ -95,3 +95,19 @@ def test_cost_guidance_through_the_vae_decoder(sd_eps):
         means[name] = out.media.mean().item()
         assert out.cost_evals == (0 if name == "plain" else 4) and out.nfe == 8
     assert means["bright"] > means["plain"] + 0.01 and means["dark"] < means["plain"] - 0.01, means
+
+
+@pytest.mark.parametrize(("scheduler", "prediction"), [("PNDMScheduler", "epsilon"),
+                                                       ("EulerDiscreteScheduler", "epsilon"),
+                                                       ("DPMSolverMultistepScheduler", "v_prediction"),
+                                                       ("DDPMScheduler", "epsilon")])
+def test_other_schedulers_equal_the_pipeline(scheduler, prediction, tmp_path):
+    from framework.pretrained.tiny import save_sd
+
+    folder = save_sd(tmp_path / "sd", scheduler=scheduler, prediction=prediction)
+    ours = pretrained.load(str(folder))
+    assert type(ours.pipe.scheduler).__name__ == scheduler
+    theirs = _pipe(folder)("a red cube", num_inference_steps=4, guidance_scale=7.5,
+                           generator=torch.Generator().manual_seed(0), output_type="pt").images
+    out = ours.sample({"text": "a red cube"}, "cfg(text, 7.5)", n=1, steps=4, seed=0)
+    assert (out.media - theirs).abs().max() <= 1e-4
