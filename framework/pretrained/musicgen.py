@@ -152,10 +152,14 @@ class MusicGen(PretrainedModel):
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        """Where the model runs (looked up once: transformers walks the modules to find it)."""
+        if getattr(self, "_device", None) is None:
+            self._device = self.model.device
+        return self._device
 
     def to(self, device: torch.device | str) -> MusicGen:
         self.model.to(device)
+        self._device = None
         return self
 
     # ------------------------------------------------------------------ conditions
