@@ -262,6 +262,13 @@ def _load_for(args: argparse.Namespace, path: Path, what: str = "checkpoint"):
 
 
 def _sample(args: argparse.Namespace) -> int:
+    if args.pretrained is not None:
+        from framework.pretrained.cli import sample
+
+        return sample(args)
+    if args.checkpoint is None:
+        raise ArgumentError("give --checkpoint (a polyguide model) or --pretrained (a pipeline folder "
+                            "or hub id)")
     streaming = args.prompt is not None or args.max_tokens is not None
     if streaming and args.steps is not None:
         raise ArgumentError("--steps does not apply when streaming text with --prompt/--max-tokens "

@@ -116,6 +116,10 @@ def _explain(args: argparse.Namespace) -> int:
     subsets = sorted(expr.required_subsets(), key=lambda s: (len(s), sorted(s)))
     print("training must cover the condition subsets: "
           + "; ".join("{" + ", ".join(sorted(s)) + "}" if s else "∅ (unconditional)" for s in subsets))
+    if args.pretrained is not None:
+        from framework.pretrained.cli import explain
+
+        explain(args)
     return 0
 
 

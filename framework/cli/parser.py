@@ -85,6 +85,8 @@ def _explain(sub: argparse._SubParsersAction) -> None:
                         "trains every subset the guidance evaluates (the guidance may then be left out)")
     e.add_argument("--steps", type=bounded_int(1, MAX_EXPLAIN_STEPS), default=10,
                    help=f"sampling steps to plan (default 10, at most {MAX_EXPLAIN_STEPS:,}: one line each)")
+    e.add_argument("--pretrained", type=non_empty, default=None, metavar="PATH_OR_ID",
+                   help="also list the passes of a diffusers / transformers pipeline (docs/pretrained.md)")
     e.set_defaults(run=Handler("framework.cli.main:_explain"))
 
 
@@ -100,9 +102,13 @@ def _sample(sub: argparse._SubParsersAction) -> None:
                     "  motion          motion.gif (all clips) and sample_00.bvh … (one per clip)\n"
                     "  other plugins   what the plugin's writer writes (default: media.pt)\n"
                     "Text models stream instead with --prompt or --max-tokens.")
-    s.add_argument("--checkpoint", type=Path, required=True,
+    s.add_argument("--checkpoint", type=Path, default=None,
                    help="a checkpoint from polyguide fit or export, "
                         "e.g. recipes/image/checkpoints/shapes_flow.ckpt")
+    s.add_argument("--pretrained", type=non_empty, default=None, metavar="PATH_OR_ID",
+                   help="instead of --checkpoint: a diffusers / transformers pipeline saved with "
+                        "save_pretrained (or a hub id, with network), e.g. a StableDiffusionPipeline "
+                        "folder; see docs/pretrained.md")
     s.add_argument("--cond", action="append", default=[], metavar="NAME=VALUE",
                    help="a condition value, e.g. --cond shape=circle (repeatable; default: none)")
     s.add_argument("--guidance", type=non_empty, default=None,

@@ -54,3 +54,13 @@ def test_vs_diffusers_refuses_a_device_that_is_not_there(tmp_path, load_benchmar
         assert e.value.code == 2
         assert f"--device {device}" in capsys.readouterr().err.replace("'", "")
     assert not (tmp_path / "vs_diffusers.json").exists()
+
+
+def test_pretrained_overhead_samples_what_the_pipelines_sample(tmp_path, load_benchmark):
+    payload = load_benchmark("pretrained_overhead").run(tmp_path, quick=True, threads=1, steps=2, batch=1)
+    rows = {r["case"]: r for r in payload["results"]}
+    assert set(rows) == {"diffusion", "flow", "masked", "autoregressive"}
+    for r in rows.values():
+        assert r["max_abs_diff"] <= 1e-4 and r["ratio"] > 0, r  # the pipeline's own output
+    assert rows["masked"]["max_abs_diff"] == 0 and rows["autoregressive"]["max_abs_diff"] == 0
+    assert "| overhead ms/step |" in (tmp_path / "pretrained_overhead.md").read_text()

@@ -127,7 +127,7 @@ BEFORE_LOADING = [
     ),
     (["sample", "--checkpoint", IMAGE, "--devices", "cuda"], "unrecognized arguments: --devices cuda"),
     (["sample", "--checkpoint", IMAGE, "--steps"], "argument --steps: expected one argument"),
-    (["sample"], "the following arguments are required: --checkpoint"),
+    (["sample"], "give --checkpoint (a polyguide model) or --pretrained"),
     (["eval", "--checkpoint", IMAGE, "--n", "0"], "argument --n: must be between 1 and 100,000, got 0"),
     (
         ["eval", "--checkpoint", IMAGE, "--steps", "0"],

@@ -1,0 +1,172 @@
+"""Sampling a library pipeline through polyguide vs the pipeline's own call: the wrapper's overhead.
+
+One random-weight pipeline per family (:mod:`framework.pretrained.tiny`, sized so the network's
+work dominates on a CPU), the same prompt, seed, steps and guidance weight on both sides, and the
+whole call timed on both: prompt encoding, the denoising / decoding loop and the VAE / codec
+decode. Every case first checks the outputs are the same (images ≤ 1e-4, tokens identical).
+
+* diffusion — ``StableDiffusionPipeline`` (DDIM), ``cfg(text, 7.5)`` vs ``pipe(guidance_scale=7.5)``
+* flow — ``StableDiffusion3Pipeline`` (FlowMatchEuler), ``cfg(text, 5)`` vs ``guidance_scale=5``
+* masked — ``AmusedPipeline``, ``cfg(text, 10)`` vs ``guidance_scale=10``
+* autoregressive — ``MusicgenForConditionalGeneration`` (greedy), ``cfg(text, 3)`` vs
+  ``generate(guidance_scale=3)``
+
+    python benchmarks/pretrained_overhead.py [--out benchmarks/results] [--quick] [--device cuda] [--reps 7]
+
+Timing as in ``vs_diffusers.py``: the two calls alternate, each repetition gives one ratio
+ours ÷ pipeline from adjacent runs, and the table reports the median ratio (target ≤ 1.02) and
+the difference per step in milliseconds: the wrapper's cost is a fixed amount per step (planning,
+condition rows, the finite checks of the guidance engine), so the ratio shrinks as the network
+grows (``--scale``); these CPU-sized networks take a few milliseconds per step. On a
+GPU (``--device cuda``) it also reports each side's peak memory (``torch.cuda.max_memory_allocated``):
+ours must not exceed the pipeline's by more than the extra branch rows (here none: both evaluate
+the same two branches in one batched call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, write
+from vs_diffusers import device_or_exit, timed_ratios
+
+from framework.pretrained import tiny
+from framework.pretrained.amused import Amused
+from framework.pretrained.musicgen import MusicGen
+from framework.pretrained.sd3 import StableDiffusion3
+from framework.pretrained.stable_diffusion import StableDiffusion
+
+TARGET = 1.02
+PROMPT = "a red cube on the grass"
+
+
+def _image_case(name: str, pipe, wrapper, w: float, steps: int, batch: int, dev) -> dict:
+    pipe.to(dev)
+    pipe.set_progress_bar_config(disable=True)
+    model = wrapper(pipe)
+
+    def ours():
+        return model.sample({"text": PROMPT}, f"cfg(text, {w:g})", n=batch, steps=steps, seed=0).media
+
+    def theirs():
+        return pipe(PROMPT, num_images_per_prompt=batch, num_inference_steps=steps, guidance_scale=w,
+                    generator=torch.Generator().manual_seed(0), output_type="pt").images
+
+    net = pipe.transformer if hasattr(pipe, "transformer") else pipe.unet
+    return {"case": name, "pipeline": type(pipe).__name__, "steps": steps, "batch": batch,
+            "fns": (ours, theirs), "check": lambda a, b: float((a.float() - b.float()).abs().max()),
+            "parameters": sum(p.numel() for p in net.parameters())}
+
+
+def _musicgen_case(frames: int, batch: int, dev, width: int) -> dict:
+    net, tok = tiny.tiny_musicgen(width=width, layers=2)
+    net.to(dev)
+    model = MusicGen(net, tok)
+    K = net.decoder.config.num_codebooks
+    texts = [PROMPT] * batch
+    enc = {k: v.to(dev) for k, v in tok(texts, padding=True, return_tensors="pt").items()}
+
+    def ours():
+        return model.sample({"text": texts}, "cfg(text, 3)", n=batch, steps=frames, seed=0).media
+
+    def theirs():
+        return net.generate(**enc, guidance_scale=3.0, max_new_tokens=frames + K - 1)
+
+    return {"case": "autoregressive", "pipeline": type(net).__name__, "steps": frames + K - 1, "batch": batch,
+            "fns": (ours, theirs), "check": lambda a, b: float((a - b).abs().max()),
+            "parameters": sum(p.numel() for p in net.decoder.parameters())}
+
+
+def _peak(fn, dev) -> int | None:
+    if dev.type != "cuda":
+        return None
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    fn()
+    torch.cuda.synchronize(dev)
+    return int(torch.cuda.max_memory_allocated(dev))
+
+
+def run(out: Path, quick: bool = False, threads: int = 2, device: str = "cpu", reps: int | None = None,
+        steps: int = 20, batch: int = 2, scale: int = 1, families: tuple[str, ...] | None = None) -> dict:
+    """Time every family; ``scale`` multiplies the networks' widths (1: CPU-sized)."""
+    dev = device_or_exit(device)
+    torch.set_num_threads(threads)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    reps = reps or (1 if quick else 7)
+    tmp = Path(tempfile.mkdtemp(prefix="pretrained-overhead-"))
+    builders = {
+        "diffusion": lambda: _image_case("diffusion", tiny.stable_diffusion(tmp, width=32 * scale, size=16),
+                                         StableDiffusion, 7.5, steps, batch, dev),
+        "flow": lambda: _image_case("flow", tiny.sd3(tmp, width=32 * scale, layers=2, size=16),
+                                    StableDiffusion3, 5.0, steps, batch, dev),
+        "masked": lambda: _image_case("masked", tiny.amused(tmp, width=64 * scale, layers=2), Amused, 10.0,
+                                      max(4, steps // 2), batch, dev),
+        "autoregressive": lambda: _musicgen_case(3 * steps, batch, dev, width=64 * scale),
+    }
+    results = []
+    med = statistics.median
+    with torch.inference_mode():
+        for name in families or tuple(builders):
+            case = builders[name]()
+            ours, theirs = case.pop("fns")
+            diff = case.pop("check")(ours(), theirs())
+            times = timed_ratios({"ours": ours, "pipeline": theirs}, reps=reps, warmup=0 if quick else 1,
+                                 sync=sync)
+            ratios = [a / b for a, b in zip(times["ours"]["wall"], times["pipeline"]["wall"], strict=True)]
+            cpu = [a / b for a, b in zip(times["ours"]["cpu"], times["pipeline"]["cpu"], strict=True)]
+            results.append({**case, "scale": scale, "ours_s": med(times["ours"]["wall"]),
+                            "pipeline_s": med(times["pipeline"]["wall"]), "ratio": med(ratios),
+                            "ratios": ratios,
+                            "ratio_cpu": med(cpu) if dev.type == "cpu" else None, "target": TARGET,
+                            "meets_target": med(ratios) <= TARGET, "max_abs_diff": diff,
+                            "peak_ours": _peak(ours, dev), "peak_pipeline": _peak(theirs, dev)})
+    payload = {"benchmark": "pretrained_overhead", "reps": reps, "device": str(dev),
+               "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+               "environment": environment(), "results": results}
+    write(out, "pretrained_overhead" + ("" if dev.type == "cpu" else f"_{dev.type}"), payload, table(payload))
+    return payload
+
+
+def table(payload: dict) -> str:
+    name = payload.get("device_name")
+    where = payload["device"] + (f" ({name})" if name else "")
+    mem = any(r.get("peak_ours") is not None for r in payload["results"])
+    lines = [f"Pipelines sampled through polyguide vs their own call, on {where}; median of "
+             f"{payload['reps']} interleaved ratios", "",
+             "| family | pipeline | steps | batch | ours s | pipeline s | ours ÷ pipeline (wall) "
+             "| (CPU time) | target | overhead ms/step | max abs diff |"
+             + (" peak MiB ours / pipeline |" if mem else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mem else "")]
+    for r in payload["results"]:
+        cpu = "—" if r.get("ratio_cpu") is None else f"{r['ratio_cpu']:.3f}"
+        ok = "yes" if r["meets_target"] else "NO"
+        row = (f"| {r['case']} | {r['pipeline']} | {r['steps']} | {r['batch']} | {r['ours_s']:.3f} | "
+               f"{r['pipeline_s']:.3f} | {r['ratio']:.3f} | {cpu} | ≤ {r['target']:g} ({ok}) | "
+               f"{1000 * (r['ours_s'] - r['pipeline_s']) / r['steps']:+.2f} | {r['max_abs_diff']:.1e} |")
+        if mem:
+            row += f" {r['peak_ours'] / 2**20:.1f} / {r['peak_pipeline'] / 2**20:.1f} |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--quick", action="store_true", help="one repetition (smoke run)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (must be present)")
+    ap.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 7)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--scale", type=int, default=1, help="network width multiplier (e.g. 4 on a GPU)")
+    args = ap.parse_args()
+    print(table(run(args.out, quick=args.quick, threads=args.threads, device=args.device, reps=args.reps,
+                    steps=args.steps, batch=args.batch, scale=args.scale)))
