@@ -36,7 +36,8 @@ from .costs import path_error
 from .features import DIM, positions_to_features
 from .physics import physics
 
-__all__ = ["MotionJudge", "foot_skating", "pose_distance", "r_precision", "request_diversity", "trajectory_error"]
+__all__ = ["MotionJudge", "foot_skating", "pose_distance", "r_precision", "request_diversity",
+           "trajectory_error"]
 
 SKATE_HEIGHT = 0.05
 SKATE_STEP = 0.025

@@ -4,8 +4,15 @@ import numpy as np
 import torch
 
 from modalities.motion.actions import ACTIONS, generate_clip
-from modalities.motion.metrics import (PHYSICS, MotionJudge, foot_skating, pose_distance, r_precision,
-                                      request_diversity, trajectory_error)
+from modalities.motion.metrics import (
+    PHYSICS,
+    MotionJudge,
+    foot_skating,
+    pose_distance,
+    r_precision,
+    request_diversity,
+    trajectory_error,
+)
 from modalities.motion.trajectory import encode_trajectory
 
 

@@ -4,14 +4,13 @@ the judge's scores of guided samples, logged as ``val/<label>/<metric>``."""
 import warnings
 
 import pytest
-
-from modalities.motion.metrics import PHYSICS
 import torch
 
 from framework.core.conditions import Conditions
 from framework.training.module import GenerativeModule
 from modalities.motion.actions import ACTIONS
 from modalities.motion.data import MotionData
+from modalities.motion.metrics import PHYSICS
 from modalities.motion.trajectory import DIM
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
