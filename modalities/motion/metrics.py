@@ -54,12 +54,14 @@ def foot_skating(positions: torch.Tensor) -> float:
 
 
 def pose_distance(motions: torch.Tensor) -> float:
-    """Mean joint distance (m) between all pairs of motions ``[K, T, 22, 3]`` (frame by frame, as
-    generated: every clip starts over the origin facing ``+z``); NaN for fewer than 2."""
+    """Mean joint distance (m) between all pairs of motions ``[K, T, 22, 3]``, frame by frame, of
+    the poses: joints relative to the pelvis's ground position (its height kept); NaN for fewer than 2."""
     k = motions.shape[0]
     if k < 2:
         return float("nan")
-    flat = motions.reshape(k, -1, 3)
+    pose = motions.clone()
+    pose[..., [0, 2]] -= motions[..., :1, [0, 2]]
+    flat = pose.reshape(k, -1, 3)
     d = (flat[:, None] - flat[None]).norm(dim=-1).mean(-1)  # [K, K]
     return float(d.sum() / (k * (k - 1)))
 
@@ -79,15 +81,15 @@ def request_diversity(media: torch.Tensor, requested: Mapping[str, torch.Tensor]
     """Diversity within requests: for each group of samples ``[N, T, 22, 3]`` that share one request,
     their mean pose distance divided by that of the real clips ``[M, T, 22, 3]`` of the request's
     action (``real_action`` ``[M]``; all real clips if the request has no action); averaged over
-    requests. ``None`` when no request repeats."""
-    groups = _request_groups(requested)
-    if not groups:
-        return None
+    requests whose real clips vary (by 1 cm or more: all real ``sit_down`` clips are the same).
+    ``None`` when no such request repeats."""
     ratios = []
-    for g in groups:
+    for g in _request_groups(requested):
         same = real if "action" not in requested else real[real_action == requested["action"][g[0]].cpu()]
-        ratios.append(pose_distance(media[g]) / pose_distance(same[:64]))
-    return float(np.mean(ratios))
+        ref = pose_distance(same[:64])
+        if ref >= 0.01:
+            ratios.append(pose_distance(media[g]) / ref)
+    return float(np.mean(ratios)) if ratios else None
 
 
 def trajectory_error(positions: torch.Tensor, request: torch.Tensor) -> float:
