@@ -17,7 +17,7 @@ from framework.core import shipped
 from framework.core.plugins import Codec
 
 from .actions import FRAMES
-from .features import DIM, features_to_positions, positions_to_features
+from .features import DIM, features_to_positions, features_to_root, positions_to_features
 from .rotations import DIM as ROT_DIM
 from .rotations import positions_to_rotation_features, rotation_features_to_positions
 
@@ -92,8 +92,9 @@ class Features(Codec):
         return self.to_positions(self.features(x))
 
     def root_path(self, x: torch.Tensor) -> torch.Tensor:
-        """The decoded root ground path ``[B, T, 2]`` of tokens ``[B, T/k, D·k]`` (differentiable)."""
-        return self.decode(x)[:, :, 0, [0, 2]]
+        """The decoded root ground path ``[B, T, 2]`` of tokens ``[B, T/k, D·k]`` (differentiable; the
+        first four features integrate to it, without decoding the joints)."""
+        return features_to_root(self.features(x))[1]
 
 
 class Rotations(Features):
