@@ -81,6 +81,8 @@ def run_table(model, judge, req, rows: dict[str, str], steps: int, seed: int, ta
     results = []
     for label, g in rows.items():
         row, sample = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        if not tag.startswith("diversity"):  # held-out clips that happen to repeat are not a test of it
+            row.pop("diversity_request", None)
         if "cost(" in (g or "") or tag.startswith("cost"):  # what the cost terms cost: evaluations, backwards
             row["cost_evals"] = float(sum(getattr(s, "cost_evals", 0) for s in sample.stats))
             row["backward"] = float(sum(getattr(s, "backward", 0) for s in sample.stats))

@@ -30,3 +30,13 @@ def test_samples_of_one_request_are_not_copies():
     ratio = request_diversity(out.media, {"action": walk}, torch.from_numpy(real["positions"]),
                               torch.from_numpy(real["action"]))
     assert ratio >= 0.5  # pose distance within the request / between real walks
+
+
+@pytest.mark.skipif(not CKPT.exists(), reason="needs the shipped masked motion checkpoint")
+def test_cli_takes_more_steps_than_positions(tmp_path, capsys):
+    from framework.cli.main import main
+
+    assert main(["sample", "--checkpoint", str(CKPT), "--cond", "action=jump", "--steps", "20", "--n", "2",
+                 "--seed", "0", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "--steps 20 on a masked model of 16 positions" in out and "20 steps" in out
