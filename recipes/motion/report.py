@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -174,14 +175,14 @@ def main() -> None:
                                                args.seed, "diversity_masked", args.out, caps)
     if keep:
         real_pos = torch.from_numpy(load_or_generate(16, args.request_seed, None)["positions"])
-        result["bvh"] = [bvh_row("real clips", real_pos, args.out / "bvh" / "real")]
-        result["bvh"] += [bvh_row(f"{tag}: first row", media, args.out / "bvh" / tag)
-                          for tag, media in keep.items()]
+        with tempfile.TemporaryDirectory() as tmp:  # the BVH files are read back, not kept
+            result["bvh"] = [bvh_row("real clips", real_pos, Path(tmp) / "real")]
+            result["bvh"] += [bvh_row(f"{tag}: first row", media, Path(tmp) / tag) for tag, media in keep.items()]
         for row in result["bvh"]:
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
-    titles = {"flow_cfg": "Flow on features: CFG weight (caption + trajectory + action)",
-              "flow_multi": "Flow on features: caption + trajectory, one or two guidance directions",
-              "flow_cost": "Flow on features: cost-gradient trajectory guidance vs condition-only",
+    titles = {"flow_cfg": "Flow on rotation features: CFG weight (caption + trajectory + action)",
+              "flow_multi": "Flow on rotation features: caption + trajectory, one or two guidance directions",
+              "flow_cost": "Flow on rotation features: cost-gradient trajectory guidance vs condition-only",
               "masked_cfg": "Masked on VQ tokens: CFG weight (caption + action)",
               "diversity_flow": "Flow: diversity within a request (10 requests, one per action, × 8 samples)",
               "diversity_masked": "Masked: diversity within a request (10 requests, one per action, × 8 samples)"}
