@@ -171,21 +171,23 @@ def main() -> None:
         result["masked_cfg"] = run_table(masked, judge, req, rows, args.steps, args.seed, "masked", args.out,
                                          caps, gif_rows=("w = 2",), keep=keep)
         default = masked.hparams.guidance[0]
-        result["diversity_masked"] = run_table(masked, judge, each, {f"masked: {default}": default}, args.steps,
-                                               args.seed, "diversity_masked", args.out, caps)
+        result["diversity_masked"] = run_table(masked, judge, each, {f"masked: {default}": default},
+                                               args.steps, args.seed, "diversity_masked", args.out, caps)
     if keep:
         real_pos = torch.from_numpy(load_or_generate(16, args.request_seed, None)["positions"])
         with tempfile.TemporaryDirectory() as tmp:  # the BVH files are read back, not kept
             result["bvh"] = [bvh_row("real clips", real_pos, Path(tmp) / "real")]
-            result["bvh"] += [bvh_row(f"{tag}: first row", media, Path(tmp) / tag) for tag, media in keep.items()]
+            result["bvh"] += [bvh_row(f"{tag}: first row", media, Path(tmp) / tag)
+                              for tag, media in keep.items()]
         for row in result["bvh"]:
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
-    titles = {"flow_cfg": "Flow on rotation features: CFG weight (caption + trajectory + action)",
-              "flow_multi": "Flow on rotation features: caption + trajectory, one or two guidance directions",
-              "flow_cost": "Flow on rotation features: cost-gradient trajectory guidance vs condition-only",
+    rot, each_n = "Flow on rotation features", "10 requests, one per action, × 8 samples"
+    titles = {"flow_cfg": f"{rot}: CFG weight (caption + trajectory + action)",
+              "flow_multi": f"{rot}: caption + trajectory, one or two guidance directions",
+              "flow_cost": f"{rot}: cost-gradient trajectory guidance vs condition-only",
               "masked_cfg": "Masked on VQ tokens: CFG weight (caption + action)",
-              "diversity_flow": "Flow: diversity within a request (10 requests, one per action, × 8 samples)",
-              "diversity_masked": "Masked: diversity within a request (10 requests, one per action, × 8 samples)"}
+              "diversity_flow": f"Flow: diversity within a request ({each_n})",
+              "diversity_masked": f"Masked: diversity within a request ({each_n})"}
     for key, title in titles.items():
         if key in result:
             md.append(f"### {title}\n\n{format_table(result[key])}")
