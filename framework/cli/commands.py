@@ -224,8 +224,8 @@ def _check_model_args(model, args: argparse.Namespace, raw: dict[str, Any], weak
 
 
 def _check_steps(model, steps: int | None) -> None:
-    """Token families: no more steps than positions (autoregressive: the model's length; masked:
-    the extra steps would commit no token and only repeat evaluations)."""
+    """Token families: an autoregressive model takes no more steps than its length; a masked model
+    may take more steps than positions (a note says the extra ones cost no evaluation)."""
     family, length = model.hparams.get("family"), model.shape[-1]
     if family == "autoregressive" and len(model.shape) == 2 and steps not in (None, length):
         raise ArgumentError(f"--steps {steps}: this autoregressive model generates {model.shape[0]} "
@@ -236,9 +236,9 @@ def _check_steps(model, steps: int | None) -> None:
     if family == "autoregressive":
         raise ArgumentError(f"--steps {steps}: this autoregressive model generates at most {length} tokens "
                             f"per sample (use --max-tokens to stream longer text)")
-    if family == "masked":
-        raise ArgumentError(f"--steps {steps}: this masked model has {length} positions; more steps than "
-                            f"positions only repeat evaluations that commit no token")
+    if family == "masked":  # allowed: steps that commit no token reuse the last evaluation (free)
+        print(f"note: --steps {steps} on a masked model of {length} positions: the steps that commit no "
+              f"token reuse the previous network evaluation (no extra NFE)")
 
 
 def _steps_or_default(model, steps: int | None) -> int:

@@ -38,6 +38,10 @@ class Masked(Family):
         vocab_size: number of data tokens ``V``; the mask token id is ``V``.
         order: ``confidence`` (MaskGIT) or ``random`` unmasking.
         temperature: sampling temperature applied after guidance and renormalisation.
+        choice_temperature: with ``order="confidence"``, Gumbel noise of this scale, annealed to 0
+            over the steps, is added to the confidences that choose which draws to commit (MaskGIT's
+            "choice temperature"); 0 (default) commits strictly the most confident draws, which
+            makes samples of one request near-copies when a few tokens dominate.
         t_min: smallest training mask rate (keeps the 1/t weight finite).
         reuse_unchanged: reuse the network's output exactly when no token changed since the
             previous step (with more steps than positions the cosine schedule commits none on
@@ -49,13 +53,17 @@ class Masked(Family):
     output_space = "logprobs"
 
     def __init__(self, vocab_size: int, order: Literal["confidence", "random"] = "confidence",
-                 temperature: float = 1.0, t_min: float = 1e-3, reuse_unchanged: bool = True) -> None:
+                 temperature: float = 1.0, t_min: float = 1e-3, reuse_unchanged: bool = True,
+                 choice_temperature: float = 0.0) -> None:
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be ≥ 2, got {vocab_size}")
         if order not in ("confidence", "random"):
             raise ValueError(f"unmasking order must be 'confidence' or 'random', got {order!r}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if choice_temperature < 0:
+            raise ValueError(f"choice_temperature must be ≥ 0, got {choice_temperature}")
+        self.choice_temperature = float(choice_temperature)
         self.vocab_size, self.mask_id = int(vocab_size), int(vocab_size)
         self.order, self.temperature, self.t_min = order, float(temperature), float(t_min)
         self.reuse_unchanged = bool(reuse_unchanged)
@@ -139,6 +147,10 @@ class Masked(Family):
                                      generator=generator).view(B, L).to(x.device)
             if self.order == "confidence":
                 score = logp.gather(-1, draw[..., None]).squeeze(-1)
+                if self.choice_temperature > 0:
+                    u = torch.rand((B, L), generator=generator).to(x.device).clamp(1e-10, 1 - 1e-10)
+                    anneal = self.choice_temperature * (1 - (i + 1) / steps)
+                    score = score - anneal * torch.log(-torch.log(u))  # + Gumbel noise
             else:
                 score = torch.rand((B, L), generator=generator).to(x.device)
             score = score.masked_fill(~masked, -math.inf)

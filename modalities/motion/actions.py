@@ -33,6 +33,8 @@ LOCOMOTION = ("walk", "run", "side_step", "turn")
 FOOT_W = 0.09  # lateral distance of each ankle from the pelvis line
 REACH = 0.995 * (THIGH + SHIN)
 BLEND = 0.3  # seconds of cross-fade between segments' poses
+DIP_RATE = 0.02  # metres a frame: how fast the pelvis may dip to keep a planted foot in reach
+ACCELERATION = 3.0  # m/s²: the pelvis's largest change of ground speed when starting or stopping
 
 
 @dataclass
@@ -187,7 +189,9 @@ def _integrate_path(st: _State, lo: int, hi: int, speed: float, omega: float, di
     """Pelvis ground path over frames ``lo..hi`` with smooth start/stop: speed ``speed`` (m/s) along
     heading + ``direction``, heading rate ``omega`` (rad/s)."""
     t = st.t[lo:hi]
-    ramp = _ramp(t, t[0], t[-1], 0.35)
+    # speed up and slow down at most ~3 m/s² (at least 0.35 s): a faster start would leave the
+    # planted foot out of the leg's reach and drop the pelvis for a frame
+    ramp = _ramp(t, t[0], t[-1], max(0.35, speed / ACCELERATION))
     dt = 1.0 / FPS
     for i in range(lo, hi):
         prev_th = st.theta[i - 1] if i > 0 else st.theta[0]
@@ -425,6 +429,13 @@ def _pose(st: _State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         limit = targets[side][:, 1] + reach_up - hip_off[side][:, 1]
         planted = f(st.contact[side]).bool()
         height = torch.where(planted, torch.minimum(height, limit - 0.002), height)
+    # the pelvis dips and recovers at most DIP_RATE a frame: widen each dip (lowering is always in reach)
+    dip = f(st.height) - height
+    for i in range(1, T):
+        dip[i] = torch.maximum(dip[i], dip[i - 1] - DIP_RATE)
+    for i in range(T - 2, -1, -1):
+        dip[i] = torch.maximum(dip[i], dip[i + 1] - DIP_RATE)
+    height = f(st.height) - dip
     root = torch.stack([root_xz[:, 0], height, root_xz[:, 1]], -1)
     local = torch.eye(3).repeat(T, 22, 1, 1)
     local[:, 0] = pelvis_rot

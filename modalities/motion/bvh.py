@@ -22,7 +22,7 @@ from framework.core.atomic import atomic_write
 from .actions import FPS
 from .skeleton import JOINTS, OFFSETS, PARENTS
 
-__all__ = ["BVHError", "positions_to_rotations", "read_bvh", "write_bvh"]
+__all__ = ["BVHError", "bvh_deviation", "positions_to_rotations", "read_bvh", "write_bvh"]
 
 _CHILDREN = {j: [c for c in range(len(PARENTS)) if PARENTS[c] == j] for j in range(len(PARENTS))}
 
@@ -62,6 +62,16 @@ def positions_to_rotations(positions: torch.Tensor) -> torch.Tensor:
     for j in range(1, len(JOINTS)):
         local[:, j] = glob[:, PARENTS[j]].transpose(-1, -2) @ glob[:, j]
     return local.float()
+
+
+def bvh_deviation(positions: torch.Tensor) -> torch.Tensor:
+    """How far (m) the joints a BVH of ``positions`` ``[T, 22, 3]`` stores are from them: ``[T, 22]``
+    distances between ``positions`` and the forward kinematics of the recovered rotations on the
+    file's skeleton (0 for a motion with the skeleton's bone lengths)."""
+    from .skeleton import forward_kinematics
+
+    pos = positions.detach().cpu().float()
+    return (forward_kinematics(positions_to_rotations(pos), pos[:, 0])[0] - pos).norm(dim=-1)
 
 
 def write_bvh(positions: torch.Tensor, path: str | Path, fps: int = FPS) -> Path:

@@ -17,20 +17,25 @@ from framework.core import shipped
 from framework.core.plugins import Codec
 
 from .actions import FRAMES
-from .features import DIM, features_to_positions, positions_to_features
+from .features import DIM, features_to_positions, features_to_root, positions_to_features
+from .rotations import DIM as ROT_DIM
+from .rotations import positions_to_rotation_features, rotation_features_to_positions
 
-__all__ = ["STATS", "Features", "Tokens", "compute_stats", "feature_stats"]
+__all__ = ["ROTATION_STATS", "STATS", "Features", "Rotations", "Tokens", "compute_stats", "feature_stats"]
 
 STATS = Path(__file__).resolve().parent / "feature_stats.npz"
+ROTATION_STATS = Path(__file__).resolve().parent / "rotation_feature_stats.npz"
 STD_FLOOR = 0.01  # features that barely vary (e.g. the hips' lateral offset) are not blown up
 
 
-def compute_stats(n: int = 2048, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std ``[71]`` over ``n`` generated clips (std floored at ``STD_FLOOR``;
-    contact features keep mean 0, std 1)."""
+def compute_stats(n: int = 2048, seed: int = 12345, rotations: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (``[71]``, or ``[110]`` for the rotation features) over ``n``
+    generated clips (std floored at ``STD_FLOOR``; contact features keep mean 0, std 1)."""
     from .data import generate
 
-    feats = positions_to_features(torch.from_numpy(generate(n, seed)["positions"])).reshape(-1, DIM)
+    encode = positions_to_rotation_features if rotations else positions_to_features
+    feats = encode(torch.from_numpy(generate(n, seed)["positions"]))
+    feats = feats.reshape(-1, feats.shape[-1])
     mean, std = feats.mean(0), feats.std(0).clamp_min(STD_FLOOR)
     mean[-4:], std[-4:] = 0.0, 1.0
     return mean.numpy().astype(np.float32), std.numpy().astype(np.float32)
@@ -56,6 +61,9 @@ class Features(Codec):
         frames_per_token: ``k`` (must divide ``T``).
     """
 
+    dim, stats = DIM, STATS
+    to_features, to_positions = staticmethod(positions_to_features), staticmethod(features_to_positions)
+
     def __init__(self, frames: int = FRAMES, frames_per_token: int = 2) -> None:
         if frames % frames_per_token:
             raise ValueError(f"frames_per_token {frames_per_token} does not divide frames {frames}")
@@ -63,29 +71,45 @@ class Features(Codec):
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (self.frames // self.k, DIM * self.k)
+        return (self.frames // self.k, self.dim * self.k)
 
     def normalise(self, feats: torch.Tensor) -> torch.Tensor:
-        """Raw features ``[B, T, 71]`` → tokens ``[B, T/k, 71k]``."""
-        mean, std = feature_stats()
+        """Raw features ``[B, T, D]`` → tokens ``[B, T/k, D·k]``."""
+        mean, std = feature_stats(str(self.stats))
         x = (feats - mean.to(feats)) / std.to(feats)
         return x.reshape(x.shape[0], *self.shape)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[B, T/k, 71k]`` → raw features ``[B, T, 71]`` (differentiable)."""
-        mean, std = feature_stats()
-        return x.reshape(x.shape[0], self.frames, DIM) * std.to(x) + mean.to(x)
+        """Tokens ``[B, T/k, D·k]`` → raw features ``[B, T, D]`` (differentiable)."""
+        mean, std = feature_stats(str(self.stats))
+        return x.reshape(x.shape[0], self.frames, self.dim) * std.to(x) + mean.to(x)
 
     def encode(self, media: torch.Tensor) -> torch.Tensor:
         _check_media(media, self.frames)
-        return self.normalise(positions_to_features(media.float()))
+        return self.normalise(self.to_features(media.float()))
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        return features_to_positions(self.features(x))
+        return self.to_positions(self.features(x))
 
     def root_path(self, x: torch.Tensor) -> torch.Tensor:
-        """The decoded root ground path ``[B, T, 2]`` of tokens ``[B, T/k, 71k]`` (differentiable)."""
-        return self.decode(x)[:, :, 0, [0, 2]]
+        """The decoded root ground path ``[B, T, 2]`` of tokens ``[B, T/k, D·k]`` (differentiable; the
+        first four features integrate to it, without decoding the joints)."""
+        return features_to_root(self.features(x))[1]
+
+
+class Rotations(Features):
+    """Joint positions ``[B, T, 22, 3]`` ↔ normalised rotation features ``[B, T / k, 110·k]``
+    (:mod:`~modalities.motion.rotations`): decoding is forward kinematics on the fixed skeleton,
+    so bone lengths are constant by construction.
+
+    Args:
+        frames: clip length ``T``.
+        frames_per_token: ``k`` (must divide ``T``).
+    """
+
+    dim, stats = ROT_DIM, ROTATION_STATS
+    to_features = staticmethod(positions_to_rotation_features)
+    to_positions = staticmethod(rotation_features_to_positions)
 
 
 class Tokens(Codec):

@@ -3,7 +3,8 @@
 ``trajectory_cost(codec, specs)`` builds ``cost(x0, conditions) -> [B]``: the mean distance
 (metres) between the root ground path decoded from ``x0`` (through the features → positions
 decode, differentiable) and the requested ``trajectory``, over the frames the request gives.
-Samples whose trajectory is absent cost 0.
+Samples whose trajectory is absent cost 0; a batch in which no sample has one is an error (the
+term would silently do nothing), as is a model without a continuous, decodable representation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from framework.core.conditions import Conditions
+from framework.guidance.ops.cost_grad import CostError
 
 from .trajectory import SCALE
 
@@ -34,15 +36,19 @@ def trajectory_cost(codec: Any, specs: Mapping[str, Any]
     """The ``trajectory`` cost factory (``Modality.costs``): needs the ``features`` codec and a
     ``trajectory`` condition."""
     if not hasattr(codec, "root_path"):
-        raise ValueError("the trajectory cost needs the motion 'features' representation "
-                         f"(a continuous codec that decodes root paths), not {type(codec).__name__}")
+        raise CostError("cost(trajectory, w) needs a continuous motion model (the 'features' or 'rotations' "
+                        f"representation, whose root path has a gradient); this model samples "
+                        f"{type(codec).__name__.lower()}: use cfg on its conditions instead")
     if "trajectory" not in specs:
-        raise ValueError(f"the trajectory cost needs a model with a 'trajectory' condition; "
-                         f"this one has {sorted(specs)}")
+        raise CostError(f"cost(trajectory, w) needs a model with a 'trajectory' condition; "
+                        f"this one has {', '.join(sorted(specs))}")
 
     def cost(x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
         request = conditions.values["trajectory"].to(x0)
         present = conditions.present["trajectory"].to(x0.device)
+        if not bool(present.any()):
+            raise CostError("cost(trajectory, w) needs a trajectory to follow: give one with "
+                            "--cond trajectory=path.npy (none of the samples has one)")
         err = path_error(codec.root_path(x0), request)
         return torch.where(present, err, torch.zeros_like(err))
 

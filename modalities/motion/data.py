@@ -32,6 +32,7 @@ from .trajectory import encode_trajectory
 __all__ = ["MotionData", "generate", "motion_specs", "sparsify"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "polyguide" / "motion"
+DATA_VERSION = "v2"  # bumped when the generator changes (v2: no one-frame pelvis drops), so caches renew
 CONDITIONS = ("action", "speed", "text", "trajectory")
 JUDGED = ("action", "text", "trajectory")  # the conditions the judge has a metric for (not speed)
 
@@ -66,10 +67,10 @@ def generate(n: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def load_or_generate(n: int, seed: int, cache_dir: Path | None) -> dict[str, np.ndarray]:
-    """:func:`generate`, cached as ``cache_dir/clips-<n>-<seed>.npz`` (written atomically)."""
+    """:func:`generate`, cached as ``cache_dir/clips-<version>-<T>-<n>-<seed>.npz`` (written atomically)."""
     if cache_dir is None:
         return generate(n, seed)
-    path = Path(cache_dir) / f"clips-{FRAMES}-{n}-{seed}.npz"
+    path = Path(cache_dir) / f"clips-{DATA_VERSION}-{FRAMES}-{n}-{seed}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

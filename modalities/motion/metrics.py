@@ -9,7 +9,12 @@
 * ``traj_error``: mean distance (m) of the root's ground path to the requested one, over the
   frames the request gives;
 * ``foot_skating``: the fraction of frame pairs in which a toe that stays below 5 cm moves more
-  than 2.5 cm on the ground (0.5 m/s at 20 fps).
+  than 2.5 cm on the ground (0.5 m/s at 20 fps);
+* the rule-based physics of :func:`~modalities.motion.physics.physics` (``accel``, ``lowest_toe``,
+  ``penetration``, ``bone_cv``, ``collapses``), which need no network;
+* ``diversity_request`` (when several samples answer the same request): the mean pose distance
+  between samples of one request, relative to that between real clips of the same action
+  (:func:`request_diversity`).
 
 The judge is trained once (about a minute) and cached atomically; it loads with ``weights_only``.
 """
@@ -29,12 +34,15 @@ from framework.core.atomic import atomic_write
 from .actions import ACTIONS
 from .costs import path_error
 from .features import DIM, positions_to_features
+from .physics import physics
 
-__all__ = ["MotionJudge", "foot_skating", "r_precision", "trajectory_error"]
+__all__ = ["MotionJudge", "foot_skating", "pose_distance", "r_precision", "request_diversity",
+           "trajectory_error"]
 
 SKATE_HEIGHT = 0.05
 SKATE_STEP = 0.025
 POOL = 32
+PHYSICS = ("accel", "lowest_toe", "penetration", "bone_cv", "collapses")  # beside foot_skating
 
 
 def foot_skating(positions: torch.Tensor) -> float:
@@ -43,6 +51,45 @@ def foot_skating(positions: torch.Tensor) -> float:
     low = (toes[:, 1:, :, 1] < SKATE_HEIGHT) & (toes[:, :-1, :, 1] < SKATE_HEIGHT)
     step = (toes[:, 1:, :, [0, 2]] - toes[:, :-1, :, [0, 2]]).norm(dim=-1)
     return float((low & (step > SKATE_STEP)).any(-1).float().mean())
+
+
+def pose_distance(motions: torch.Tensor) -> float:
+    """Mean joint distance (m) between all pairs of motions ``[K, T, 22, 3]``, frame by frame, of
+    the poses: joints relative to the pelvis's ground position (its height kept); NaN for fewer than 2."""
+    k = motions.shape[0]
+    if k < 2:
+        return float("nan")
+    pose = motions.clone()
+    pose[..., [0, 2]] -= motions[..., :1, [0, 2]]
+    flat = pose.reshape(k, -1, 3)
+    d = (flat[:, None] - flat[None]).norm(dim=-1).mean(-1)  # [K, K]
+    return float(d.sum() / (k * (k - 1)))
+
+
+def _request_groups(requested: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Indices of samples that share one request (all requested values equal), groups of 2 or more."""
+    n = next(iter(requested.values())).shape[0]
+    keys: dict[bytes, list[int]] = {}
+    for i in range(n):
+        key = b"".join(v[i].detach().cpu().contiguous().numpy().tobytes() for v in requested.values())
+        keys.setdefault(key, []).append(i)
+    return [torch.tensor(g) for g in keys.values() if len(g) > 1]
+
+
+def request_diversity(media: torch.Tensor, requested: Mapping[str, torch.Tensor],
+                      real: torch.Tensor, real_action: torch.Tensor) -> float | None:
+    """Diversity within requests: for each group of samples ``[N, T, 22, 3]`` that share one request,
+    their mean pose distance divided by that of the real clips ``[M, T, 22, 3]`` of the request's
+    action (``real_action`` ``[M]``; all real clips if the request has no action); averaged over
+    requests whose real clips vary (by 1 cm or more: all real ``sit_down`` clips are the same).
+    ``None`` when no such request repeats."""
+    ratios = []
+    for g in _request_groups(requested):
+        same = real if "action" not in requested else real[real_action == requested["action"][g[0]].cpu()]
+        ref = pose_distance(same[:64])
+        if ref >= 0.01:
+            ratios.append(pose_distance(media[g]) / ref)
+    return float(np.mean(ratios)) if ratios else None
 
 
 def trajectory_error(positions: torch.Tensor, request: torch.Tensor) -> float:
@@ -132,6 +179,8 @@ class MotionJudge:
             rp = r_precision(self.net.embed_motion(h), self.net.embed_text(txt))
         self.real_r_precision = rp
         self.real_skating = foot_skating(pos)
+        self.real_positions, self.real_action = pos, act
+        self.real_physics = physics(pos)
 
     @classmethod
     def cached(cls, cache_dir: Path, n_train: int = 4000, n_held: int = 512) -> MotionJudge:
@@ -195,6 +244,11 @@ class MotionJudge:
         out["fd"] = frechet_distance(h, self.real_features)
         out["diversity"] = _pair_spread(h) / _pair_spread(self.real_features)
         out["foot_skating"] = foot_skating(media)
+        if requested:
+            within = request_diversity(media, requested, self.real_positions, self.real_action)
+            if within is not None:
+                out["diversity_request"] = within
+        out |= {k: v for k, v in physics(media).items() if k in PHYSICS}
         return out
 
 

@@ -13,7 +13,7 @@ from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
 
 from .actions import ACTIONS, SPEEDS
-from .codecs import Features, Tokens
+from .codecs import Features, Rotations, Tokens
 from .costs import trajectory_cost
 from .trajectory import decode_trajectory, trajectory_encoder
 from .writers import save_gif
@@ -26,7 +26,7 @@ class MotionModality(Modality):
 
     name = "motion"
     description = "human motion: procedural 22-joint clips (action, speed, text, trajectory), GIF + BVH"
-    representations = MappingProxyType({"features": Features, "tokens": Tokens})
+    representations = MappingProxyType({"features": Features, "rotations": Rotations, "tokens": Tokens})
     datamodules = LazyClasses({"motion": f"{__package__}.data:MotionData"})
     conditions = MappingProxyType({
         "action": " | ".join(ACTIONS), "speed": " | ".join(SPEEDS),
@@ -40,7 +40,7 @@ class MotionModality(Modality):
               title: str | None = None, conditions: Conditions | None = None) -> list[Path]:
         """An animated GIF grid of all samples ``[B, T, 22, 3]`` (``motion.gif``; the requested
         trajectory, if ``conditions`` carries one, drawn on the floor) and one BVH file per sample."""
-        from .bvh import write_bvh
+        from .bvh import bvh_deviation, write_bvh
 
         out.mkdir(parents=True, exist_ok=True)
         trajectories = None
@@ -52,6 +52,11 @@ class MotionModality(Modality):
         files = [save_gif(media, out / "motion.gif", labels=rows, title=title, trajectories=trajectories)]
         for i, m in enumerate(media):
             files.append(write_bvh(m, out / f"sample_{i:02d}.bvh"))
+        dev = torch.stack([bvh_deviation(m) for m in media])  # [B, T, 22]
+        print(f"BVH files: the stored joints are {100 * float(dev.mean()):.2f} cm (mean; max "
+              f"{100 * float(dev.max()):.2f} cm) from the generated ones"
+              + ("" if float(dev.mean()) < 0.01 else " — the files keep the skeleton's bone lengths, which "
+                 "this motion does not"))
         return files
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path):

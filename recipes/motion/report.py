@@ -8,7 +8,13 @@ action. Tables (every row with NFE and sampling seconds):
 1. flow, CFG weight sweep with caption + trajectory + action: action accuracy, R-precision, ...;
 2. flow, caption + trajectory only: single-condition CFG vs joint, independent and nested guidance;
 3. flow, cost-gradient trajectory guidance vs condition-only guidance (dense and sparse paths);
-4. masked (VQ tokens), CFG weight sweep with caption + action.
+4. masked (VQ tokens), CFG weight sweep with caption + action;
+5. physics read back from written BVH files (``bvhio``) for real clips and each model's default
+   guidance, with the files' deviation from the generated joints;
+6. diversity within a request: 10 requests (one per action) × 8 samples each, per model.
+
+Every row also carries the rule-based physics of the decoded joints (``accel``, ``lowest_toe``,
+``penetration``, ``foot_skating``, ``bone_cv``, ``collapses``; :mod:`modalities.motion.physics`).
 
 Writes ``motion.json``, ``motion.md`` (the tables) and ``motion_*.gif`` (samples) under ``--out``.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,7 @@ from framework.core.conditions import Conditions
 from framework.training.module import load
 from modalities.motion.data import caption_embeddings, load_or_generate, sparsify
 from modalities.motion.metrics import MotionJudge
+from modalities.motion.physics import bvh_physics
 from modalities.motion.trajectory import encode_trajectory
 from modalities.motion.writers import save_gif
 
@@ -48,23 +56,40 @@ def requests(n: int, seed: int = 4242, sparse: bool = False) -> tuple[dict[str, 
             "action": torch.from_numpy(data["action"]).long()}, caps
 
 
+def per_action(req: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """The first request of each action, each repeated ``k`` times (``[A·k]`` rows)."""
+    first = [int((req["action"] == a).nonzero()[0]) for a in req["action"].unique().tolist()]
+    idx = torch.tensor(first).repeat_interleave(k)
+    return {key: v[idx] for key, v in req.items()}
+
+
+def bvh_row(label: str, media: torch.Tensor, folder: Path, n: int = 16) -> dict:
+    """Physics of the first ``n`` clips written as BVH files and read back through ``bvhio``."""
+    return {"source": label, **bvh_physics(media[:n], folder)}
+
+
 def conditions_for(model, req: dict[str, torch.Tensor]) -> Conditions:
     """All of the model's conditions given (the guidance's branches choose which are kept)."""
     return Conditions({k: req[k] for k in model.specs})
 
 
 def run_table(model, judge, req, rows: dict[str, str], steps: int, seed: int, tag: str, out: Path,
-              captions: list[str], gif_rows: tuple[str, ...] = ()) -> list[dict]:
-    """Score every ``label → guidance`` row; save a GIF of the first 8 samples of ``gif_rows``."""
+              captions: list[str], gif_rows: tuple[str, ...] = (), keep: dict | None = None) -> list[dict]:
+    """Score every ``label → guidance`` row; save a GIF of the first 8 samples of ``gif_rows``; the
+    first row's media go into ``keep[tag]`` (for the BVH read-back)."""
     conds = conditions_for(model, req)
     requested = {k: v for k, v in req.items() if k in model.specs or k in ("action", "text")}
     results = []
     for label, g in rows.items():
         row, sample = score_guidance(model, judge, conds, requested, label, g, steps, seed)
+        if not tag.startswith("diversity"):  # held-out clips that happen to repeat are not a test of it
+            row.pop("diversity_request", None)
         if "cost(" in (g or "") or tag.startswith("cost"):  # what the cost terms cost: evaluations, backwards
             row["cost_evals"] = float(sum(getattr(s, "cost_evals", 0) for s in sample.stats))
             row["backward"] = float(sum(getattr(s, "backward", 0) for s in sample.stats))
         results.append(row)
+        if keep is not None and tag not in keep:
+            keep[tag] = sample.media
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         print(json.dumps(shown), flush=True)
         if label in gif_rows:
@@ -86,6 +111,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--request-seed", type=int, default=4242, help="seed of the held-out request clips")
     ap.add_argument("--tables", default="cfg,multi,cost,masked")
     ap.add_argument("--cost-weights", type=float, nargs="+", default=[5.0, 20.0])
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
@@ -95,13 +121,16 @@ def main() -> None:
     judge = MotionJudge.cached(CKPT)
     print(f"judge on held-out real clips: action accuracy {judge.real_accuracy:.3f}, R-precision "
           f"{judge.real_r_precision}, foot skating {judge.real_skating:.3f}", flush=True)
-    req, caps = requests(args.n)
+    req, caps = requests(args.n, args.request_seed)
     real = {"acc_action": judge.real_accuracy, "r_precision_top1": judge.real_r_precision[1],
-            "r_precision_top3": judge.real_r_precision[3], "foot_skating": judge.real_skating}
-    result: dict[str, object] = {"n": args.n, "steps": args.steps, "real": real}
+            "r_precision_top3": judge.real_r_precision[3], **judge.real_physics}
+    result: dict[str, object] = {"n": args.n, "steps": args.steps, "seed": args.seed,
+                                 "request_seed": args.request_seed, "real": real}
     md = [f"Real held-out clips: acc_action {real['acc_action']:.2f}, R-precision top-1 "
-          f"{real['r_precision_top1']:.2f} / top-3 {real['r_precision_top3']:.2f}, foot skating "
-          f"{real['foot_skating']:.3f}.\n"]
+          f"{real['r_precision_top1']:.2f} / top-3 {real['r_precision_top3']:.2f}; physics: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in judge.real_physics.items()) + ".\n"]
+    keep: dict[str, torch.Tensor] = {}
+    each = per_action(req, 8)
     path = args.out / "motion.json"
     if path.exists():  # keep tables of earlier runs that this run does not redo
         result = {**json.loads(path.read_text()), **result}
@@ -111,7 +140,10 @@ def main() -> None:
             rows = {"w = 1 (conditional)": "cond(text, trajectory, action)"}
             rows |= {f"w = {w}": f"cfg((text, trajectory, action), {w})" for w in (2, 4)}
             result["flow_cfg"] = run_table(flow, judge, req, rows, args.steps, args.seed, "cfg", args.out,
-                                           caps, gif_rows=("w = 2",))
+                                           caps, gif_rows=("w = 2",), keep=keep)
+            default = flow.hparams.guidance[0]
+            result["diversity_flow"] = run_table(flow, judge, each, {f"flow: {default}": default}, args.steps,
+                                                 args.seed, "diversity_flow", args.out, caps)
         if "multi" in tables:
             rows = {"cfg text only, w=3": "cfg(text, 3)",
                     "cfg trajectory only, w=3": "cfg(trajectory, 3)",
@@ -119,31 +151,53 @@ def main() -> None:
                     "independent [3, 3]": "independent([text, trajectory], [3, 3])",
                     "nested trajectory→text [2, 3]": "nested([trajectory, text], [2, 3])"}
             result["flow_multi"] = run_table(flow, judge, req, rows, args.steps, args.seed, "multi", args.out,
-                                             caps, gif_rows=("independent [3, 3]",))
+                                             caps, gif_rows=("independent [3, 3]",), keep=keep)
         if "cost" in tables:
-            sparse_req, _ = requests(args.n, sparse=True)
+            sparse_req, _ = requests(args.n, args.request_seed, sparse=True)
             out = []
             for kind, r in (("dense", req), ("sparse", sparse_req)):
                 rows = {f"{kind}: cfg (text, trajectory), w=2": "cfg((text, trajectory), 2)"}
                 for w in args.cost_weights:
                     rows[f"{kind}: + cost(trajectory, {w:g})"] = \
                         f"cfg((text, trajectory), 2) + cost(trajectory, {w:g})"
+                shown = (f"{kind}: + cost(trajectory, {args.cost_weights[0]:g})",)
                 out += run_table(flow, judge, r, rows, args.steps, args.seed, f"cost_{kind}", args.out, caps,
-                                 gif_rows=(f"{kind}: + cost(trajectory, {args.cost_weights[0]:g})",))
+                                 gif_rows=shown, keep=keep)
             result["flow_cost"] = out
     if args.masked.exists() and "masked" in tables:
         masked = load(str(args.masked))
         rows = {"w = 1 (conditional)": "cond(text, action)"}
         rows |= {f"w = {w}": f"cfg((text, action), {w})" for w in (2, 4)}
         result["masked_cfg"] = run_table(masked, judge, req, rows, args.steps, args.seed, "masked", args.out,
-                                         caps, gif_rows=("w = 2",))
-    titles = {"flow_cfg": "Flow on features: CFG weight (caption + trajectory + action)",
-              "flow_multi": "Flow on features: caption + trajectory, one or two guidance directions",
-              "flow_cost": "Flow on features: cost-gradient trajectory guidance vs condition-only",
-              "masked_cfg": "Masked on VQ tokens: CFG weight (caption + action)"}
+                                         caps, gif_rows=("w = 2",), keep=keep)
+        default = masked.hparams.guidance[0]
+        result["diversity_masked"] = run_table(masked, judge, each, {f"masked: {default}": default},
+                                               args.steps, args.seed, "diversity_masked", args.out, caps)
+    if keep:
+        real_pos = torch.from_numpy(load_or_generate(16, args.request_seed, None)["positions"])
+        with tempfile.TemporaryDirectory() as tmp:  # the BVH files are read back, not kept
+            result["bvh"] = [bvh_row("real clips", real_pos, Path(tmp) / "real")]
+            result["bvh"] += [bvh_row(f"{tag}: first row", media, Path(tmp) / tag)
+                              for tag, media in keep.items()]
+        for row in result["bvh"]:
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+    rot, each_n = "Flow on rotation features", "10 requests, one per action, × 8 samples"
+    titles = {"flow_cfg": f"{rot}: CFG weight (caption + trajectory + action)",
+              "flow_multi": f"{rot}: caption + trajectory, one or two guidance directions",
+              "flow_cost": f"{rot}: cost-gradient trajectory guidance vs condition-only",
+              "masked_cfg": "Masked on VQ tokens: CFG weight (caption + action)",
+              "diversity_flow": f"Flow: diversity within a request ({each_n})",
+              "diversity_masked": f"Masked: diversity within a request ({each_n})"}
     for key, title in titles.items():
         if key in result:
             md.append(f"### {title}\n\n{format_table(result[key])}")
+    if "bvh" in result:
+        cols = [k for k in result["bvh"][0] if k != "source"]
+        lines = ["| clips | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+        lines += ["| " + r["source"] + " | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |"
+                  for r in result["bvh"]]
+        md.append("### Physics read back from the written BVH files (bvhio), first 16 clips\n\n"
+                  + "\n".join(lines) + "\n")
     path.write_text(json.dumps(result, indent=2))
     (args.out / "motion.md").write_text("\n".join(md))
     print("\n".join(md))

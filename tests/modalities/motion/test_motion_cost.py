@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from framework.core.conditions import Conditions
+from framework.guidance.ops.cost_grad import CostError
 from modalities.motion.actions import generate_clip
 from modalities.motion.codecs import Features, Tokens
 from modalities.motion.costs import trajectory_cost
@@ -38,5 +39,26 @@ def test_cost_is_the_mean_path_distance():
 def test_cost_needs_features_and_a_trajectory_condition():
     with pytest.raises(ValueError, match="needs a model with a 'trajectory' condition"):
         trajectory_cost(Features(), motion_specs(["action"]))
-    with pytest.raises(ValueError, match="needs the motion 'features' representation"):
+    with pytest.raises(CostError, match=r"needs a continuous motion model .* this model samples tokens"):
         trajectory_cost(object.__new__(Tokens), motion_specs(["trajectory"]))
+
+
+def test_cost_without_any_trajectory_is_an_error_not_a_no_op():
+    cost = trajectory_cost(Features(), motion_specs(["trajectory", "action"]))
+    x0 = torch.zeros(2, 32, 142)
+    absent = Conditions.from_raw(motion_specs(["trajectory", "action"]), {"action": "walk"}, 2)
+    with pytest.raises(CostError, match="needs a trajectory to follow"):
+        cost(x0, absent)
+
+
+def test_cli_cost_errors_are_one_line(tmp_path, capsys):
+    from framework.cli.main import main
+
+    masked = "recipes/motion/checkpoints/motion_masked.ckpt"
+    flow = "recipes/motion/checkpoints/motion_flow.ckpt"
+    for ckpt, want in ((masked, "needs a continuous motion model"), (flow, "needs a trajectory to follow")):
+        code = main(["sample", "--checkpoint", ckpt, "--cond", "action=walk", "--guidance",
+                     "cfg(action, 2) + cost(trajectory, 5)", "--n", "1", "--steps", "2",
+                     "--out", str(tmp_path / "o"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

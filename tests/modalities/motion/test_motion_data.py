@@ -19,7 +19,7 @@ def test_batches_and_cache(tmp_path):
     want = decode_trajectory(c["trajectory"])
     given = ~torch.isnan(want[..., 0])
     assert torch.allclose(want[given], batch["media"][:, :, 0, [0, 2]][given], atol=1e-5)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clips-64-12-0.npz", "clips-64-4-1.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clips-v2-64-12-0.npz", "clips-v2-64-4-1.npz"]
     again = MotionData(conditions=["action"], n_train=12, n_val=4, cache_dir=str(tmp_path))
     media, conds = again.split("train")
     assert torch.equal(media, dm.split("train")[0])  # read back from the cache

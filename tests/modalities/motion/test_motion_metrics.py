@@ -4,7 +4,15 @@ import numpy as np
 import torch
 
 from modalities.motion.actions import ACTIONS, generate_clip
-from modalities.motion.metrics import MotionJudge, foot_skating, r_precision, trajectory_error
+from modalities.motion.metrics import (
+    PHYSICS,
+    MotionJudge,
+    foot_skating,
+    pose_distance,
+    r_precision,
+    request_diversity,
+    trajectory_error,
+)
 from modalities.motion.trajectory import encode_trajectory
 
 
@@ -43,10 +51,24 @@ def test_judge_trains_caches_and_scores(tmp_path):
     judge = MotionJudge((pos, act, text), held, tmp_path / "judge.pt", epochs=2)
     assert (tmp_path / "judge.pt").exists()
     m = judge.evaluate(pos[:8], {"action": act[:8], "text": text[:8]})
-    assert set(m) == {"acc_action", "r_precision_top1", "r_precision_top3", "fd", "diversity", "foot_skating"}
+    assert set(m) - {"diversity_request"} == {"acc_action", "r_precision_top1", "r_precision_top3", "fd",
+                                               "diversity", "foot_skating", *PHYSICS}
     assert 0 <= m["acc_action"] <= 1 and abs(m["fd"]) < 1e-3 and abs(m["diversity"] - 1) < 1e-6
     again = MotionJudge(None, held, tmp_path / "judge.pt")  # loaded from the cache (weights_only)
     assert again.evaluate(pos[:8], {"action": act[:8]}) == {k: m[k] for k in again.evaluate(
         pos[:8], {"action": act[:8]})}
     noise = pos[:8] + 0.05 * torch.randn(pos[:8].shape, generator=torch.Generator().manual_seed(0))
     assert judge.evaluate(noise, {})["fd"] > m["fd"]
+
+
+def test_diversity_within_a_request_sees_near_copies():
+    pos, act = _clips(24, 10)
+    walk = pos[act == act[0]]
+    copies = walk[:1].repeat(6, 1, 1, 1) + 0.003 * torch.randn(6, *walk.shape[1:])  # 0.3 cm apart
+    request = {"action": act[:1].repeat(6)}
+    assert request_diversity(copies, request, pos, act) < 0.1
+    varied = pos[act == act[0]][:6]
+    assert len(varied) >= 2
+    assert request_diversity(varied, {"action": act[:1].repeat(len(varied))}, pos, act) > 0.5
+    assert request_diversity(pos[:3], {"action": torch.arange(3)}, pos, act) is None  # no request repeats
+    assert pose_distance(walk[:1]) != pose_distance(walk[:1])  # NaN: no pair

@@ -10,6 +10,7 @@ from framework.core.conditions import Conditions
 from framework.training.module import GenerativeModule
 from modalities.motion.actions import ACTIONS
 from modalities.motion.data import MotionData
+from modalities.motion.metrics import PHYSICS
 from modalities.motion.trajectory import DIM
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -40,7 +41,7 @@ def test_score_judges_real_clips_as_real_and_mismatched_requests_as_wrong(data):
     conds = data.val_conditions(8)
     real = data.score(media, conds)
     assert set(real) == {"acc_action", "r_precision_top1", "r_precision_top3", "traj_error", "fd",
-                         "diversity", "foot_skating"}
+                         "diversity", "foot_skating", *PHYSICS}  # 8 clips, 8 different requests
     assert real["traj_error"] < 1e-3  # each clip follows its own path (0 up to the error's 1e-4 floor)
     assert real["acc_action"] >= 0.75  # the judge is right on 100% of its 512 held-out clips
     # the same clips asked for the next clip's action and path: the judge must notice
