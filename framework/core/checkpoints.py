@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from framework.core import allowlist
 from framework.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -134,6 +135,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if instantiator is not None and instantiator != _LIGHTNING_INSTANTIATOR:
         raise CheckpointError(f"{where}: refused: it names an instantiator {instantiator!r} (an import "
                               "path); polyguide imports nothing a checkpoint names")
+    try:  # a class_path in e.g. family_args would be built by `polyguide fit --ckpt_path`
+        allowlist.check_class_paths(hp, where)
+    except allowlist.ClassNotAllowed as e:
+        raise CheckpointError(str(e)) from None
     unknown = sorted(set(map(str, hp)) - _init_parameters())
     if unknown:
         raise CheckpointError(f"{where}: is a checkpoint of another module (hyper-parameters "
