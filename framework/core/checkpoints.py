@@ -176,9 +176,22 @@ def build_model(ckpt: Mapping[str, Any], path: str | Path,
     if cls is None:
         from framework.training.module import GenerativeModule as cls
 
+    from framework.core.sizes import SizeError, expecting
+
+    hp = dict(ckpt["hyper_parameters"])
+    rep = hp.get("representation")
+    if isinstance(rep, Mapping) and "cache_dir" in rep:  # a file someone sent must not choose where we write
+        hp["representation"] = {k: v for k, v in rep.items() if k != "cache_dir"}
     try:
-        model = cls(**ckpt["hyper_parameters"])
-    except (ValueError, TypeError, KeyError, ImportError) as e:
+        with expecting(ckpt["state_dict"], f"checkpoint {path}"):  # declared sizes vs the weights present
+            model = cls(**hp)
+    except SizeError as e:
+        where = f"checkpoint {path}: "
+        if not str(e).startswith(where):  # a file the checkpoint names (a tokenizer) is at fault
+            raise CheckpointError(f"{where}{e}") from None
+        raise CheckpointError(f"{where}its weights do not fit the model its hyper-parameters "
+                              f"describe: {str(e).removeprefix(where)}") from None
+    except (ValueError, TypeError, KeyError, ImportError, OSError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyper-parameters do not build a model: "
                               f"{_one_line(e)}") from e
     try:
