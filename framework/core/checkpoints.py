@@ -72,11 +72,18 @@ def read_checkpoint(path: str | Path) -> Any:
     Raises:
         CheckpointError: one line naming ``path`` and what is wrong with it.
     """
+    from framework.core.files import regular_file
+
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError:  # e.g. a name longer than the system allows: regular_file names it
+        exists, is_dir = True, False
+    if not exists:
         raise CheckpointError(f"checkpoint {path}: no such file")
-    if path.is_dir():
+    if is_dir:
         raise CheckpointError(f"checkpoint {path}: is a directory, not a checkpoint file")
+    regular_file(path, "checkpoint", CheckpointError, empty_ok=True)  # a FIFO or device: never opened
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
