@@ -30,7 +30,7 @@ _KIND_NAMES = {"c": "complex numbers", "M": "dates/times", "m": "time spans",
                "V": "records (a structured dtype)", "O": "Python objects", "U": "text", "S": "bytes"}
 
 
-def _short(path: Path, width: int = 80) -> str:
+def _short(path: Path, width: int = 240) -> str:
     text = str(path)
     return text if len(text) <= width else f"{text[:40]}…{text[-30:]} ({len(text)} characters)"
 
