@@ -35,6 +35,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
+from framework.cli.recipe_files import check_recipes
 from framework.core import allowlist
 from framework.core.checkpoints import load_checkpoint, read_checkpoint
 from framework.core.errors import ArgumentError, UserError, one_line
@@ -147,6 +148,7 @@ def fit_main(args: list[str]) -> int:
     Raises:
         UserError: a configuration mistake or a bad ``--ckpt_path`` (the CLI prints one line).
     """
+    check_recipes(args)  # before OmegaConf or jsonargparse read them: bad YAML, alias bombs, FIFOs
     common = dict(subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
                   parser_kwargs={"prog": "polyguide", "exit_on_error": False})
     try:

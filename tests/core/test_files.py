@@ -4,7 +4,6 @@ one line naming the file, sizes bounded from the header, a FIFO never blocks."""
 from __future__ import annotations
 
 import os
-import signal
 import warnings
 from pathlib import Path
 
@@ -23,17 +22,7 @@ IMAGE = str(ROOT / "recipes/image/checkpoints/shapes_flow.ckpt")
 NPY = pytest.mark.fault("bad input file")
 
 
-@pytest.fixture(autouse=True)
-def never_block():
-    """A read that blocks (a FIFO) fails the test after 20 s instead of hanging the suite."""
-    def stuck(*_):
-        raise AssertionError("blocked reading the input")
-
-    old = signal.signal(signal.SIGALRM, stuck)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+pytestmark = pytest.mark.usefixtures("never_block")
 
 
 def _npy_header(path: Path, shape, descr="<f4") -> None:
