@@ -14,7 +14,6 @@ import pytest
 from framework.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.usefixtures("never_block")
 
 
 def _bomb(levels: int = 9) -> str:
@@ -37,7 +36,7 @@ CASES = {
 
 @pytest.mark.fault("bad recipe file")
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_bad_recipe_file_is_one_line(tmp_path, capsys, case):
+def test_a_bad_recipe_file_is_one_line(tmp_path, capsys, case, never_block):
     content, message = CASES[case]
     path, marker = tmp_path / "recipe.yaml", tmp_path / "PWNED"
     if content is None:
