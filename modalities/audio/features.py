@@ -67,8 +67,9 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> tor
     return torch.from_numpy(out.astype(np.float32))
 
 
-#: what :func:`read_wav` accepts: declared sample rates and length (longer files are refused before reading)
-MIN_RATE, MAX_RATE, MAX_SECONDS = 1_000, 384_000, 600
+#: what :func:`read_wav` accepts: declared sample rates, length and values (frames × channels), checked
+#: from the header before reading (10 minutes of 48 kHz stereo is 57.6 M values: 230 MB as float32)
+MIN_RATE, MAX_RATE, MAX_SECONDS, MAX_VALUES = 1_000, 384_000, 600, 60_000_000
 #: largest sample magnitude accepted (float WAVs at integer scale pass; 3e38 is not audio)
 MAX_PEAK = 1e6
 
@@ -97,9 +98,9 @@ def read_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     if not MIN_RATE <= info.samplerate <= MAX_RATE:
         raise AudioFileError(f"audio file {str(path)!r} declares a sample rate of {info.samplerate:,} Hz; "
                              f"accepted: {MIN_RATE:,} … {MAX_RATE:,} Hz")
-    if info.frames > MAX_SECONDS * info.samplerate or info.channels > 64:
+    if info.frames > MAX_SECONDS * info.samplerate or info.frames * info.channels > MAX_VALUES:
         raise AudioFileError(f"audio file {str(path)!r} declares {info.frames:,} frames × {info.channels} "
-                             f"channels; at most {MAX_SECONDS} s and 64 channels are accepted")
+                             f"channels; at most {MAX_SECONDS} s and {MAX_VALUES:,} values are accepted")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, channels]
     except Exception as e:
