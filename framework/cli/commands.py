@@ -334,6 +334,24 @@ def _sample(args: argparse.Namespace) -> int:
     out_dir, note = claim(out_dir)  # this run's own folder: never mixed with another run's files
     if note:
         print(note)
+    try:
+        files, record = _write_samples(args, model, out, raw, media, modality, out_dir, n, steps, seed)
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"writing the samples to {out_dir} failed ({e.strerror or e}); its manifest.json "
+                          f"marks the run incomplete") from None
+    costs = f", {out.backward} backward passes, {out.cost_evals} cost evaluations" if out.cost_evals else ""
+    print(f"{n} samples, {len(out.stats)} steps, NFE {out.nfe} "
+          f"({out.nfe / max(1, len(out.stats)):.2f}/step){costs}, {out.seconds:.1f} s")
+    for f in [*files, record, out_dir / MANIFEST]:
+        print(f"wrote {f}")
+    return 0
+
+
+def _write_samples(args: argparse.Namespace, model, out, raw: dict[str, Any], media, modality, out_dir: Path,
+                   n: int, steps: int, seed: int) -> tuple[list[Path], Path]:
+    """The modality's files, then ``samples.pt``, then the complete manifest (all atomic)."""
     title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
     extra = {}
     if modality is not None and "conditions" in inspect.signature(modality.write).parameters:
@@ -348,12 +366,7 @@ def _sample(args: argparse.Namespace) -> int:
                                               "guidance": args.guidance, "seed": seed, "steps": steps}, f))
     complete(out_dir, [*files, record], command="sample", checkpoint=str(args.checkpoint), n=n, steps=steps,
              seed=seed, guidance=args.guidance, conditions=args.cond)
-    costs = f", {out.backward} backward passes, {out.cost_evals} cost evaluations" if out.cost_evals else ""
-    print(f"{n} samples, {len(out.stats)} steps, NFE {out.nfe} "
-          f"({out.nfe / max(1, len(out.stats)):.2f}/step){costs}, {out.seconds:.1f} s")
-    for f in [*files, record, out_dir / MANIFEST]:
-        print(f"wrote {f}")
-    return 0
+    return files, record
 
 
 def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: int,

@@ -123,8 +123,9 @@ def test_an_interrupted_run_leaves_no_torn_file_and_no_complete_manifest(tmp_pat
 
 
 @OUT
-def test_samples_pt_is_written_atomically(tmp_path, monkeypatch):
-    """A failure while saving samples.pt (e.g. the disk is full) leaves no samples.pt at all."""
+def test_samples_pt_is_written_atomically(tmp_path, monkeypatch, capsys):
+    """A failure while saving samples.pt (e.g. the disk is full) leaves no samples.pt at all, and is
+    one line."""
     out = tmp_path / "out"
 
     def full_disk(obj, f, *a, **k):
@@ -132,10 +133,38 @@ def test_samples_pt_is_written_atomically(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(commands.torch, "save", full_disk)
-    with pytest.raises(OSError):
-        sample(out, 1)
+    assert sample(out, 1) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "No space left on device" in err[0] and "incomplete" in err[0], err
     assert not (out / "samples.pt").exists()
     assert not any(p.name.startswith(".samples.pt") for p in out.iterdir())
+    assert manifest(out)["complete"] is False
+
+
+@OUT
+def test_a_file_size_limit_leaves_no_torn_file(tmp_path):
+    """Under ``ulimit -f`` (RLIMIT_FSIZE) the write fails part-way: one line, exit 2, and no file
+    under its final name is torn."""
+    import resource
+
+    out = tmp_path / "out"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # bytes: less than samples.pt of 64
+
+    argv = ["sample", "--checkpoint", IMAGE, "--out", str(out), "--n", "64", "--steps", "1", "--seed", "0",
+            "--no-progress", *COND]
+    p = subprocess.run([sys.executable, "-m", "framework.cli", *argv], capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(err) == 1 and "File too large" in err[0], p.stderr[-2000:]
+    from PIL import Image
+
+    for f in out.glob("*.png"):
+        with Image.open(f) as im:
+            im.load()
+    if (out / "samples.pt").exists():
+        torch.load(out / "samples.pt", weights_only=True)
     assert manifest(out)["complete"] is False
 
 
