@@ -71,3 +71,18 @@ def fit_one_step_and_validate(tmp_path):
         return trainer
 
     return run
+
+
+@pytest.fixture
+def never_block():
+    """A read that blocks (a FIFO given as an input) fails the test after 60 s instead of hanging."""
+    import signal
+
+    def stuck(*_):
+        raise AssertionError("blocked reading an input")
+
+    old = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)

@@ -8,6 +8,7 @@ line with exit code 2 before it loads a model or samples anything.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
@@ -104,17 +105,13 @@ def check_input_file(path: Path, what: str) -> Path:
     A shipped file named as the docs do (``recipes/image/checkpoints/shapes_flow.ckpt``) is found
     from any directory, in the checkout or the installed package (:func:`framework.core.shipped.resolve`).
     """
-    path = shipped.resolve(path)
-    if not path.exists():
-        raise ArgumentError(f"{what} {path} does not exist")
-    if path.is_dir():
-        raise ArgumentError(f"{what} {path} is a folder, not a file")
+    from framework.core.files import regular_file
+
     try:
-        with path.open("rb") as f:
-            f.read(1)
-    except OSError as e:
-        raise ArgumentError(f"{what} {path} cannot be read: {e.strerror or e}") from None
-    return path
+        path = shipped.resolve(path)
+    except OSError:  # e.g. a name longer than the system allows: regular_file says so
+        pass
+    return regular_file(path, what, ArgumentError, empty_ok=True)  # stat only: a FIFO never blocks
 
 
 def _writable_dir(folder: Path, what: str, path: Path) -> None:
@@ -148,6 +145,12 @@ def _check_folder(folder: Path, what: str, path: Path) -> None:
 def check_output_dir(path: Path, what: str = "output folder") -> Path:
     """``path`` must be a writable folder or creatable as one; nothing is created."""
     path = path.expanduser()
+    try:
+        dangling = path.is_symlink() and not path.exists()
+    except OSError as e:  # e.g. a name longer than the system allows
+        raise OutputError(f"{what} {str(path)[:60]}… cannot be created: {e.strerror or e}") from None
+    if dangling:
+        raise OutputError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist")
     _check_folder(path, what, path)
     return path
 

@@ -19,7 +19,9 @@ from framework.cli.args import (
     fresh_seed,
     resolve_device,
 )
+from framework.cli.outputs import MANIFEST, claim, complete
 from framework.core import plugins
+from framework.core.atomic import atomic_save, atomic_write
 from framework.core.conditions import ConditionError, ConditionSpec, random_requests
 from framework.core.errors import ArgumentError, NonFiniteError, OutputError, one_line
 
@@ -80,6 +82,9 @@ def _check_cond_syntax(pairs: list[str]) -> None:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip() or not value.strip():
             raise ConditionError(f"--cond takes name=value, got {pair!r}")
+        if any(not c.isprintable() for c in pair):
+            raise ConditionError(f"--cond {name}: the value holds a line break or another control character "
+                                 f"({pair!r}); give it on one line")
         if name in seen:
             raise ConditionError(f"condition {name!r} is given twice (--cond {seen[name]} and "
                                  f"--cond {pair}); give each condition once")
@@ -106,6 +111,34 @@ def _parse_guidance(text: str | None) -> None:
     expr = parse(text)
     expr.check()
     check_zero_directions(expr)
+
+
+#: samples drawn in one batch by ``polyguide sample``; a larger ``--n`` is sampled batch by batch, so
+#: the network's memory stays that of this many samples (results are kept on the CPU)
+MAX_BATCH = 256
+
+
+def _sample_in_batches(model, raw, guidance, n: int, seed: int, **kwargs):
+    """:func:`_sample_checked` for ``n`` samples, at most :data:`MAX_BATCH` at a time.
+
+    Batch ``k`` uses seed ``seed + 1_000_003·k`` (batch 0 is exactly the unbatched run of ``n ≤
+    MAX_BATCH``). Returns one :class:`~framework.generators.SampleOutput` with the samples and media
+    of all batches concatenated on the CPU; its ``stats`` are the first batch's (each batch takes
+    the same steps), its ``seconds`` the total.
+    """
+    from framework.generators import SampleOutput
+
+    outs = []
+    for k, start in enumerate(range(0, n, MAX_BATCH)):
+        out = _sample_checked(model, raw, guidance, n=min(MAX_BATCH, n - start),
+                              seed=(seed + 1_000_003 * k) % MAX_SEED, **kwargs)
+        outs.append(SampleOutput(out.samples.cpu(), out.stats, out.seconds,
+                                 None if out.media is None else out.media.cpu()))
+    if len(outs) == 1:
+        return outs[0]
+    media = None if outs[0].media is None else torch.cat([o.media for o in outs])
+    samples = torch.cat([o.samples for o in outs])
+    return SampleOutput(samples, outs[0].stats, sum(o.seconds for o in outs), media)
 
 
 def _sample_checked(model, conditions, guidance, **kwargs):
@@ -300,12 +333,32 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"[{used}]")
         return code
     n, steps = args.n or 16, _steps_or_default(model, args.steps)
-    out = _sample_checked(model, raw, args.guidance, n=n, steps=steps, seed=seed, weak=weak,
-                          progress=not args.no_progress)
+    out = _sample_in_batches(model, raw, args.guidance, n, seed, steps=steps, weak=weak,
+                             progress=not args.no_progress)
     print(used)
     media = out.media.cpu() if out.media is not None else None
     modality = plugins.get(model.hparams.modality) if model.hparams.get("modality") else None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir, note = claim(out_dir)  # this run's own folder: never mixed with another run's files
+    if note:
+        print(note)
+    try:
+        files, record = _write_samples(args, model, out, raw, media, modality, out_dir, n, steps, seed)
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"writing the samples to {out_dir} failed ({e.strerror or e}); its manifest.json "
+                          f"marks the run incomplete") from None
+    costs = f", {out.backward} backward passes, {out.cost_evals} cost evaluations" if out.cost_evals else ""
+    print(f"{n} samples, {len(out.stats)} steps, NFE {out.nfe} "
+          f"({out.nfe / max(1, len(out.stats)):.2f}/step){costs}, {out.seconds:.1f} s")
+    for f in [*files, record, out_dir / MANIFEST]:
+        print(f"wrote {f}")
+    return 0
+
+
+def _write_samples(args: argparse.Namespace, model, out, raw: dict[str, Any], media, modality, out_dir: Path,
+                   n: int, steps: int, seed: int) -> tuple[list[Path], Path]:
+    """The modality's files, then ``samples.pt``, then the complete manifest (all atomic)."""
     title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
     extra = {}
     if modality is not None and "conditions" in inspect.signature(modality.write).parameters:
@@ -316,14 +369,11 @@ def _sample(args: argparse.Namespace) -> int:
     if record in files:  # a writer that took the CLI's file name would be overwritten silently
         raise OutputError(f"the {model.hparams.get('modality')} writer wrote {record}, the file where "
                           f"polyguide sample keeps the representation; the plugin must use another name")
-    torch.save({"samples": out.samples.cpu(), "conditions": raw, "guidance": args.guidance, "seed": seed,
-                "steps": steps}, record)
-    costs = f", {out.backward} backward passes, {out.cost_evals} cost evaluations" if out.cost_evals else ""
-    print(f"{n} samples, {len(out.stats)} steps, NFE {out.nfe} "
-          f"({out.nfe / max(1, len(out.stats)):.2f}/step){costs}, {out.seconds:.1f} s")
-    for f in [*files, record]:
-        print(f"wrote {f}")
-    return 0
+    atomic_save(record, lambda f: torch.save({"samples": out.samples.cpu(), "conditions": raw,
+                                              "guidance": args.guidance, "seed": seed, "steps": steps}, f))
+    complete(out_dir, [*files, record], command="sample", checkpoint=str(args.checkpoint), n=n, steps=steps,
+             seed=seed, guidance=args.guidance, conditions=args.cond)
+    return files, record
 
 
 def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: int,
@@ -347,7 +397,13 @@ def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: in
     if out_dir is not None:
         modality = plugins.get(model.hparams.modality)
         title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
-        for f in modality.write(texts, out_dir, title=title):
+        out_dir, note = claim(out_dir)
+        if note:
+            print(note)
+        files = modality.write(texts, out_dir, title=title)
+        complete(out_dir, files, command="sample", checkpoint=str(args.checkpoint), n=n, seed=seed,
+                 guidance=args.guidance, conditions=args.cond, prompt=args.prompt)
+        for f in [*files, out_dir / MANIFEST]:
             print(f"wrote {f}")
     return 0
 
@@ -444,9 +500,9 @@ def _eval(args: argparse.Namespace) -> int:
     table = format_table(rows)
     print(table)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "eval.json").write_text(json.dumps(rows, indent=2))
-        (args.out / "eval.md").write_text(table)
+        text = json.dumps(rows, indent=2)
+        atomic_write(args.out / "eval.json", lambda tmp: tmp.write_text(text))
+        atomic_write(args.out / "eval.md", lambda tmp: tmp.write_text(table))
         print(f"wrote {args.out / 'eval.json'} and eval.md")
     return 0
 

@@ -18,6 +18,9 @@ A recipe whose ``model`` section names a ``class_path`` trains that ``LightningM
 (e.g. a modality's codec, ``recipes/audio/codec.yaml``); its other recipes keep the plain
 ``GenerativeModule`` form.
 
+Recipes and checkpoints run no code: jsonargparse builds only classes on the allow-list of
+:mod:`framework.core.allowlist` (extended with ``POLYGUIDE_ALLOW_CLASSES``).
+
 A configuration mistake — a missing config file, a value of the wrong type, an unknown option, a
 model or data module whose constructor refuses its arguments, a bad ``--ckpt_path`` — is a
 :class:`~framework.core.errors.UserError` (one line from ``polyguide``, exit 2); errors while training
@@ -37,6 +40,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
+from framework.cli.recipe_files import check_recipes
+from framework.core import allowlist
 from framework.core.checkpoints import load_checkpoint, read_checkpoint
 from framework.core.errors import ArgumentError, UserError, one_line
 from framework.training.checkpoint_io import install
@@ -94,6 +99,7 @@ class _CLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        allowlist.check_class_paths(config.as_dict(), "the configuration")  # before anything is built
         for cb in config.get("trainer.callbacks") or []:
             if getattr(cb, "class_path", None) in _LIGHTNING_CHECKPOINT:
                 cb.class_path = _OURS
@@ -119,7 +125,9 @@ class _CLI(LightningCLI):
         path = self.config[sub].get("ckpt_path") if sub else None
         if path and Path(path).exists():  # 'last', 'best'... are names the trainer resolves later
             if self.subclass_mode_model:  # another LightningModule (a codec, a distillation run):
-                read_checkpoint(path)     # its checkpoint is read as safely, but is not a GenerativeModule's
+                ckpt = read_checkpoint(path)  # read as safely, but not a GenerativeModule's
+                hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+                allowlist.check_class_paths(hp, f"checkpoint {path}")
             else:
                 load_checkpoint(path)
         super()._parse_ckpt_path()
@@ -159,10 +167,11 @@ def fit_main(args: list[str]) -> int:
     Raises:
         UserError: a configuration mistake or a bad ``--ckpt_path`` (the CLI prints one line).
     """
+    check_recipes(args)  # before OmegaConf or jsonargparse read them: bad YAML, alias bombs, FIFOs
     common = dict(subclass_mode_data=True, args=args, save_config_kwargs={"overwrite": True},
                   parser_kwargs={"prog": "polyguide", "exit_on_error": False})
     try:
-        with _quiet():
+        with _quiet(), allowlist.enforced():  # recipes and checkpoints build allow-listed classes only
             if _names_model_class(args):  # e.g. a codec: any LightningModule named by class_path
                 _CLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, **common)
             else:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from framework.core import allowlist
 from framework.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -71,11 +72,18 @@ def read_checkpoint(path: str | Path) -> Any:
     Raises:
         CheckpointError: one line naming ``path`` and what is wrong with it.
     """
+    from framework.core.files import regular_file
+
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError:  # e.g. a name longer than the system allows: regular_file names it
+        exists, is_dir = True, False
+    if not exists:
         raise CheckpointError(f"checkpoint {path}: no such file")
-    if path.is_dir():
+    if is_dir:
         raise CheckpointError(f"checkpoint {path}: is a directory, not a checkpoint file")
+    regular_file(path, "checkpoint", CheckpointError, empty_ok=True)  # a FIFO or device: never opened
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -134,6 +142,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if instantiator is not None and instantiator != _LIGHTNING_INSTANTIATOR:
         raise CheckpointError(f"{where}: refused: it names an instantiator {instantiator!r} (an import "
                               "path); polyguide imports nothing a checkpoint names")
+    try:  # a class_path in e.g. family_args would be built by `polyguide fit --ckpt_path`
+        allowlist.check_class_paths(hp, where)
+    except allowlist.ClassNotAllowed as e:
+        raise CheckpointError(str(e)) from None
     unknown = sorted(set(map(str, hp)) - _init_parameters())
     if unknown:
         raise CheckpointError(f"{where}: is a checkpoint of another module (hyper-parameters "
@@ -171,9 +183,22 @@ def build_model(ckpt: Mapping[str, Any], path: str | Path,
     if cls is None:
         from framework.training.module import GenerativeModule as cls
 
+    from framework.core.sizes import SizeError, expecting
+
+    hp = dict(ckpt["hyper_parameters"])
+    rep = hp.get("representation")
+    if isinstance(rep, Mapping) and "cache_dir" in rep:  # a file someone sent must not choose where we write
+        hp["representation"] = {k: v for k, v in rep.items() if k != "cache_dir"}
     try:
-        model = cls(**ckpt["hyper_parameters"])
-    except (ValueError, TypeError, KeyError, ImportError) as e:
+        with expecting(ckpt["state_dict"], f"checkpoint {path}"):  # declared sizes vs the weights present
+            model = cls(**hp)
+    except SizeError as e:
+        where = f"checkpoint {path}: "
+        if not str(e).startswith(where):  # a file the checkpoint names (a tokenizer) is at fault
+            raise CheckpointError(f"{where}{e}") from None
+        raise CheckpointError(f"{where}its weights do not fit the model its hyper-parameters "
+                              f"describe: {str(e).removeprefix(where)}") from None
+    except (ValueError, TypeError, KeyError, ImportError, OSError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyper-parameters do not build a model: "
                               f"{_one_line(e)}") from e
     try:

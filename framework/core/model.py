@@ -19,6 +19,7 @@ from framework.core import plugins
 from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
 from framework.core.errors import ArgumentError
 from framework.core.plugins import Codec
+from framework.core.sizes import build_within
 from framework.generators import Autoregressive, Diffusion, Family, Flow, Masked, SampleOutput
 from framework.generators.autoregressive import FirstStepMask
 from framework.guidance.branches import cond
@@ -141,9 +142,11 @@ class GenerativeModel(torch.nn.Module):
         backbone = dict(backbone or {})
         arch = backbone.pop("type", "polyguide")
         if arch == "gpt2":
-            self.backbone: torch.nn.Module = self._gpt2(backbone)
+            self.backbone: torch.nn.Module = build_within(lambda: self._gpt2(backbone), "backbone.",
+                                                          depth=backbone.get("n_layer"))
         elif arch == "polyguide":
-            self.backbone = Backbone(self._backbone_config(backbone))
+            cfg = self._backbone_config(backbone)  # a checkpoint's sizes must fit its weights
+            self.backbone = build_within(lambda: Backbone(cfg), "backbone.", depth=cfg.depth)
         else:
             raise ValueError(f"unknown backbone type {arch!r}; use 'polyguide' or 'gpt2'")
         self.dropout = self._dropout(dropout, dropout_rate)

@@ -141,10 +141,9 @@ class Modality:
         writes the representation beside it as ``samples.pt``); modalities override it with their
         media: a file per sample in the medium people use, and usually a grid of all of them.
         """
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "media.pt"
-        torch.save(media.cpu(), path)
-        return [path]
+        from framework.core.atomic import atomic_save
+
+        return [atomic_save(out / "media.pt", lambda f: torch.save(media.cpu(), f))]
 
     def judge(self, specs: Mapping[str, Any], codec: Codec, cache_dir: Path) -> Any:
         """An object whose ``evaluate(media, requested) -> {metric: value}`` scores samples, where

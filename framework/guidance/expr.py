@@ -295,6 +295,9 @@ class Window(Expr):
     """``inner`` for ``lo ≤ τ ≤ hi``, ``outside`` elsewhere (guidance interval, staged guidance)."""
 
     def __init__(self, inner: Expr, lo: float, hi: float, outside: Expr) -> None:
+        if not isinstance(outside, Expr):
+            raise TypeError(f"within(..., outside=...) takes a guidance expression (e.g. uncond), got "
+                            f"{outside!r}"[:200])
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"within() needs 0 ≤ lo ≤ hi ≤ 1, got lo={lo}, hi={hi}")
         self.inner, self.lo, self.hi, self.outside = inner, float(lo), float(hi), outside

@@ -14,6 +14,8 @@ import math
 import operator
 from collections.abc import Callable
 
+from framework.core.errors import UserError
+
 __all__ = [
     "Weight",
     "WeightLike",
@@ -105,6 +107,14 @@ class _Binary(Weight):
         return f"({self.a!r} {self.sym} {self.b!r})"
 
 
+def _c(tau: float) -> float:
+    return (1.0 - math.cos(math.pi * tau)) / 2.0
+
+
+class ScheduleError(UserError, ValueError):
+    """A weight schedule whose value is not a finite number (e.g. weights so large they overflow)."""
+
+
 class _Fn(Weight):
     def __init__(self, fn: Callable[[float], float], name: str) -> None:
         self.fn, self.name = fn, name
@@ -112,7 +122,7 @@ class _Fn(Weight):
     def __call__(self, tau: float) -> float:
         value = float(self.fn(tau))
         if not math.isfinite(value):
-            raise ValueError(f"schedule {self.name} returned {value} at τ={tau:.4f}")
+            raise ScheduleError(f"schedule {self.name} returned {value} at τ={tau:.4f}; use smaller weights")
         return value
 
     def __repr__(self) -> str:
@@ -144,12 +154,13 @@ def linear(start: float, end: float) -> Weight:
     *Analysis of Classifier-Free Guidance Weight Schedulers* (2024) reports that
     monotonically increasing ramps whose mean equals the static weight help.
     """
-    return _Fn(lambda tau: start + (end - start) * tau, f"linear({start:g}, {end:g})")
+    # a convex combination: finite for any finite start and end (end − start may overflow)
+    return _Fn(lambda tau: start * (1.0 - tau) + end * tau, f"linear({start:g}, {end:g})")
 
 
 def cosine(start: float, end: float) -> Weight:
     """``w(τ) = start + (end − start)·(1 − cos πτ)/2``: a smooth ramp."""
-    return _Fn(lambda tau: start + (end - start) * (1.0 - math.cos(math.pi * tau)) / 2.0,
+    return _Fn(lambda tau: start * (1.0 - _c(tau)) + end * _c(tau),
                f"cosine({start:g}, {end:g})")
 
 

@@ -43,7 +43,7 @@ from framework.guidance.branches import (
     noised,
     uncond,
 )
-from framework.guidance.expr import Expr
+from framework.guidance.expr import PROBE_TAUS, Expr
 from framework.guidance.schedules import Weight, const, cosine, linear, window
 
 __all__ = ["FUNCTIONS", "MAX_BRANCHES", "MAX_DEPTH", "MAX_LENGTH", "MAX_TERMS", "GuidanceSyntaxError",
@@ -425,4 +425,10 @@ def parse(text: str) -> Expr:
         raise GuidanceSyntaxError(f"the expression uses {n_branches} distinct branches (model "
                                   f"evaluations per step); the limit is MAX_BRANCHES={MAX_BRANCHES}",
                                   stripped, None)
+    for tau in PROBE_TAUS:  # weights that overflow are an error of the text, not of a later step
+        try:
+            result.mass(tau)
+        except (ArithmeticError, ValueError) as e:
+            raise GuidanceSyntaxError(f"the guidance's weights are not finite numbers: {e}"[:300],
+                                      stripped, None) from None
     return result

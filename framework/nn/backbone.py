@@ -70,6 +70,12 @@ class BackboneConfig:
         if (self.in_dim is None) == (self.vocab_size is None):
             raise ValueError("BackboneConfig needs exactly one of in_dim (continuous) "
                              "or vocab_size (discrete)")
+        for name in ("seq_len", "dim", "depth", "heads", "codebooks"):
+            value, least = getattr(self, name), 0 if name == "depth" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a whole number ≥ {least}, got {value!r}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
         if self.out_dim is None:

@@ -67,22 +67,55 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int = SAMPLE_RATE) -> tor
     return torch.from_numpy(out.astype(np.float32))
 
 
+#: what :func:`read_wav` accepts: declared sample rates, length and values (frames × channels), checked
+#: from the header before reading (10 minutes of 48 kHz stereo is 57.6 M values: 230 MB as float32)
+MIN_RATE, MAX_RATE, MAX_SECONDS, MAX_VALUES = 1_000, 384_000, 600, 60_000_000
+#: largest sample magnitude accepted (float WAVs at integer scale pass; 3e38 is not audio)
+MAX_PEAK = 1e6
+
+
 def read_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """Read an audio file (WAV, FLAC, OGG… through soundfile) as mono ``[1, T]`` float at
-    ``sample_rate``: channels are averaged and other rates resampled. Unreadable or empty files
-    raise :class:`AudioFileError` naming the file."""
+    ``sample_rate``: channels are averaged and other rates resampled.
+
+    The file's declared rate (:data:`MIN_RATE` … :data:`MAX_RATE` Hz) and length (at most
+    :data:`MAX_SECONDS`) are checked from its header before any sample is read, so memory stays
+    bounded; samples must be finite and at most :data:`MAX_PEAK` in magnitude.
+
+    Raises:
+        AudioFileError: one line naming the file: missing, not a regular file (a FIFO never
+            blocks), unreadable, empty, out of bounds, or not finite.
+    """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioFileError(f"audio file {str(path)!r} does not exist")
+    from framework.core.files import regular_file
+
+    path = regular_file(path, "audio file", AudioFileError)
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError on non-audio content
+        raise AudioFileError(f"cannot read audio file {str(path)!r}: {' '.join(str(e).split())}") from None
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise AudioFileError(f"audio file {str(path)!r} declares a sample rate of {info.samplerate:,} Hz; "
+                             f"accepted: {MIN_RATE:,} … {MAX_RATE:,} Hz")
+    if info.frames > MAX_SECONDS * info.samplerate or info.frames * info.channels > MAX_VALUES:
+        raise AudioFileError(f"audio file {str(path)!r} declares {info.frames:,} frames × {info.channels} "
+                             f"channels; at most {MAX_SECONDS} s and {MAX_VALUES:,} values are accepted")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, channels]
-    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError on non-audio content
-        raise AudioFileError(f"cannot read audio file {str(path)!r}: {e}") from e
+    except Exception as e:
+        raise AudioFileError(f"cannot read audio file {str(path)!r}: {' '.join(str(e).split())}") from None
     if data.shape[0] == 0:
         raise AudioFileError(f"audio file {str(path)!r} holds no samples")
-    wave = torch.from_numpy(data.mean(1))[None]
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise AudioFileError(f"audio file {str(path)!r} holds {int((~finite).sum()):,} NaN or infinite "
+                             f"samples")
+    peak = float(np.abs(data).max())
+    if peak > MAX_PEAK:
+        raise AudioFileError(f"audio file {str(path)!r} holds samples of magnitude {peak:.3g}, which is not "
+                             f"audio (float WAV samples lie in [-1, 1])")
+    wave = torch.from_numpy(data.mean(1, dtype=np.float64).astype(np.float32))[None]
     return resample(wave, int(sr), sample_rate)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from framework.core.atomic import atomic_write
 
 __all__ = ["grid_image", "save_grid", "save_images", "save_sweep_plot"]
 
@@ -41,7 +44,7 @@ def wrap_text(text: str, width: float, font) -> list[str]:
     """``text`` broken at spaces into lines no wider than ``width`` pixels (a longer word gets its
     own line and is cut by characters)."""
     lines: list[str] = []
-    for word in text.split(" "):
+    for word in text.split():  # any whitespace, newlines included
         line = f"{lines[-1]} {word}" if lines else word
         if lines and font.getlength(line) <= width:
             lines[-1] = line
@@ -58,7 +61,8 @@ def wrap_text(text: str, width: float, font) -> list[str]:
 
 def grid_image(media: torch.Tensor, *, rows: Sequence[str] | None = None, cols: Sequence[str] | None = None,
                title: str | None = None, scale: int = 4, pad: int = 2) -> Image.Image:
-    """A grid of images ``[N, C, S, S]`` in ``[0, 1]``, ``len(rows)`` rows (or one square-ish block).
+    """A grid of images ``[N, C, S, S]`` in ``[0, 1]``, ``len(rows)`` rows (or, for any ``N``, one
+    square-ish block whose last row may be shorter).
 
     Args:
         rows: one label per row (e.g. the guidance of that row); ``N`` must divide evenly.
@@ -69,10 +73,15 @@ def grid_image(media: torch.Tensor, *, rows: Sequence[str] | None = None, cols: 
     if media.ndim != 4 or media.shape[1] not in (1, 3):
         raise ValueError(f"expected images [N, 1 or 3, H, W], got {tuple(media.shape)}")
     n = media.shape[0]
-    n_rows = len(rows) if rows else max(1, int(n ** 0.5))
-    if n % n_rows:
-        raise ValueError(f"{n} images do not fill {n_rows} rows evenly")
-    n_cols = n // n_rows
+    if rows:
+        n_rows = len(rows)
+        if n % n_rows:
+            raise ValueError(f"{n} images do not fill {n_rows} rows evenly")
+        n_cols = n // n_rows
+    else:  # a square-ish block: ⌊√N⌋ full rows when they divide N, else ⌈√N⌉ columns, the last row ragged
+        n_rows = max(1, math.isqrt(n))
+        n_cols = n // n_rows if n % n_rows == 0 else math.isqrt(n - 1) + 1
+        n_rows = -(-n // n_cols)
     imgs = (media.detach().float().cpu().clamp(0, 1) * 255).round().byte()
     if imgs.shape[1] == 1:
         imgs = imgs.expand(-1, 3, -1, -1)
@@ -97,7 +106,7 @@ def grid_image(media: torch.Tensor, *, rows: Sequence[str] | None = None, cols: 
         y = top + pad + i * (h + pad)
         if rows:
             draw.text((4, y + h // 2 - 6), rows[i], fill=_FG, font=font)
-        for j in range(n_cols):
+        for j in range(min(n_cols, n - i * n_cols)):
             tile = imgs[i * n_cols + j].permute(1, 2, 0).numpy()
             canvas.paste(Image.fromarray(tile).resize((w, h), Image.NEAREST),
                          (int(left) + pad + j * (w + pad), y))
@@ -106,10 +115,8 @@ def grid_image(media: torch.Tensor, *, rows: Sequence[str] | None = None, cols: 
 
 def save_grid(media: torch.Tensor, path: Path | str, **kwargs) -> Path:
     """Write :func:`grid_image` to ``path`` (PNG); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid_image(media, **kwargs).save(path)
-    return path
+    image = grid_image(media, **kwargs)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def save_images(media: torch.Tensor, out: Path | str, scale: int = 1) -> list[Path]:
@@ -126,8 +133,8 @@ def save_images(media: torch.Tensor, out: Path | str, scale: int = 1) -> list[Pa
         pic = Image.fromarray(arr)
         if scale > 1:
             pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
-        paths.append(out / f"sample_{i:03d}.png")
-        pic.save(paths[-1])
+        paths.append(atomic_write(out / f"sample_{i:03d}.png",
+                                  lambda tmp, pic=pic: pic.save(tmp, format="PNG")))
     return paths
 
 

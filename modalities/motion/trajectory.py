@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from framework.core.conditions import ConditionError
+from framework.core.files import NUMERIC_KINDS, load_npy
 
 from .actions import FRAMES
 
@@ -38,14 +39,17 @@ def load_trajectory(value: Any, frames: int = FRAMES) -> torch.Tensor:
         where = f"trajectory file {path}"
         if path.suffix != ".npy":
             raise ConditionError(f"{where}: expected a .npy file of shape [{frames}, 2] or [{frames}, 3]")
-        if not path.exists():
-            raise ConditionError(f"{where} does not exist")
-        try:
-            value = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise ConditionError(f"{where}: not a numeric .npy array ({e})") from None
-    t = torch.as_tensor(np.asarray(value, dtype=np.float32) if not isinstance(value, torch.Tensor)
-                        else value.detach().float().cpu())
+        value = load_npy(path, "trajectory file", max_elements=frames * 3, error=ConditionError)
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise ConditionError(f"{where}: holds complex numbers, not plain numbers")
+        t = value.detach().float().cpu()
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind not in NUMERIC_KINDS:
+            raise ConditionError(f"{where}: holds {array.dtype} values, not plain numbers")
+        with np.errstate(all="ignore"):  # an overflow to inf is reported below, not warned about
+            t = torch.as_tensor(array.astype(np.float32))
     if t.ndim != 2 or t.shape[1] not in (2, 3):
         raise ConditionError(f"{where}: expected shape [{frames}, 2] (x, z per frame) or [{frames}, 3] "
                              f"(x, z, given); got {list(t.shape)}")

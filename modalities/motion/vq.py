@@ -119,14 +119,30 @@ def save_vq(vq: MotionVQ, path: str | Path, extra: dict[str, Any] | None = None)
 
 
 def load_vq(path: str | Path) -> MotionVQ:
-    """Read a tokenizer written by :func:`save_vq` (``weights_only=True``), in eval mode."""
+    """Read a tokenizer written by :func:`save_vq` (``weights_only=True``), in eval mode.
+
+    Its declared sizes (``config``) must fit the weights it holds, which is checked before memory
+    is spent on them (:func:`framework.core.sizes.build_within`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a tokenizer, or sizes that disagree with its weights (a ``UserError``).
+    """
+    from framework.core.checkpoints import read_checkpoint
+    from framework.core.sizes import build_within
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"motion tokenizer {path} does not exist; train it with "
                                 f"recipes/motion/train_vq.py")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
+    blob = read_checkpoint(path)  # a CheckpointError naming the file for anything that is not plain data
+    if not isinstance(blob, dict) or not isinstance(blob.get("config"), dict) or \
+            not isinstance(blob.get("state_dict"), dict):
         raise ValueError(f"{path} is not a motion tokenizer (it lacks config/state_dict)")
-    vq = MotionVQ(**blob["config"])
+    config = blob["config"]
+    down = config.get("downsample", 4)
+    depth = down.bit_length() if isinstance(down, int) and not isinstance(down, bool) else None
+    vq = build_within(lambda: MotionVQ(**config), depth=depth, weights=blob["state_dict"],
+                      where=f"motion tokenizer {path}")
     vq.load_state_dict(blob["state_dict"])
     return vq.eval()

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 import torch
 
+from framework.core.atomic import atomic_write
 from framework.core.conditions import ConditionSpec
 from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
@@ -46,11 +47,11 @@ class TextModality(Modality):
             blocks.append(f"=== {label}sample {i + 1} ===\n{text}\n")
         out.mkdir(parents=True, exist_ok=True)
         path = out / "samples.txt"
-        path.write_text("\n".join(blocks), encoding="utf-8")
+        atomic_write(path, lambda tmp: tmp.write_text("\n".join(blocks), encoding="utf-8"))
         files = [path]
         for i, text in enumerate(texts):
-            files.append(out / f"sample_{i:03d}.txt")
-            files[-1].write_text(text + "\n", encoding="utf-8")
+            files.append(atomic_write(out / f"sample_{i:03d}.txt",
+                                      lambda tmp, text=text: tmp.write_text(text + "\n", encoding="utf-8")))
         return files
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> GenreJudge:

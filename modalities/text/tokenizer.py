@@ -54,8 +54,18 @@ def save_tokenizer(tok: Tokenizer, path: Path | str) -> Path:
 
 
 def load_tokenizer(path: Path | str) -> Tokenizer:
-    """Read a tokenizer JSON file; it must have :data:`SPECIAL_TOKENS` as ids 0 and 1."""
-    tok = Tokenizer.from_file(str(Path(path).expanduser()))
+    """Read a tokenizer JSON file; it must have :data:`SPECIAL_TOKENS` as ids 0 and 1.
+
+    Raises:
+        ValueError: the file is not a tokenizer JSON file (the ``tokenizers`` library's message).
+    """
+    try:
+        tok = Tokenizer.from_file(str(Path(path).expanduser()))
+    except Exception as e:  # tokenizers raises its own Exception for any malformed file
+        if isinstance(e, OSError):
+            raise
+        text = " ".join(str(e).split())[:200]
+        raise ValueError(f"tokenizer file {path} is not a tokenizer ({text})") from None
     ids = [tok.token_to_id(t) for t in SPECIAL_TOKENS]
     if ids != list(range(len(SPECIAL_TOKENS))):
         raise ValueError(f"{path}: special tokens {SPECIAL_TOKENS} must be ids 0, 1; got {ids}")

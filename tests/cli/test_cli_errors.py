@@ -168,7 +168,7 @@ BEFORE_LOADING = [
     (["demo", "--out", "{file}/sub"], "{file} is a file, not a folder"),
     (["modalities", "image"], "unrecognized arguments: image"),
     (["smaple", "--checkpoint", IMAGE], "argument command: invalid choice: 'smaple'"),
-    (["fit", "--config", "{dir}/missing.yaml"], "File does not exist"),
+    (["fit", "--config", "{dir}/missing.yaml"], "missing.yaml does not exist"),
     (
         ["fit", "--config", ROOT / "recipes/toy/points_flow.yaml", "--trainer.max_steps", "abc"],
         "Parser key \"trainer.max_steps\": | Expected a <class 'int'>. Got value: abc",
