@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging as _LightningEMA
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim.swa_utils import AveragedModel
 
-from framework.core.checkpoints import CheckpointError
 from framework.training.resume import gather_objects
 
 __all__ = ["EMAWeightAveraging", "ema_update", "full_params", "full_tensor", "reshard", "state_digest"]
@@ -160,20 +160,18 @@ class EMAWeightAveraging(_LightningEMA):
         """FSDP2: ``ModelParallelStrategy`` has loaded (and removed) the checkpoint's ``state_dict``,
         the average, into the sharded module; that becomes the sharded average, and the raw weights
         (``current_model_state``, full tensors) go into the module, each process keeping its shards.
-
-        Raises:
-            CheckpointError: the checkpoint was not written with weight averaging.
-        """
+        A checkpoint without them starts both from ``state_dict``, as Lightning's callback does."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        if "current_model_state" not in checkpoint or "averaging_state" not in checkpoint:
-            raise CheckpointError("resuming under ModelParallelStrategy with EMA needs a checkpoint written "
-                                  "with EMA (current_model_state and averaging_state)")
         reshard(pl_module)
         average = self._average_model
         for a, c in zip(itertools.chain(average.module.parameters(), average.module.buffers()),
                         itertools.chain(pl_module.parameters(), pl_module.buffers()), strict=True):
             a.data.copy_(c.data)
+        if "current_model_state" not in checkpoint or "averaging_state" not in checkpoint:
+            rank_zero_warn("The checkpoint was not created with WeightAveraging. Both the current and the "
+                           "average model will be initialized with state_dict.")
+            return
         for name, value in checkpoint["averaging_state"].items():
             getattr(average, name).copy_(value)
         set_model_state_dict(pl_module, checkpoint["current_model_state"],
