@@ -28,13 +28,15 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from framework.core import plugins
 from framework.core.checkpoints import export, load_model
 from framework.core.conditions import ConditionError, Conditions, DropoutSpec, random_requests
+from framework.core.errors import ArgumentError
 from framework.core.model import FAMILIES, GenerativeModel
 from framework.core.plugins import PluginError
 from framework.generators import SampleOutput
 from framework.guidance.syntax import parse
 from framework.training.resume import gather_objects, rng_state, set_rng_state
 
-__all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "batch_size", "export", "load"]
+__all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "batch_size", "data_parallel_mesh", "export",
+           "load", "shard"]
 
 
 class GenerativeModule(GenerativeModel, L.LightningModule):
@@ -62,6 +64,21 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         # the global batch's loss: the mean over processes (each logs its own share otherwise)
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
+
+    # ------------------------------------------------------------------ sharding (FSDP2)
+    def configure_model(self) -> None:
+        """Under Lightning's ``ModelParallelStrategy`` (torch's FSDP2), shard the trainable network:
+        ``fully_shard`` each of the backbone's blocks, then the backbone (its embeddings, conditioner
+        and head). The codec and anything else outside the backbone stay whole on every process. A
+        no-op without a device mesh (every other strategy) and when the backbone is already sharded
+        (Lightning may call this hook more than once).
+
+        Raises:
+            ArgumentError: a mesh with tensor parallelism (the backbone is sharded data-parallel only).
+        """
+        mesh = self.device_mesh
+        if mesh is not None:
+            shard(self.backbone, data_parallel_mesh(mesh))
 
     # ------------------------------------------------------------------ exact resumption
     def setup(self, stage: str) -> None:
@@ -253,6 +270,35 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
         warm = max(1, self.hparams.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def data_parallel_mesh(mesh: Any) -> Any:
+    """The one-dimensional data-parallel mesh of Lightning's ``ModelParallelStrategy`` mesh
+    (``("data_parallel", "tensor_parallel")``), which must have no tensor parallelism.
+
+    Raises:
+        ArgumentError: the tensor-parallel size is above 1 (as with the strategy's ``"auto"`` sizes on
+            one node), naming the settings that shard data-parallel.
+    """
+    names = mesh.mesh_dim_names or ()
+    if "tensor_parallel" in names and mesh["tensor_parallel"].size() > 1:
+        raise ArgumentError(
+            f"ModelParallelStrategy with tensor_parallel_size={mesh['tensor_parallel'].size()}: polyguide's "
+            f"backbone is sharded data-parallel only (FSDP2); set data_parallel_size to the number of "
+            f"processes ({mesh.size()}) and tensor_parallel_size: 1")
+    return mesh["data_parallel"] if "data_parallel" in names else mesh
+
+
+def shard(backbone: torch.nn.Module, mesh: Any) -> None:
+    """``torch.distributed.fsdp.fully_shard`` each block of ``backbone.blocks`` (if it has them), then
+    ``backbone`` itself, over the one-dimensional ``mesh``; nothing if ``backbone`` is sharded already."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    if isinstance(backbone, FSDPModule):
+        return
+    for block in getattr(backbone, "blocks", ()):
+        fully_shard(block, mesh=mesh)
+    fully_shard(backbone, mesh=mesh)
 
 
 def batch_size(batch: Mapping[str, Any]) -> int:

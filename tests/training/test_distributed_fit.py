@@ -4,13 +4,14 @@
 resumption with two processes, and the loss of two processes against one with the same global batch.
 
 Each run is the real command in a subprocess (as a user runs it), with a timeout so that a hang fails.
-FSDP is not here: Lightning's ``FSDPStrategy`` refuses a CPU accelerator and torch's FSDP needs one
-(see docs/training.md).
+FSDP on CPU is Lightning's ``ModelParallelStrategy`` (torch's FSDP2, ``fully_shard``): its
+``FSDPStrategy`` (FSDP1) refuses a CPU accelerator (see docs/training.md).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import torch
 
 from framework.core.checkpoints import read_checkpoint
 from framework.training.ema import state_digest
+from framework.training.module import load
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = ROOT / "recipes" / "toy"
@@ -107,9 +109,14 @@ def test_every_family_trains_on_two_processes(recipe, strategy, family, tmp_path
 
 
 def test_resume_on_two_processes_is_exact(ddp_run, tmp_path):
-    step2 = ddp_run / "every" / "epoch=0-step=2.ckpt"
-    resumed = read_checkpoint(_fit("points_flow", tmp_path, "--ckpt_path", str(step2), **BIG))
-    straight = read_checkpoint(_last(ddp_run))
+    _resumes_exactly(ddp_run, tmp_path)
+
+
+def _resumes_exactly(run: Path, tmp_path: Path, strategy: str = "ddp") -> None:
+    step2 = run / "every" / "epoch=0-step=2.ckpt"
+    resumed = read_checkpoint(_fit("points_flow", tmp_path, "--ckpt_path", str(step2), strategy=strategy,
+                                   **BIG))
+    straight = read_checkpoint(_last(run))
     assert resumed["global_step"] == straight["global_step"] == 4
     for key in ("state_dict", "current_model_state"):
         for name, value in straight[key].items():
@@ -117,19 +124,89 @@ def test_resume_on_two_processes_is_exact(ddp_run, tmp_path):
     for a, b in zip(straight["optimizer_states"][0]["state"].values(),
                     resumed["optimizer_states"][0]["state"].values(), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert _losses(tmp_path) == _losses(ddp_run)[2:]  # steps 3 and 4, as the uninterrupted run logged them
+    assert _losses(tmp_path) == _losses(run)[2:]  # steps 3 and 4, as the uninterrupted run logged them
 
 
-def test_two_processes_follow_one_with_the_same_global_batch(ddp_run, tmp_path):
-    one = _fit("points_flow", tmp_path, devices=1, strategy="auto", batch=256, n_train=2048)
-    two = _losses(ddp_run)
-    single = _losses(tmp_path)
-    assert one.exists() and len(two) == len(single) == 4
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory) -> Path:
+    """points_flow, 4 steps on one process with the global batch of :data:`BIG` (256)."""
+    root = tmp_path_factory.mktemp("single")
+    _fit("points_flow", root, devices=1, strategy="auto", batch=256, n_train=2048)
+    return root
+
+
+def _follows(many: Path, one: Path) -> None:
+    two, single = _losses(many), _losses(one)
+    assert len(two) == len(single) == 4
     # the same batches from the same initial weights; the noise, time and dropout draws differ (each
     # process draws its own), so each step's loss of 256 samples agrees within their sampling noise
     # (a few per cent): the tolerance is 10 % per step
     for a, b in zip(two, single, strict=True):
         assert a == pytest.approx(b, rel=0.10), (two, single)
+
+
+def test_two_processes_follow_one_with_the_same_global_batch(ddp_run, single_run):
+    _follows(ddp_run, single_run)
+
+
+#: FSDP on CPU: Lightning's ModelParallelStrategy (FSDP2) over 2 data-parallel processes, saving one
+#: full checkpoint file (as docs/training.md gives it)
+FSDP2 = json.dumps({"class_path": "lightning.pytorch.strategies.ModelParallelStrategy",
+                    "init_args": {"data_parallel_size": 2, "tensor_parallel_size": 1,
+                                  "save_distributed_checkpoint": False}})
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(tmp_path_factory) -> Path:
+    """points_flow, 4 steps on 2 processes sharded by FSDP2, with 128 samples each, checkpoints at
+    step 2."""
+    root = tmp_path_factory.mktemp("fsdp")
+    _fit("points_flow", root, *EVERY_2, "--trainer.callbacks.dirpath", str(root / "every"), strategy=FSDP2,
+         **BIG)
+    return root
+
+
+def test_fsdp2_ships_the_full_ema_weights_that_sample_loads(fsdp_run, tmp_path):
+    last = _last(fsdp_run)
+    ckpt = read_checkpoint(last)
+    assert ckpt["global_step"] == 4
+    _check_ema_agrees(ckpt)  # the shards' averages, gathered, agree on both ranks and are what ships
+    model = load(last)  # full tensors of the single-process shapes (loading is strict)
+    shapes = {k: v.shape for k, v in ckpt["state_dict"].items()}
+    assert {k: v.shape for k, v in model.state_dict().items()} == shapes
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "framework.cli", "sample", "--checkpoint", str(last), "--cond", "shape=star",
+           "--cond", "color=blue", "--guidance", "cfg((shape, color), 3)", "--n", "6", "--steps", "4",
+           "--seed", "3", "--no-progress", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = torch.load(out / "samples.pt")["samples"]
+    expected = model.sample({"shape": "star", "color": "blue"}, "cfg((shape, color), 3)", n=6, steps=4,
+                            seed=3)
+    torch.testing.assert_close(written, expected.samples)
+
+
+def test_fsdp2_follows_one_process_with_the_same_global_batch(fsdp_run, single_run):
+    _follows(fsdp_run, single_run)
+
+
+def test_fsdp2_resume_on_two_processes_is_exact(fsdp_run, tmp_path):
+    _resumes_exactly(fsdp_run, tmp_path, strategy=FSDP2)
+
+
+def test_fsdp2_trains_a_token_family(tmp_path):
+    ckpt = read_checkpoint(_fit("tokens_masked", tmp_path, strategy=FSDP2, steps=2))
+    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == "masked"
+    _check_ema_agrees(ckpt)
+
+
+def test_fsdp2_with_tensor_parallel_sizes_is_one_line(tmp_path):
+    """The strategy's default sizes on one node mean tensor parallelism, which polyguide does not do."""
+    cmd = _args("points_flow", tmp_path, "--trainer.devices", "2", "--trainer.strategy",
+                '{"class_path": "lightning.pytorch.strategies.ModelParallelStrategy"}', steps=1)
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "tensor_parallel_size=2" in done.stderr and "Traceback" not in done.stderr
 
 
 def _free_port() -> int:
