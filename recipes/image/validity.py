@@ -47,7 +47,7 @@ TABLE = {
                             "w=2": "cond(shape, color, w=2)"},
 }
 NEGATIVE = {f"negative w={w}": f"negative(shape, color, red, {w})" for w in (1.5, 2, 4)}
-FRONTIER_W = (1, 1.5, 2, 3, 4, 6)
+FRONTIER_W = (1, 2, 3, 4, 6)
 METHODS = {"cfg": f"cfg({P}, {{w}})", "apg (x0)": f"apg({P}, {{w}}, space=x0)",
            "interval τ∈[0.5, 1]": f"interval({P}, {{w}}, 0.5, 1.0)",
            "cfg-zero*": f"cfg_zero_star({P}, {{w}})", "rescale φ=0.7": f"rescale(cfg({P}, {{w}}), 0.7)"}
@@ -103,10 +103,14 @@ def frontier(results: dict, n: int, steps: int, save, families: tuple[str, ...] 
                 continue
             start = time.perf_counter()
             try:
-                by_w = {str(w): template.format(w=w) if w != 1 else f"cond{P}"
-                        for w in WEIGHTS.get(name, FRONTIER_W)}
+                # w = 1 is the unguided cond(shape, color) for every method: sampled once per family
+                unguided = next((by_w["1"] for by_w in fam.values() if "1" in by_w), None)
+                weights = [w for w in WEIGHTS.get(name, FRONTIER_W) if w != 1 or unguided is None]
+                by_w = {str(w): template.format(w=w) if w != 1 else f"cond{P}" for w in weights}
                 rows = _rows(model, by_w, n if name != "shapes_masked" else max(64, n // 2), k)
                 fam[method] = {r["guidance"]: {m: r[m] for m in KEEP} for r in rows}
+                if unguided is not None:
+                    fam[method] = {"1": unguided, **fam[method]}
             except Exception as e:  # a method this family cannot run: recorded, not fatal
                 fam[method] = {"error": " ".join(str(e).split())[:160]}
             print(name, method, f"{time.perf_counter() - start:.0f} s", fam[method], flush=True)
