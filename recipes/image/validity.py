@@ -139,7 +139,7 @@ def plot(results: dict, path: Path) -> None:
         axes[1][j].set_xlabel("guidance weight w")
     axes[0][0].set_ylabel("valid (solid: judge, dotted: rules)")
     axes[1][0].set_ylabel("accuracy on valid samples")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
