@@ -59,6 +59,7 @@ def shapes_or_digits_judge(specs: Mapping[str, ConditionSpec], size: int, folder
     real, held, labels, name = judge_data(specs, size)
     if "digit" in specs:
         return ImageJudge(real, held, labels, folder / f"classifier-{name}.pt")
+
     def failures(n: int, seed: int) -> torch.Tensor:
         return render_failures(n, size, torch.Generator().manual_seed(3000 + seed))
 
