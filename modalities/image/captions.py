@@ -149,14 +149,12 @@ class CaptionedShapesData(ShapesData):
         """The :class:`~modalities.image.metrics.ImageJudge` of :meth:`score` (the shapes
         classifier at this size), built once."""
         if self._judge is None:
-            from .metrics import ImageJudge
-            from .plugin import judge_data
+            from .plugin import shapes_or_digits_judge
 
             shipped = recipes_dir("image") / "checkpoints"
             folder = self.judge_dir or (shipped if shipped.is_dir()
                                         else Path.home() / ".cache" / "polyguide" / "image")
-            real, held, heads, name = judge_data(shapes_specs(), self.size)
-            self._judge = ImageJudge(real, held, heads, folder / f"classifier-{name}.pt")
+            self._judge = shapes_or_digits_judge(shapes_specs(), self.size, folder)
         return self._judge
 
 

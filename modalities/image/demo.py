@@ -79,8 +79,11 @@ def run_demo(out: Path, checkpoint: Path = CHECKPOINT, per_request: int = 8, ste
         res = model.sample(circle, g, steps=steps, seed=seed)
         res.media = res.media.cpu()
         logits = judge.classifier(res.media.float().clamp(0, 1))
+        valid = judge.accepts(res.media)
         negative[label] = {"expression": g, "red": float((logits["color"].argmax(-1) == red).float().mean()),
-                           "circle": float((logits["shape"].argmax(-1) == 0).float().mean()), "nfe": res.nfe}
+                           "valid": float(valid.float().mean()),  # circles: valid samples read as circles
+                           "circle": float(((logits["shape"].argmax(-1) == 0) & valid).float().mean()),
+                           "nfe": res.nfe}
         grids.append(res.media)
     files.append(save_grid(torch.cat(grids), out / "negative_colour.png",
                            rows=[lbl for lbl in NEGATIVE for _ in range(4)], title="negative prompt"))
@@ -94,7 +97,7 @@ def run_demo(out: Path, checkpoint: Path = CHECKPOINT, per_request: int = 8, ste
 
 
 def negative_table(negative: dict[str, dict[str, float]]) -> str:
-    lines = ["| negative prompt | circles | red | NFE |", "|---|---|---|---|"]
+    lines = ["| negative prompt | valid | valid circles | red | NFE |", "|---|---|---|---|---|"]
     for label, r in negative.items():
-        lines.append(f"| {label} | {r['circle']:.2f} | {r['red']:.2f} | {r['nfe']} |")
+        lines.append(f"| {label} | {r['valid']:.2f} | {r['circle']:.2f} | {r['red']:.2f} | {r['nfe']} |")
     return "\n".join(lines) + "\n"

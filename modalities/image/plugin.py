@@ -14,6 +14,7 @@ from framework.core.shipped import recipes_dir
 
 from .codecs import Palette, Patches
 from .costs import COSTS
+from .failures import render_failures
 from .metrics import ImageJudge
 from .shapes import COLORS, POSITIONS, SHAPES, render
 from .writers import save_grid, save_images
@@ -47,9 +48,22 @@ class ImageModality(Modality):
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> ImageJudge:
         """A classifier-based judge for the model's data (digits if it has a ``digit`` condition,
-        else shapes at the codec's size), cached as ``cache_dir/classifier-<data><size>.pt``."""
-        real, held, labels, name = judge_data(specs, codec.size)
-        return ImageJudge(real, held, labels, Path(cache_dir) / f"classifier-{name}.pt")
+        else shapes at the codec's size), cached as ``cache_dir/classifier-<data><size>.pt``.
+        The shapes judge also has a reject class (``reject-classifier-shapes<size>.pt``, trained on
+        rendered failure modes) and the rule-based check."""
+        return shapes_or_digits_judge(specs, codec.size, Path(cache_dir))
+
+
+def shapes_or_digits_judge(specs: Mapping[str, ConditionSpec], size: int, folder: Path) -> ImageJudge:
+    """The :class:`ImageJudge` of :meth:`ImageModality.judge`, cached in ``folder``."""
+    real, held, labels, name = judge_data(specs, size)
+    if "digit" in specs:
+        return ImageJudge(real, held, labels, folder / f"classifier-{name}.pt")
+
+    def failures(n: int, seed: int) -> torch.Tensor:
+        return render_failures(n, size, torch.Generator().manual_seed(3000 + seed))
+
+    return ImageJudge(real, held, labels, folder / f"classifier-{name}.pt", failures=failures, rules=True)
 
 
 def judge_data(specs: Mapping[str, ConditionSpec], size: int, seed_offset: int = 0):

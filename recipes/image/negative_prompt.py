@@ -22,6 +22,7 @@ from framework.core.shipped import recipes_dir
 from framework.training.module import load
 from modalities.image.metrics import frechet_distance
 from modalities.image.plugin import ImageModality
+from modalities.image.rules import read_batch
 from modalities.image.shapes import COLORS
 from modalities.image.writers import save_grid
 
@@ -53,20 +54,26 @@ def run(out: Path, n: int, steps: int, seed: int = 0, per_row: int = 8) -> dict:
             logits = judge.classifier(media)
             feats = judge.classifier.features(media)
         shape, color = logits["shape"].argmax(-1), logits["color"].argmax(-1)
+        valid, rule_valid = judge.accepts(media), read_batch(media)[0]
         share = {c: float((color == i).float().mean()) for i, c in enumerate(COLORS)}
-        rows[label] = {"expression": g, "circle": float((shape == circle).float().mean()),
+        # circles and red: shares of all samples (a sample the judge refuses is not a circle)
+        rows[label] = {"expression": g, "valid": float(valid.float().mean()),
+                       "rule_valid": float(rule_valid.float().mean()),
+                       "circle": float(((shape == circle) & valid).float().mean()),
                        "red": float((color == red).float().mean()), "colours": share,
                        "fd": frechet_distance(feats, judge.real_features), "nfe": res.nfe}
         print(label, {k: v for k, v in rows[label].items() if k != "expression"})
         grids.append(media[:per_row])
     out.mkdir(parents=True, exist_ok=True)
     (out / "negative_prompt.json").write_text(json.dumps({"n": n, "steps": steps, "rows": rows}, indent=2))
-    lines = ["| request: circle | circles | red | colours of the samples | fd | NFE |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| request: circle | valid | rule valid | valid circles | red | colours of the samples "
+             "| fd | NFE |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, r in rows.items():
         ranked = sorted(r["colours"].items(), key=lambda kv: -kv[1])
         top = ", ".join(f"{c} {v:.2f}" for c, v in ranked if v >= 0.05)
-        lines.append(f"| {label} (`{r['expression']}`) | {r['circle']:.2f} | {r['red']:.2f} | {top} | "
+        lines.append(f"| {label} (`{r['expression']}`) | {r['valid']:.2f} | {r['rule_valid']:.2f} | "
+                     f"{r['circle']:.2f} | {r['red']:.2f} | {top} | "
                      f"{r['fd']:.0f} | {r['nfe']} |")
     (out / "negative_prompt.md").write_text("\n".join(lines) + "\n")
     save_grid(torch.cat(grids), out / "negative_prompt.png", rows=list(rows),

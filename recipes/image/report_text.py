@@ -24,6 +24,7 @@ from framework.core.shipped import recipes_dir
 from framework.training.module import load
 from modalities.image.captions import HELD_OUT, TRAIN, Caption, evaluation_captions
 from modalities.image.plugin import ImageModality
+from modalities.image.rules import read_batch
 from modalities.image.shapes import COLORS, POSITIONS, SHAPES
 from modalities.image.writers import save_grid
 
@@ -58,14 +59,24 @@ def score(model, judge, captions: list[Caption], guidance: str, steps: int, seed
     start = time.perf_counter()
     out = model.sample(conds, guidance, steps=steps, seed=seed)
     seconds = time.perf_counter() - start
+    media = out.media.float().clamp(0, 1)
     with torch.no_grad():
-        logits = judge.classifier(out.media.float().clamp(0, 1))
+        logits = judge.classifier(media)
+    valid = judge.accepts(media)
     got = {k: logits[k].argmax(-1) for k in ("shape", "color", "position")}
-    right = {k: [bool(got[k][i] == c.requested[k]) for i, c in enumerate(captions) if k in c.requested]
-             for k in ("shape", "color", "position")}
+    # accuracy counts only the samples the judge accepts as one clean shape
+    right = {k: [bool(got[k][i] == c.requested[k]) for i, c in enumerate(captions)
+                 if k in c.requested and valid[i]] for k in ("shape", "color", "position")}
     both = [r_s and r_c for r_s, r_c in zip(right["shape"], right["color"], strict=True)]
-    row = {f"acc_{k}": sum(v) / len(v) for k, v in right.items() if v}
-    row["acc_shape_color"] = sum(both) / len(both)
+    row = {"valid": float(valid.float().mean())}
+    row.update({f"acc_{k}": sum(v) / len(v) if v else 0.0 for k, v in right.items()})
+    row["acc_shape_color"] = sum(both) / len(both) if both else 0.0
+    rule_valid, shape, color = read_batch(media)
+    asked_shape = torch.tensor([c.requested["shape"] for c in captions])
+    asked_color = torch.tensor([c.requested["color"] for c in captions])
+    rule_right = (shape == asked_shape) & (color == asked_color)
+    row["rule_valid"] = float(rule_valid.float().mean())
+    row["rule_acc_shape_color"] = float(rule_right[rule_valid].float().mean()) if rule_valid.any() else 0.0
     row.update(n=len(captions), n_position=len(right["position"]), nfe=out.nfe, seconds=seconds)
     return row
 
@@ -86,13 +97,13 @@ def run(out: Path, n: int, steps: int, seed: int = 0) -> dict:
             print(set_name, label, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
     out.mkdir(parents=True, exist_ok=True)
     (out / "image_text.json").write_text(json.dumps(results, indent=2))
-    lines = ["| captions | guidance | acc shape+colour | acc_shape | acc_color | acc_position (n) | NFE |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| captions | guidance | valid | acc shape+colour | acc_shape | acc_color | acc_position (n) "
+             "| rule valid | rule acc shape+colour | NFE |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
-        pos = f"{r['acc_position']:.2f} ({r['n_position']})" if "acc_position" in r else "—"
-        lines.append(f"| {r['captions']} | {r['guidance']} | {r['acc_shape_color']:.2f} | "
-                     f"{r['acc_shape']:.2f} | "
-                     f"{r['acc_color']:.2f} | {pos} | {r['nfe']} |")
+        pos = f"{r['acc_position']:.2f} ({r['n_position']})" if r["n_position"] else "—"
+        lines.append(f"| {r['captions']} | {r['guidance']} | {r['valid']:.2f} | {r['acc_shape_color']:.2f} | "
+                     f"{r['acc_shape']:.2f} | {r['acc_color']:.2f} | {pos} | {r['rule_valid']:.2f} | "
+                     f"{r['rule_acc_shape_color']:.2f} | {r['nfe']} |")
     (out / "image_text.md").write_text("\n".join(lines) + "\n")
     # picture: held-out paraphrases and free-form captions, 8 samples each, under CFG w=3
     rows = [c for c in evaluation_captions(HELD_OUT, seed=seed + 5, n=4)] + FREE_FORM[:4]

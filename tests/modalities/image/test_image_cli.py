@@ -25,7 +25,8 @@ def test_demo_writes_a_grid_per_expression_and_a_summary(demo):
     summary = json.loads((out / "summary.json").read_text())
     assert [r["guidance"] for r in summary["rows"]] == [r["guidance"] for r in result["rows"]]
     table = (out / "summary.md").read_text()
-    assert "| guidance | acc_shape | acc_color | acc_all | fd | diversity |" in table
+    head = "| guidance | valid | acc_shape | acc_color | acc_all | rule_valid | rule_acc_all | fd | diversity"
+    assert head in table
 
 
 def test_demo_guidance_raises_accuracy_with_exact_nfe(demo):
