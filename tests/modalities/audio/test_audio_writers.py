@@ -117,3 +117,18 @@ def test_grid_column_labels_must_match_the_columns(tmp_path):
     with pytest.raises(ValueError, match="2 column labels for 3 columns"):
         write_audio(sines(6), tmp_path / "out", rows=["a", "b"], cols=["x", "y"])
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_level_policy_scales_loud_clips_to_the_peak_target_and_leaves_quiet_ones():
+    from modalities.audio.features import PEAK_TARGET, clipped_fraction, limit_peak
+
+    wave = sines(3)
+    wave[0] *= 5.0  # peak 2.0: an over-loud decode
+    wave[2, 0, 100] = float("nan")
+    out = limit_peak(wave)
+    assert float(out[0].abs().max()) == pytest.approx(PEAK_TARGET)
+    torch.testing.assert_close(out[0], wave[0] * (PEAK_TARGET / 2.0))  # a gain, not a cut
+    torch.testing.assert_close(out[1], wave[1])  # below the target: unchanged
+    assert float(out[2, 0, 100]) == 0.0 and bool(out.isfinite().all())
+    torch.testing.assert_close(limit_peak(torch.zeros(2, 1, 50)), torch.zeros(2, 1, 50))
+    assert clipped_fraction(wave.clamp(-1, 1)).tolist()[0] > 0.3 and clipped_fraction(out).max() == 0
