@@ -18,6 +18,7 @@ from .codec import EncodecCodec
 from .mel import LogMel
 from .music import INSTRUMENTS, STYLES
 from .speech import PITCHES, SPEAKERS, WORDS
+from .world import World
 
 __all__ = ["AudioModality", "words_judge"]
 
@@ -52,7 +53,7 @@ class AudioModality(Modality):
 
     name = "audio"
     description = "audio: spoken digits (eSpeak NG, word/speaker/pitch) and music (music21 + SoundFont)"
-    representations = MappingProxyType({"mel": LogMel, "codec": EncodecCodec})
+    representations = MappingProxyType({"mel": LogMel, "codec": EncodecCodec, "world": World})
     datamodules = LazyClasses({"words": f"{__package__}.data:WordsData",
                                # music: data modules (audio-music)
                                "music": f"{__package__}.music_data:MusicData"})
