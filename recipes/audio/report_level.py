@@ -2,7 +2,8 @@
 
     python recipes/audio/report_level.py [--n 32] [--seed 4242] [--out docs/results]
 
-For each model (``words_flow``, ``words_ar``, ``music_flow``) and each guidance expression that
+For each model (``words_flow``, ``words_ar``, ``words_world``, ``music_flow``; ``--models`` picks some
+and keeps the other rows of an existing JSON) and each guidance expression that
 docs/audio.md documents for it, samples ``--n`` clips on fresh seeds and reports, per row: the
 largest per-clip fraction of samples at full scale after the decoder's level policy (the target:
 ≤ 0.0001, i.e. 0.01 %), the same figure for the old hard cut at ±1 (the decoder's waveform
@@ -31,6 +32,7 @@ from report_music import NEGATIVE as MUSIC_NEGATIVE  # noqa: E402
 from report_music import requests as music_requests  # noqa: E402
 
 CHECKPOINTS = HERE / "checkpoints"
+WORD_MODELS = ("words_flow", "words_ar", "words_world")
 WORD_SWEEP = {f"cfg word w={w}": ("cond(word)" if w == 1 else f"cfg(word, {w})") for w in SWEEP_W}
 
 
@@ -95,14 +97,20 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--out", type=Path, default=Path("docs/results"))
     p.add_argument("--markdown-only", action="store_true", help="rewrite the table from the JSON")
+    p.add_argument("--models", nargs="*", default=[*WORD_MODELS, "music_flow"],
+                   help="models to measure; the rows of others already in the JSON are kept")
     args = p.parse_args()
     if args.markdown_only:
         rows = json.loads((args.out / "audio_level.json").read_text())
         (args.out / "audio_level.md").write_text(markdown(rows))
         return
     torch.manual_seed(args.seed)
-    rows = [*word_rows("words_flow", args.n, args.seed, args.steps),
-            *word_rows("words_ar", args.n, args.seed, args.steps), *music_rows(args.n, args.seed, 30)]
+    old = args.out / "audio_level.json"
+    kept = json.loads(old.read_text()) if old.is_file() else []
+    rows = [r for r in kept if r["model"] not in args.models]
+    for name in args.models:
+        rows += (music_rows(args.n, args.seed, 30) if name == "music_flow"
+                 else word_rows(name, args.n, args.seed, args.steps))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "audio_level.json").write_text(json.dumps(rows, indent=1))
     (args.out / "audio_level.md").write_text(markdown(rows))
