@@ -1,4 +1,4 @@
-"""Pitch measured from the waveform: WORLD's F0 tracker and a harmonic-comb spacing estimate.
+"""Pitch measured from the waveform: WORLD's F0 tracker and the cepstral harmonic spacing.
 
 Two measurements that do not depend on any model of ours:
 
