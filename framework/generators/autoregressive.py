@@ -293,12 +293,15 @@ class Autoregressive(Family):
             x[i, longest - r.numel() + 1:] = r
         return x.to(device)
 
+    def progress_total(self, steps: int) -> int:
+        """``steps`` frames take ``steps + K − 1`` decoding steps (the delay pattern's extra ones)."""
+        return steps + self.codebooks - 1
+
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:
         B, start, K = x.shape[0], x.shape[1], self.codebooks
-        total = steps + K - 1  # the delay pattern needs K − 1 extra steps
+        total = self.progress_total(steps)  # the delay pattern needs K − 1 extra steps
         pads = pad_mask(K, steps, x.device) if K > 1 else None
-        bar.total = total
         t = torch.zeros(B, device=x.device)
         done = torch.zeros(B, dtype=torch.bool, device=x.device)
         for i in range(total):

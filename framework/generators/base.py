@@ -158,7 +158,8 @@ class Family:
         start = time.perf_counter()
         with torch.no_grad():
             x = self.init_state(conditions.batch_size, shape, generator, device, init)
-            bar = tqdm(total=steps, disable=not progress, desc=f"{self.name} sampling", leave=False)
+            bar = tqdm(total=self.progress_total(steps), disable=not progress, desc=f"{self.name} sampling",
+                       leave=False)
             try:
                 x = self.run(guider, state, x, conditions, steps, generator, bar, callback)
             finally:
@@ -173,6 +174,10 @@ class Family:
                 raise ValueError(f"init has shape {tuple(init.shape)}, expected {(n, *shape)}")
             return init.to(device)
         return randn((n, *shape), generator, device)
+
+    def progress_total(self, steps: int) -> int:
+        """How many sampler steps (progress-bar updates) ``steps`` takes: ``steps`` by default."""
+        return steps
 
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator: torch.Generator | None, bar: tqdm,

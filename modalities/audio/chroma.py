@@ -8,6 +8,7 @@ at sampling time, on the chromagram of any WAV the user gives (``--cond melody=t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -17,9 +18,18 @@ import torch
 
 from framework.core.conditions import ConditionError
 
-from .features import SAMPLE_RATE, as_mono, read_wav
+from .features import SAMPLE_RATE, AudioFileError, as_mono, read_wav
 
-__all__ = ["CHROMA_FRAMES", "CLIP_SECONDS", "PITCH_CLASSES", "chromagram", "melody"]
+__all__ = ["CHROMA_FRAMES", "CLIP_SECONDS", "PITCH_CLASSES", "SCORE_SUFFIXES", "MelodyLengthWarning",
+           "chromagram", "melody", "score_wave"]
+
+#: melody files read as scores (parsed by music21, rendered with the SoundFont piano)
+SCORE_SUFFIXES = (".mid", ".midi", ".musicxml", ".mxl", ".xml")
+DEFAULT_BPM = 100.0  # a score without a metronome mark is played at 100 quarter notes a minute
+
+
+class MelodyLengthWarning(UserWarning):
+    """A melody that is not exactly one clip long: cut to its first 4 s, or looped to 4 s."""
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 CLIP_SECONDS = 4.0  # the music clips' length: a melody condition covers one clip
@@ -59,10 +69,52 @@ def chromagram(wave: torch.Tensor, *, frames: int = CHROMA_FRAMES, sample_rate: 
     return torch.where(loud, chroma / norm.clamp_min(1e-12), torch.zeros_like(chroma))
 
 
+def score_wave(path: str | Path, seconds: float = CLIP_SECONDS) -> tuple[torch.Tensor, float]:
+    """A MIDI or MusicXML file → its top line rendered with the SoundFont piano, at most
+    ``seconds`` long, ``[T]`` at 16 kHz, and the score's full length in seconds.
+
+    The score is parsed by music21 (data only: no code in the file runs), chords are reduced to
+    their top note (``chordify``), and it plays at its first metronome mark (else 100 quarter
+    notes a minute). Errors name the file (:class:`~.features.AudioFileError`)."""
+    from music21 import converter, tempo
+
+    from .music import _notes_of, render
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"melody score {str(path)!r} does not exist")
+    try:
+        score = converter.parse(str(path))
+        notes = _notes_of(score.chordify())
+        marks = list(score.flatten().getElementsByClass(tempo.MetronomeMark))
+        bpm = float(marks[0].getQuarterBPM()) if marks and marks[0].getQuarterBPM() else DEFAULT_BPM
+    except Exception as e:  # music21 raises many kinds on malformed files
+        raise AudioFileError(f"cannot read melody score {str(path)!r} as MIDI/MusicXML: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if len(notes) == 0:
+        raise AudioFileError(f"melody score {str(path)!r} has no notes")
+    sec_per_q = 60.0 / bpm
+    start = float(notes[0, 0])
+    length = float((notes[:, 0] + notes[:, 1]).max() - start) * sec_per_q
+    timed = [((float(o) - start) * sec_per_q, float(d) * sec_per_q, int(k)) for o, d, k in notes
+             if (float(o) - start) * sec_per_q < seconds]
+    wave = render(timed, "piano", seconds=min(length, seconds))
+    return torch.from_numpy(wave), length
+
+
 def _clip(value: str | Path | torch.Tensor, samples: int) -> torch.Tensor:
-    """One melody source → a 16-kHz mono waveform ``[samples]`` (its first ``CLIP_SECONDS``)."""
-    if isinstance(value, (str, Path)):
-        wave = read_wav(value)[0]  # any rate → 16 kHz, stereo mixed down; errors name the file
+    """One melody source → a 16-kHz mono waveform ``[samples]``: a longer one is cut to its first
+    ``CLIP_SECONDS``, a shorter one looped, each with a :class:`MelodyLengthWarning`."""
+    length = None
+    if isinstance(value, (str, Path)) and Path(value).suffix.lower() in SCORE_SUFFIXES:
+        wave, length = score_wave(value, samples / SAMPLE_RATE)
+        where = f"melody score {str(value)!r}"
+    elif isinstance(value, (str, Path)):
+        try:
+            wave = read_wav(value)[0]  # any rate → 16 kHz, stereo mixed down; errors name the file
+        except AudioFileError as e:
+            raise AudioFileError(f"{e} (a melody is an audio file — WAV, FLAC, OGG — or a score: "
+                                 f"{', '.join(SCORE_SUFFIXES)})") from e
         where = f"melody file {str(value)!r}"
     else:
         wave = torch.as_tensor(value, dtype=torch.float32)
@@ -72,19 +124,27 @@ def _clip(value: str | Path | torch.Tensor, samples: int) -> torch.Tensor:
             raise ConditionError(f"a melody waveform must be [T] or [channels, T] at {SAMPLE_RATE} Hz, "
                                  f"got shape {tuple(wave.shape)}")
         where = "melody waveform"
-    if wave.shape[0] < samples:
-        raise ConditionError(f"{where} lasts {wave.shape[0] / SAMPLE_RATE:.2f} s; a melody condition "
-                             f"needs at least {CLIP_SECONDS:g} s (longer clips are cut to their first "
-                             f"{CLIP_SECONDS:g} s)")
+    if wave.shape[0] == 0:
+        raise ConditionError(f"{where} holds no samples")
+    seconds = length if length is not None else wave.shape[0] / SAMPLE_RATE
+    if wave.shape[0] > samples or (length is not None and length > CLIP_SECONDS):
+        warnings.warn(f"{where} lasts {seconds:.2f} s; its first {CLIP_SECONDS:g} s are used",
+                      MelodyLengthWarning, stacklevel=3)
+    elif wave.shape[0] < samples:
+        warnings.warn(f"{where} lasts {seconds:.2f} s; it is looped to {CLIP_SECONDS:g} s",
+                      MelodyLengthWarning, stacklevel=3)
+        wave = wave.repeat(-(-samples // wave.shape[0]))
     return wave[:samples]
 
 
 def melody(values: Sequence[str | Path | torch.Tensor]) -> torch.Tensor:
     """The ``melody`` condition encoder: melodies → chromagrams ``[n, CHROMA_FRAMES, 12]``.
 
-    Each value is a path to an audio file (WAV/FLAC/OGG at any sample rate, stereo mixed down) or a
-    waveform ``[T]`` at 16 kHz; its first 4 s are used. An unreadable file or a clip shorter than
-    4 s raises :class:`~framework.core.conditions.ConditionError` naming it.
+    Each value is a path to an audio file (WAV/FLAC/OGG at any sample rate, stereo mixed down), a
+    MIDI or MusicXML score (:data:`SCORE_SUFFIXES`, rendered by :func:`score_wave`) or a waveform
+    ``[T]`` at 16 kHz. A melody longer than 4 s is cut to its first 4 s, a shorter one looped to
+    4 s, each with a :class:`MelodyLengthWarning` naming it. An unreadable or empty file raises
+    :class:`~framework.core.conditions.ConditionError` naming it.
     """
     samples = int(CLIP_SECONDS * SAMPLE_RATE)
     return chromagram(torch.stack([_clip(v, samples) for v in values]))

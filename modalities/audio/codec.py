@@ -12,7 +12,8 @@ folder with ``from_pretrained`` (a local path: nothing is downloaded) and serves
   the statistics saved beside the weights (``polyguide_codec.json``), for diffusion and flow.
 
 Every layout decodes with the same decoder; latents are residual-quantised first (by default), so
-a generated latent is decoded as the codec decodes its own codes.
+a generated latent is decoded as the codec decodes its own codes. The decoded level follows the
+modality's policy (:func:`.features.limit_peak`: a clip louder than −1 dBFS is scaled down to it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import torch
 
 from framework.core import shipped
 from framework.core.plugins import Codec
+
+from .features import limit_peak
 
 __all__ = ["STATS_FILE", "EncodecCodec", "latent_stats", "resolve_path", "rvq_decode", "rvq_encode"]
 
@@ -129,12 +132,14 @@ class EncodecCodec(Codec):
 
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes ``[B, K, T]`` → audio ``[B, 1, samples]``."""
+        """Codes ``[B, K, T]`` → audio ``[B, 1, samples]`` (level policy applied)."""
+        return limit_peak(self._decode_codes(codes))
+
+    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         vocab = self.model.config.codebook_size
         if codes.dtype.is_floating_point or bool(((codes < 0) | (codes >= vocab)).any()):
             raise ValueError(f"codec codes must be integer ids in 0..{vocab - 1}")
-        audio = self.model.decoder(rvq_decode(self.model, codes.long()))
-        return audio[..., :self.samples].clamp(-1, 1)
+        return self.model.decoder(rvq_decode(self.model, codes.long()))[..., :self.samples]
 
     def encode(self, media: torch.Tensor) -> torch.Tensor:
         if self.layout == "latents":
@@ -144,7 +149,8 @@ class EncodecCodec(Codec):
         return codes if self.layout == "tokens" else codes.reshape(codes.shape[0], -1)
 
     @torch.no_grad()
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
+    def decode_unlimited(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's waveform ``[B, 1, samples]`` before the level policy (for measuring it)."""
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"expected codec {self.layout} [B, {', '.join(map(str, self.shape))}], "
                              f"got {tuple(x.shape)}")
@@ -152,6 +158,9 @@ class EncodecCodec(Codec):
             z = x.float().transpose(1, 2) * self.std + self.mean  # [B, D, T]
             if self.quantize_latents:
                 z = rvq_decode(self.model, rvq_encode(self.model, z, self.codebooks))
-            return self.model.decoder(z)[..., :self.samples].clamp(-1, 1)
+            return self.model.decoder(z)[..., :self.samples]
         codes = x if self.layout == "tokens" else x.reshape(x.shape[0], self.codebooks, self.frames)
-        return self.decode_codes(codes)
+        return self._decode_codes(codes)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return limit_peak(self.decode_unlimited(x))

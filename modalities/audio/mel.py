@@ -10,7 +10,8 @@ frames form one token, so a 1-s clip at the defaults is 32 tokens of 2 × 64 val
 Decoding inverts each step: decibels → mel power → a non-negative least-squares estimate of the
 linear magnitude (the filter bank's pseudo-inverse, clamped) → fast Griffin-Lim (Perraudin et
 al. 2013, "A fast Griffin-Lim algorithm", momentum ``α``), whose phase starts from a fixed seed so
-decoding is deterministic.
+decoding is deterministic. The waveform's level then follows the modality's policy
+(:func:`.features.limit_peak`): a clip louder than −1 dBFS is scaled down to it, never cut at ±1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import torch
 
 from framework.core.plugins import Codec
+
+from .features import limit_peak
 
 __all__ = ["LogMel", "griffin_lim", "log_mel", "mel_filters"]
 
@@ -136,9 +139,13 @@ class LogMel(Codec):
         return db.reshape(x.shape[0], self.frames, self.n_mels)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return limit_peak(self.decode_unlimited(x))
+
+    def decode_unlimited(self, x: torch.Tensor) -> torch.Tensor:
+        """Griffin-Lim's waveform ``[B, 1, samples]`` before the level policy (for measuring it)."""
         db = self.to_db(x).clamp(self.floor_db, self.top_db + 20)
         power = 10 ** (db / 10)
         power = torch.where(db <= self.floor_db + 0.5, torch.zeros_like(power), power)  # the floor is silence
         linear = (power @ self._inverse.to(x.device)).clamp_min(0).sqrt().transpose(1, 2)  # [B, F, frames]
         audio = griffin_lim(linear, self.n_fft, self.hop, self.samples, self.gl_iters)
-        return audio.clamp(-1, 1)[:, None]
+        return audio[:, None]

@@ -10,6 +10,8 @@
   (resemblyzer's ``VoiceEncoder``, weights shipped in its wheel) of a generated clip and the mean
   embedding of the requested speaker's real clips;
 * **melody_sim**: cosine similarity between the requested and the generated chromagram;
+* **clipped** / **clipped_max**: the mean and the largest per-clip fraction of samples at full
+  scale (:func:`.features.clipped_fraction`; the decoders' level policy keeps it at 0);
 * codec reconstruction: :func:`si_snr` and :func:`mel_distance`.
 
 Trained judges are cached as ``state_dict`` files written atomically and loaded with
@@ -30,7 +32,7 @@ from framework.core.atomic import atomic_write
 from modalities.image.metrics import _group_ids, _group_spread, frechet_distance
 
 from .chroma import chromagram
-from .features import SAMPLE_RATE, as_mono, log_mel, resample
+from .features import SAMPLE_RATE, as_mono, clipped_fraction, log_mel, resample
 
 __all__ = ["COARSE", "AudioClassifier", "AudioJudge", "cached_classifier", "frechet_distance", "mel_distance",
            "melody_similarity", "music_judge", "si_snr", "speaker_embed", "train_classifier"]
@@ -249,7 +251,9 @@ class AudioJudge:
         unknown = set(cats) - set(self.labels)
         if unknown:
             raise ValueError(f"the judge knows attributes {sorted(self.labels)}, not {sorted(unknown)}")
-        wave = as_mono(media.detach().cpu()).clamp(-1, 1)
+        wave = as_mono(media.detach().cpu())
+        clipped = clipped_fraction(wave)  # before the clamp: a sample beyond ±1 counts as clipped
+        wave = wave.clamp(-1, 1)
         feats, logits = self._run(wave)
         out: dict[str, float] = {}
         all_right = torch.ones(len(wave), dtype=torch.bool)
@@ -270,6 +274,7 @@ class AudioJudge:
             out["speaker_sim"] = float((emb * ref).sum(-1).mean())
         if "melody" in requested:
             out["melody_sim"] = float(melody_similarity(requested["melody"].cpu(), wave).mean())
+        out["clipped"], out["clipped_max"] = float(clipped.mean()), float(clipped.max())
         return out
 
 

@@ -16,8 +16,9 @@ from framework.core.shipped import recipes_dir
 from .chroma import melody
 from .codec import EncodecCodec
 from .mel import LogMel
-from .music import INSTRUMENTS, STYLES, TEMPOS
+from .music import INSTRUMENTS, STYLES
 from .speech import PITCHES, SPEAKERS, WORDS
+from .world import World
 
 __all__ = ["AudioModality", "words_judge"]
 
@@ -52,16 +53,19 @@ class AudioModality(Modality):
 
     name = "audio"
     description = "audio: spoken digits (eSpeak NG, word/speaker/pitch) and music (music21 + SoundFont)"
-    representations = MappingProxyType({"mel": LogMel, "codec": EncodecCodec})
+    representations = MappingProxyType({"mel": LogMel, "codec": EncodecCodec, "world": World})
     datamodules = LazyClasses({"words": f"{__package__}.data:WordsData",
                                # music: data modules (audio-music)
                                "music": f"{__package__}.music_data:MusicData"})
+    #: conditions the shipped recipes take (the music data also labels a tempo bin, which no model
+    #: conditions on, so it is not listed)
     conditions = MappingProxyType({
         "word": " | ".join(WORDS), "speaker": " | ".join(SPEAKERS) + " (eSpeak voice+variant)",
         "pitch": " | ".join(PITCHES) + " (eSpeak pitch setting, relative to the voice)",
         # music: conditions (audio-music)
-        "style": " | ".join(STYLES), "instrument": " | ".join(INSTRUMENTS), "tempo": " | ".join(TEMPOS),
-        "melody": "a WAV file (its chromagram, 12 pitch classes per frame)",
+        "style": " | ".join(STYLES), "instrument": " | ".join(INSTRUMENTS),
+        "melody": "an audio file or a MIDI/MusicXML score (its chromagram, 12 pitch classes per frame; "
+                  "cut or looped to 4 s)",
         "text": "a caption (MiniLM embedding)"})
     recipes_dir = RECIPES
     #: condition encoders, named ``"audio/<name>"`` in condition specs
@@ -88,4 +92,4 @@ class AudioModality(Modality):
 
             return music_judge(cache_dir)
         raise ValueError(f"no audio judge for a model with conditions {sorted(specs)}; the audio "
-                         f"judges score word/speaker/pitch or style/instrument/tempo")
+                         f"judges score word/speaker/pitch or style/instrument")

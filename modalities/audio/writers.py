@@ -22,7 +22,8 @@ from .features import SAMPLE_RATE, as_mono, log_mel, save_wav
 
 __all__ = ["spectrogram_figure", "spectrogram_grid", "spectrogram_image", "write_audio"]
 
-_PX_PER_SECOND = 64  # display width of a spectrogram tile (at most 256 px)
+_PX_PER_SECOND = 200  # spectrogram columns per second of audio (at most 800 a tile)
+TILE_PX = 220  # the least width and height of a grid tile, in pixels (at 100 dpi)
 
 
 def spectrogram_image(media: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = 64) -> torch.Tensor:
@@ -32,7 +33,7 @@ def spectrogram_image(media: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mel
 
     wave = as_mono(media.detach().cpu())
     seconds = wave.shape[-1] / sample_rate
-    width = int(max(16, min(256, round(_PX_PER_SECOND * seconds))))
+    width = int(max(16, min(800, round(_PX_PER_SECOND * seconds))))
     n_fft = 1024 if sample_rate >= 16_000 else 512
     mel = log_mel(wave, sample_rate=sample_rate, n_fft=n_fft, hop=max(1, wave.shape[-1] // width),
                   n_mels=n_mels)[..., :width]
@@ -64,14 +65,16 @@ def spectrogram_figure(media: torch.Tensor, *, rows: Sequence[str] | None = None
         n_rows = -(-n // n_cols)
     if cols is not None and len(cols) != n_cols:
         raise ValueError(f"{len(cols)} column labels for {n_cols} columns")
-    aspect = tiles.shape[3] / tiles.shape[2]  # tile width / height
-    tile_h = 1.1  # inches
-    width = (1.6 if rows else 0.2) + n_cols * tile_h * aspect * 0.9  # inches
+    seconds = media.shape[-1] / sample_rate
+    tile_h = TILE_PX / 100  # inches at 100 dpi
+    tile_w = tile_h * max(1.0, seconds / 2)  # a 1-s word as wide as high, a 4-s clip twice
+    aspect = tile_w / tile_h  # tile width / height
+    width = (1.6 if rows else 0.2) + n_cols * (tile_w + 0.1)  # inches
     # the title wraps to the figure's width (about 11 characters an inch at 10 pt)
     title_lines = textwrap.wrap(title, max(20, int(width * 11))) if title else []
     fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, layout="constrained",
                              figsize=(width, 0.1 + 0.2 * len(title_lines) + (0.3 if cols else 0)
-                                      + n_rows * tile_h))
+                                      + n_rows * (tile_h + 0.15)))
     for k, ax in enumerate(axes.flat):
         if k >= n:
             ax.axis("off")

@@ -94,3 +94,24 @@ def test_multi_codebook_training_masks_the_padding():
     assert float(loss.detach()) < 0.7 * first, (first, float(loss.detach()))
     out = model.sample({"genre": "a"}, n=4, steps=6, seed=0)
     assert out.samples.shape == (4, K, 6)
+
+
+def test_the_progress_bar_counts_every_decoding_step_from_the_start(monkeypatch):
+    """The bar's total is the K − 1 longer count from the first moment (it used to start at the
+    frame count and jump, e.g. 50 → 53), and the bar ends full."""
+    import framework.generators.base as base
+
+    bars = []
+
+    class Recording(base.tqdm):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.first_total = self.total
+            bars.append(self)
+
+    monkeypatch.setattr(base, "tqdm", Recording)
+    fam = Autoregressive(V, temperature=0, codebooks=K)
+    conds = Conditions.from_raw(SPECS, {"genre": "a"}, 2)
+    with torch.no_grad():
+        fam.sample(_model(), G.cfg("genre", 3.0), conds, (K, 5), 5, specs=SPECS, progress=True)
+    assert bars[0].first_total == 5 + K - 1 == bars[0].n

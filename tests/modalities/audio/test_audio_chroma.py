@@ -53,7 +53,8 @@ def test_melody_encoder_reads_any_rate_and_channels(tmp_path):
     stereo = np.stack([wave, 0.5 * wave], 1)  # 44.1 kHz stereo, longer than 4 s
     path = tmp_path / "tune.wav"
     sf.write(path, stereo, 44_100)
-    from_file = melody([str(path)])
+    with pytest.warns(UserWarning, match="first 4 s are used"):
+        from_file = melody([str(path)])
     from_tensor = melody([mono16])
     assert from_file.shape == from_tensor.shape == (1, CHROMA_FRAMES, 12)
     assert (from_file[0].argmax(-1) == 4).all()
@@ -69,9 +70,59 @@ def test_melody_errors_name_the_file(tmp_path):
         melody([str(bad)])
     with pytest.raises(ConditionError, match=r"missing\.wav"):
         melody([str(tmp_path / "missing.wav")])
-    short = tmp_path / "short.wav"
-    sf.write(short, np.zeros(16_000 * 2, dtype=np.float32), 16_000)
-    with pytest.raises(ConditionError, match=r"short\.wav.*2\.00 s.*at least 4 s"):
-        melody([str(short)])
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16_000)
+    with pytest.raises(ConditionError, match=r"empty\.wav"):
+        melody([str(empty)])
+    midi = tmp_path / "tune.mid"
+    midi.write_bytes(b"MThd not really")
+    with pytest.raises(ConditionError, match=r"tune\.mid.*MIDI/MusicXML"):
+        melody([str(midi)])
+    with pytest.raises(ConditionError, match=r"notes\.wav.*score: \.mid"):  # the hint names scores
+        melody([str(bad)])
     with pytest.raises(ConditionError, match="waveform"):
         melody([torch.zeros(3, 3, 3)])
+
+
+@pytest.mark.fault("audio input")
+def test_a_melody_of_any_length_is_cut_or_looped_with_a_notice(tmp_path):
+    from modalities.audio.chroma import MelodyLengthWarning
+
+    short = tmp_path / "short.wav"  # E for 2 s: looped to 4 s
+    sf.write(short, tone(64, 2.0).numpy(), 16_000)
+    with pytest.warns(MelodyLengthWarning, match=r"short\.wav.*2\.00 s.*looped to 4 s"):
+        c = melody([str(short)])[0]
+    assert (c.argmax(-1) == 4).all()  # the second half is the loop, not silence
+    long = tmp_path / "long.wav"  # E for 4 s, then A for 6 s: only the first 4 s are used
+    sf.write(long, torch.cat([tone(64, 4.0), tone(69, 6.0)]).numpy(), 16_000)
+    with pytest.warns(MelodyLengthWarning, match=r"long\.wav.*10\.00 s.*first 4 s"):
+        c = melody([str(long)])[0]
+    assert (c[:-2].argmax(-1) == 4).all()
+    import warnings
+
+    exact = tmp_path / "exact.wav"
+    sf.write(exact, tone(64, 4.0).numpy(), 16_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a 4-s melody needs no notice
+        melody([str(exact)])
+
+
+@pytest.mark.parametrize("fmt", ["midi", "musicxml"])
+def test_a_midi_or_musicxml_score_is_a_melody(tmp_path, fmt):
+    """A score written here by music21 (C D E F, one a second at 60 quarter notes a minute, the
+    top line of a two-part score): its chromagram follows the notes in time."""
+    from music21 import chord, note, stream, tempo
+
+    from modalities.audio.chroma import MelodyLengthWarning
+
+    melody_part, low = stream.Part(), stream.Part()
+    melody_part.append(tempo.MetronomeMark(number=60))
+    for name in ("C5", "D5", "E5", "F5", "G5", "A5"):  # 6 s: cut to the first 4 with a notice
+        melody_part.append(note.Note(name, quarterLength=1.0))
+    low.append(chord.Chord(["C3", "G3"], quarterLength=6.0))  # below the tune: chordify keeps the top
+    path = tmp_path / ("tune.mid" if fmt == "midi" else "tune.musicxml")
+    stream.Score([melody_part, low]).write(fmt, fp=str(path))
+    with pytest.warns(MelodyLengthWarning, match=r"tune\..*6\.00 s.*first 4 s"):
+        c = melody([str(path)])[0]
+    got = [int(c[4 + 8 * s:8 * s + 7].sum(0).argmax()) for s in range(4)]  # mid-second frames
+    assert got == [0, 2, 4, 5]  # C D E F

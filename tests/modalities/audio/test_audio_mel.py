@@ -56,7 +56,7 @@ def test_griffin_lim_recovers_a_consistent_spectrogram():
 
 def test_decode_reproduces_the_mel_spectrogram_deterministically():
     codec = LogMel(gl_iters=24)
-    noise = 0.3 * torch.randn(1, 1, 16_000, generator=torch.Generator().manual_seed(0))
+    noise = 0.15 * torch.randn(1, 1, 16_000, generator=torch.Generator().manual_seed(0))  # peak < 0.89
     audio = noise * (torch.arange(16_000) > 4000)  # noise after silence
     x = codec.encode(audio)
     out = codec.decode(x)
@@ -89,3 +89,22 @@ def test_bad_arguments_are_plugin_errors():
 def test_four_second_clips():
     codec = LogMel(samples=64_000, frames_per_token=4)
     assert codec.shape == (64, 256) and codec.encode(tone(440, n=64_000)).shape == (1, 64, 256)
+
+
+def test_decode_controls_the_level_instead_of_cutting_at_full_scale():
+    """Tokens 30 dB louder than a 0.9-peak tone (as an over-guided model writes them) decode to the
+    same waveform scaled down to the −1 dBFS peak target: no sample at full scale, nothing cut."""
+    from modalities.audio.features import PEAK_TARGET, clipped_fraction
+
+    codec = LogMel()
+    x = codec.encode(torch.cat([tone(440, amp=0.9), tone(220, amp=0.05)]))
+    loud = (x + torch.tensor([0.6, 0.0])[:, None, None]).clamp(max=1.3)  # +30 dB on the first clip
+    out = codec.decode(loud)
+    assert float(clipped_fraction(out).max()) == 0.0
+    assert float(out[0].abs().max()) == pytest.approx(PEAK_TARGET, rel=1e-5)
+    # a per-clip gain, not a cut: the decoded shape is Griffin-Lim's, only scaled
+    raw = codec.decode_unlimited(loud[:1])[0, 0]
+    assert float(raw.abs().max()) > 1.5  # what the decoder used to cut at ±1
+    torch.testing.assert_close(out[0, 0], raw * (PEAK_TARGET / raw.abs().max()), atol=1e-5, rtol=0)
+    quiet = codec.decode(x[1:])  # a quiet clip keeps its level
+    assert 0.02 < float(quiet.abs().max()) < 0.1

@@ -78,6 +78,18 @@ def test_judge_learns_real_labels_and_scores_held_out_clips(judged):
     assert bad["acc_pitch"] <= 0.1 and bad["acc_all"] <= 0.1
     silence = judge.evaluate(torch.zeros(48, 1, 8000), labels)
     assert silence["fd"] > 1.0 and silence["diversity"] == pytest.approx(0.0)
+    assert scores["clipped"] == 0.0 and scores["clipped_max"] == 0.0
+
+
+def test_judge_reports_the_fraction_of_samples_at_full_scale(judged):
+    held, labels = toy_clips(4, 1)
+    loud = held.clone()
+    loud[0, 0, :80] = 1.0  # 80 samples at full scale
+    loud[1, 0, :8] = -1.3  # beyond it (as an undecoded model output): counted too
+    scores = judged[2].evaluate(loud, labels)
+    n = held.shape[-1]
+    assert scores["clipped_max"] == pytest.approx(80 / n)
+    assert scores["clipped"] == pytest.approx((80 + 8) / n / 4)
 
 
 def test_cached_judge_reloads_without_training(judged, monkeypatch):

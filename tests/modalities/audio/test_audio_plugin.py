@@ -20,6 +20,17 @@ def data(tmp_path_factory):
     return dm
 
 
+def test_every_listed_condition_is_one_a_shipped_recipe_takes():
+    """`polyguide modalities` lists what a model accepts: the music data's tempo label, which no
+    model conditions on, is not offered."""
+    from omegaconf import OmegaConf
+
+    audio = plugins.get("audio")
+    taken = {c["name"] for p in audio.recipes() if p.suffix == ".yaml"
+             for c in OmegaConf.load(p).get("model", {}).get("conditions", None) or []}
+    assert set(audio.conditions) <= taken and "tempo" not in audio.conditions
+
+
 def test_registry_lists_the_audio_plugin():
     audio = plugins.get("audio")
     assert isinstance(audio, AudioModality) and "audio" in plugins.available()

@@ -117,3 +117,38 @@ def test_grid_column_labels_must_match_the_columns(tmp_path):
     with pytest.raises(ValueError, match="2 column labels for 3 columns"):
         write_audio(sines(6), tmp_path / "out", rows=["a", "b"], cols=["x", "y"])
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_level_policy_scales_loud_clips_to_the_peak_target_and_leaves_quiet_ones():
+    from modalities.audio.features import PEAK_TARGET, clipped_fraction, limit_peak
+
+    wave = sines(3)
+    wave[0] *= 5.0  # peak 2.0: an over-loud decode
+    wave[2, 0, 100] = float("nan")
+    out = limit_peak(wave)
+    assert float(out[0].abs().max()) == pytest.approx(PEAK_TARGET)
+    torch.testing.assert_close(out[0], wave[0] * (PEAK_TARGET / 2.0))  # a gain, not a cut
+    torch.testing.assert_close(out[1], wave[1])  # below the target: unchanged
+    assert float(out[2, 0, 100]) == 0.0 and bool(out.isfinite().all())
+    torch.testing.assert_close(limit_peak(torch.zeros(2, 1, 50)), torch.zeros(2, 1, 50))
+    assert clipped_fraction(wave.clamp(-1, 1)).tolist()[0] > 0.3 and clipped_fraction(out).max() == 0
+
+
+@pytest.mark.parametrize(("seconds", "n", "rows"), [(1.0, 16, None), (1.0, 6, ["real", "generated"]),
+                                                     (4.0, 4, ["a long row label for music", "b"])])
+def test_grid_tiles_are_at_least_200_px(tmp_path, seconds, n, rows):
+    """Readable tiles: every spectrogram is drawn at least 200 px wide and high in grid.png."""
+    import matplotlib.pyplot as plt
+
+    from modalities.audio.writers import spectrogram_figure
+
+    fig = spectrogram_figure(sines(n, seconds), rows=rows, title=LONG_TITLE)
+    try:
+        renderer = fig.canvas.get_renderer()
+        boxes = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_images()]
+        assert len(boxes) == n
+        assert min(b.width for b in boxes) >= 200 and min(b.height for b in boxes) >= 200
+    finally:
+        plt.close(fig)
+    grid = Image.open(write_audio(sines(n, seconds), tmp_path, rows=rows)[-2])
+    assert grid.width >= 200 * (n // len(rows) if rows else min(n, 8))
