@@ -12,7 +12,8 @@ Sampling starts fully masked and commits tokens over ``steps`` steps (cosine sch
 how many stay masked). At each step guidance combines per-branch log-probabilities, the
 family renormalises them with ``log_softmax``, draws a token for every masked position
 (temperature, optional top-k), and commits the most confident draws (``order="confidence"``,
-MaskGIT) or a random subset (``order="random"``, MDLM-style ancestral order). Without
+MaskGIT), a random subset (``order="random"``, MDLM-style ancestral order) or the leftmost
+masked positions (``order="left_to_right"``, semi-autoregressive). Without
 ``remask`` committed tokens never change; with ``remask = η > 0`` (ReMDM-style remasking) every
 step but the last also puts back the ``⌈η·n⌉`` least confident of the ``n`` tokens it sampled so
 far (their confidence: the log-probability they were drawn with), to be drawn again in context.
@@ -31,7 +32,10 @@ from framework.generators.base import Family, StepCallback, progress_tau
 from framework.guidance import GuidanceState, Guider
 from framework.guidance.spaces import DiscreteSpaces
 
-__all__ = ["Masked"]
+__all__ = ["ORDERS", "Masked"]
+
+#: unmasking orders: MaskGIT's most confident draws first, a random subset, the leftmost first
+ORDERS = ("confidence", "random", "left_to_right")
 
 
 class Masked(Family):
@@ -39,7 +43,9 @@ class Masked(Family):
 
     Args:
         vocab_size: number of data tokens ``V``; the mask token id is ``V``.
-        order: ``confidence`` (MaskGIT) or ``random`` unmasking.
+        order: ``confidence`` (MaskGIT), ``random`` (MDLM's ancestral order) or ``left_to_right``
+            (the leftmost masked positions first: semi-autoregressive decoding, as LLaDA's blocks
+            of one token; each token still sees the whole sequence, masked to its right).
         temperature: sampling temperature applied after guidance and renormalisation.
         t_min: smallest training mask rate (keeps the 1/t weight finite).
         top_k: keep only the ``top_k`` most likely tokens when drawing (after guidance).
@@ -56,13 +62,14 @@ class Masked(Family):
     native_space = "logits"
     output_space = "logprobs"
 
-    def __init__(self, vocab_size: int, order: Literal["confidence", "random"] = "confidence",
+    def __init__(self, vocab_size: int,
+                 order: Literal["confidence", "random", "left_to_right"] = "confidence",
                  temperature: float = 1.0, t_min: float = 1e-3, reuse_unchanged: bool = True,
                  top_k: int | None = None, remask: float = 0.0, stratified: bool = False) -> None:
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be ≥ 2, got {vocab_size}")
-        if order not in ("confidence", "random"):
-            raise ValueError(f"unmasking order must be 'confidence' or 'random', got {order!r}")
+        if order not in ORDERS:
+            raise ValueError(f"unmasking order must be one of {', '.join(map(repr, ORDERS))}, got {order!r}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if top_k is not None and top_k < 1:
@@ -166,6 +173,8 @@ class Masked(Family):
                                      generator=generator).view(B, L).to(x.device)
             if self.order == "confidence":
                 score = logp.gather(-1, draw[..., None]).squeeze(-1)
+            elif self.order == "left_to_right":
+                score = -torch.arange(L, device=x.device, dtype=torch.float).expand(B, L)
             else:
                 score = torch.rand((B, L), generator=generator).to(x.device)
             score = score.masked_fill(~masked, -math.inf)

@@ -58,3 +58,17 @@ def test_stratified_mask_rates_are_evenly_spaced():
 def test_bad_sampler_options_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Masked(10, **kwargs)
+
+
+def test_left_to_right_order_commits_a_growing_prefix(toy):
+    conds = Conditions.from_raw(toy.specs, TARGET, 6)
+    seen = []
+    out = Masked(toy.vocab, order="left_to_right").sample(
+        toy, "cond(shape, color)", conds, (12,), 5, specs=toy.specs,
+        generator=torch.Generator().manual_seed(0), callback=lambda i, x, o: seen.append(x != toy.mask_id))
+    assert int((out.samples == toy.mask_id).sum()) == 0
+    for held in seen:  # [B, L]: tokens at the first k positions, masks after them
+        assert bool((held[:, 1:] <= held[:, :-1]).all()) and 0 < int(held[0].sum()) <= 12
+    assert [int(h[0].sum()) for h in seen] == sorted(int(h[0].sum()) for h in seen)
+    with pytest.raises(ValueError, match="'left_to_right'"):
+        Masked(10, order="right_to_left")
