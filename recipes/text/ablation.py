@@ -27,6 +27,7 @@ GUIDANCE = "cfg(genre, 3)"
 SCRATCH, ADAPTED = "shakespeare_masked_scratch", "shakespeare_masked"
 RANDOM_T1 = {"order": "random", "temperature": 1.0, "top_k": None, "remask": 0.0}
 TUNED = {"order": "random", "temperature": 0.8, "top_k": 40, "remask": 0.0}
+SHIPPED = {**TUNED, "order": "left_to_right"}  # shakespeare_masked.yaml's family_args
 #: label → (checkpoint, family settings, steps)
 ROWS: dict[str, tuple[str, dict, int]] = {
     "scratch · random order, T=1, 32 steps (as shipped before)": (SCRATCH, RANDOM_T1, 32),
@@ -35,10 +36,10 @@ ROWS: dict[str, tuple[str, dict, int]] = {
     "scratch · random order, T=0.8, top-k 40": (SCRATCH, TUNED, 64),
     "scratch · T=0.8, top-k 40, ReMDM remasking η=0.05": (SCRATCH, {**TUNED, "remask": 0.05}, 64),
     "AR-adapted · random order, T=1": (ADAPTED, RANDOM_T1, 64),
-    "AR-adapted · random order, T=0.8, top-k 40 (shipped)": (ADAPTED, TUNED, 64),
+    "AR-adapted · random order, T=0.8, top-k 40": (ADAPTED, TUNED, 64),
     "AR-adapted · T=0.8, top-k 40, 32 steps": (ADAPTED, TUNED, 32),
     "AR-adapted · confidence order, T=0.8, top-k 40": (ADAPTED, {**TUNED, "order": "confidence"}, 64),
-    "AR-adapted · left-to-right order, T=0.8, top-k 40": (ADAPTED, {**TUNED, "order": "left_to_right"}, 64),
+    "AR-adapted · left-to-right order, T=0.8, top-k 40 (shipped)": (ADAPTED, SHIPPED, 64),
     "AR-adapted · T=0.8, top-k 40, ReMDM remasking η=0.05": (ADAPTED, {**TUNED, "remask": 0.05}, 64),
     "AR-adapted · random order, T=0.6, top-k 20": (ADAPTED, {**TUNED, "temperature": 0.6, "top_k": 20}, 64),
 }
