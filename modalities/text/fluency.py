@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from .corpus import GENRES, Speech, load_speeches, split_by_play
 
-__all__ = ["IndependentGenreJudge", "KneserNey", "fluency", "invented_words", "lm_perplexity",
-           "play_vocabulary", "words"]
+__all__ = ["IndependentGenreJudge", "KneserNey", "fluency", "independent_judge", "invented_words",
+           "kneser_ney", "lm_perplexity", "play_vocabulary", "real_reference", "words"]
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 BOS, EOS = "<s>", "</s>"
