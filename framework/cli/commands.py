@@ -157,7 +157,8 @@ def _sample_checked(model, conditions, guidance, **kwargs):
 
 
 def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | None, max_tokens: int,
-                seed: int, weak=None, emit=print, keep_going: bool = False) -> dict[str, Any]:
+                seed: int, weak=None, emit=print, keep_going: bool = False, min_tokens: int = 0
+                ) -> dict[str, Any]:
     """Guided autoregressive text, streamed to ``emit`` as it is sampled (one sample).
 
     The text begins with ``prompt``, taken as whole words (a prompt ending in a letter or digit is
@@ -165,7 +166,8 @@ def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | 
     trained length ``L`` of tokens; longer generations continue from the last ``L/2`` tokens as a
     new prompt (a sliding window, re-prefilled). A speech ends at the end token; with
     ``keep_going`` another one starts (same conditions, after a blank line) until ``max_tokens``
-    tokens are sampled. Needs a text codec (``prompt``, ``decode_text``, ``eos_id``).
+    tokens are sampled; no speech ends before ``min_tokens`` of its tokens are sampled (the end
+    token is banned until then). Needs a text codec (``prompt``, ``decode_text``, ``eos_id``).
 
     Returns ``{"text", "speeches", "tokens", "nfe", "steps", "seconds", "tokens_per_s", "ended"}``:
     ``tokens`` counts the sampled tokens (end tokens included), ``ended`` whether the last speech
@@ -185,7 +187,10 @@ def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | 
         raise ArgumentError(f"--prompt does not fit this model: {one_line(e)}") from e
     ban = codec.word_continuations(prompt) if prompt and hasattr(codec, "word_continuations") else None
     speeches: list[str] = []
+    if not 0 <= min_tokens <= max_tokens:
+        raise ArgumentError(f"--min-tokens {min_tokens} must be between 0 and --max-tokens ({max_tokens})")
     speech, context = list(head), torch.tensor([head], dtype=torch.long)  # all ids / the model's window
+    own = len(head)  # ids of the speech that were not sampled (the prompt)
     shown, nfe, steps, sampled, ended = prompt or "", 0, 0, 0, False
     start = time.perf_counter()
     if shown:
@@ -209,7 +214,8 @@ def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | 
     while sampled < max_tokens:
         budget = min(max_tokens - sampled, L - context.shape[1])
         res = model.sample(raw, guidance, n=1, steps=budget, seed=(seed + steps) % MAX_SEED, weak=weak,
-                           init=context if context.shape[1] else None, callback=show, ban_first=ban)
+                           init=context if context.shape[1] else None, callback=show, ban_first=ban,
+                           min_new_tokens=min(budget, max(0, min_tokens - (len(speech) - own))))
         nfe, steps, ban = nfe + res.nfe, steps + len(res.stats), None
         chunk = res.samples[0].tolist()
         ended = codec.eos_id in chunk
@@ -222,7 +228,7 @@ def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | 
             if not keep_going or sampled >= max_tokens:
                 break
             emit("\n\n", end="", flush=True)  # the next speech, from the start of a speech
-            speech, context = [], torch.zeros(1, 0, dtype=torch.long)
+            speech, context, own = [], torch.zeros(1, 0, dtype=torch.long), 0
             continue
         context = torch.tensor([(context[0].tolist() + chunk)[-(L // 2):]])
     if not ended:
@@ -308,6 +314,11 @@ def _sample(args: argparse.Namespace) -> int:
                             "(its length is --max-tokens)")
     if args.keep_going and not streaming:
         raise ArgumentError("--continue applies when streaming text: give --prompt or --max-tokens")
+    if args.min_tokens is not None and not streaming:
+        raise ArgumentError("--min-tokens applies when streaming text: give --prompt or --max-tokens")
+    if args.min_tokens is not None and args.min_tokens > (args.max_tokens or 64):
+        raise ArgumentError(f"--min-tokens {args.min_tokens} is more than --max-tokens "
+                            f"({args.max_tokens or 64}): a speech cannot be that long")
     out_dir = (None if streaming and args.out is None else check_output_dir(args.out or Path("samples")))
     check_input_file(args.checkpoint, "checkpoint")
     if args.weak is not None:
@@ -385,7 +396,8 @@ def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: in
             print(f"{'' if k == 0 else chr(10)}=== sample {k + 1} ===")
         try:
             r = stream_text(model, raw, args.guidance, args.prompt, args.max_tokens or 64,
-                            (seed + 1_000_003 * k) % MAX_SEED, weak, keep_going=args.keep_going)
+                            (seed + 1_000_003 * k) % MAX_SEED, weak, keep_going=args.keep_going,
+                            min_tokens=args.min_tokens or 0)
         except FloatingPointError as e:
             raise NonFiniteError(f"sampling produced non-finite logits: {one_line(e)}") from e
         texts.append(r["text"])

@@ -130,6 +130,9 @@ def _sample(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--max-tokens", type=bounded_int(1, MAX_TOKENS), default=None,
                    help=f"text models: tokens to generate per sample (streams; default 64, "
                         f"at most {MAX_TOKENS:,})")
+    s.add_argument("--min-tokens", type=bounded_int(1, MAX_TOKENS), default=None,
+                   help="text models: no speech ends before this many sampled tokens (streams; the "
+                        "end-of-speech token is banned until then; at most --max-tokens)")
     s.add_argument("--continue", dest="keep_going", action="store_true",
                    help="text models: at the end of a speech, start another one (same conditions) until "
                         "--max-tokens; without it, generation stops at the first end-of-speech token")

@@ -10,6 +10,7 @@ costs seconds.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from framework.guidance.ops.cost_grad import CostFn, find_costs, unknown_cost
 from framework.guidance.syntax import parse
 from framework.nn import Backbone, BackboneConfig
 
-__all__ = ["FAMILIES", "GenerativeModel", "HParams", "default_steps"]
+__all__ = ["FAMILIES", "GenerativeModel", "HParams", "default_steps", "request_seed"]
 
 FAMILIES: dict[str, type[Family]] = {"diffusion": Diffusion, "flow": Flow, "masked": Masked,
                                      "autoregressive": Autoregressive}
@@ -65,17 +66,31 @@ def default_steps(family: str | None, shape: Sequence[int]) -> int:
     return DEFAULT_STEPS
 
 
-def _releasing(masks: Any, callback: Any) -> Any:
-    """A step callback that lifts the first-step masks (:class:`FirstStepMask`) after the first
-    step, then calls ``callback``."""
+def _releasing(masks: Any, callback: Any, after: int = 1) -> Any:
+    """A step callback that lifts the masks (:class:`FirstStepMask`) after the first ``after``
+    steps, then calls ``callback``."""
+    masks = list(masks)
 
     def step(i: int, x: torch.Tensor, out: Any) -> None:
-        for m in masks:
+        for m in masks if i + 1 >= after else ():
             m.active = False
         if callback is not None:
             callback(i, x, out)
 
     return step
+
+
+def request_seed(seed: int, conditions: Conditions) -> int:
+    """The generator seed for ``seed`` and a request: ``seed`` hashed with the condition values and
+    presence masks (BLAKE2b, 63 bits). One seed with two different requests (say genre=comedy and
+    genre=history) gives two unrelated noise draws, so weakly conditioned samples of different
+    requests do not come out identical; the same seed and request always give the same draw."""
+    h = hashlib.blake2b(str(int(seed)).encode(), digest_size=8)
+    for name in sorted(conditions.values):
+        h.update(name.encode())
+        h.update(conditions.values[name].detach().cpu().contiguous().numpy().tobytes())
+        h.update(conditions.present[name].detach().cpu().numpy().tobytes())
+    return int.from_bytes(h.digest(), "little") & (2**63 - 1)
 
 
 class GenerativeModel(torch.nn.Module):
@@ -267,8 +282,8 @@ class GenerativeModel(torch.nn.Module):
                *, n: int | None = None, steps: int | None = None, seed: int | None = None,
                progress: bool = False, callback=None, weak: GenerativeModel | None = None,
                init: torch.Tensor | Sequence[Any] | None = None, strict: bool = False,
-               costs: Mapping[str, CostFn] | None = None, ban_first: torch.Tensor | None = None
-               ) -> SampleOutput:
+               costs: Mapping[str, CostFn] | None = None, ban_first: torch.Tensor | None = None,
+               min_new_tokens: int = 0) -> SampleOutput:
         """Sample with guidance.
 
         Args:
@@ -279,7 +294,8 @@ class GenerativeModel(torch.nn.Module):
             steps: sampling steps; tokens for autoregressive models, whose default is the whole
                 length the model was trained on (``shape[-1]``); default 30 otherwise
                 (:func:`default_steps`).
-            seed: makes sampling reproducible.
+            seed: makes sampling reproducible; it is combined with the request
+                (:func:`request_seed`), so different requests never share their noise.
             weak: a weaker model for ``.on("weak")`` branches (autoguidance); it must match this
                 one (:func:`~framework.core.checkpoints.check_compatible`) or ``CheckpointError`` is raised.
             strict: raise (instead of warning) if the guidance needs untrained condition subsets.
@@ -295,6 +311,8 @@ class GenerativeModel(torch.nn.Module):
                 first new token may not continue that word (the codec's ``word_continuations``).
             ban_first: autoregressive: token ids the first sampled token may not be, ``[V]`` bool
                 (every sample) or ``[n, V]``.
+            min_new_tokens: autoregressive with an end token: the end token is banned for the first
+                ``min_new_tokens`` sampled tokens (a speech is not ended before then).
 
         Returns:
             :class:`SampleOutput` with ``samples`` ``[n, *shape]`` and per-step statistics.
@@ -331,11 +349,19 @@ class GenerativeModel(torch.nn.Module):
         if ban_first is not None and bool(ban_first.any()):
             models = {k: FirstStepMask(m, ban_first) for k, m in models.items()}
             callback = _releasing(models.values(), callback)
+        if min_new_tokens > 0:
+            eos = getattr(self.family, "eos_id", None)
+            if eos is None:
+                raise ValueError("min_new_tokens needs an autoregressive model with an end token")
+            banned = torch.zeros(self.family.vocab_size, dtype=torch.bool)
+            banned[eos] = True
+            models = {k: FirstStepMask(m, banned) for k, m in models.items()}
+            callback = _releasing(models.values(), callback, after=min_new_tokens)
         was_training = self.training
         self.eval()
         try:
             shape = self.shape if not isinstance(self.family, Autoregressive) else (*self.shape[:-1], steps)
-            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            gen = torch.Generator().manual_seed(request_seed(seed, conditions)) if seed is not None else None
             out = self.family.sample(models, guidance, conditions, shape, steps, specs=self.specs,
                                      generator=gen, progress=progress, callback=callback,
                                      dropout=self.dropout, strict=strict, device=self.device, init=init,

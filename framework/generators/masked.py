@@ -11,8 +11,12 @@ negative log-likelihood, so ``exp`` of it bounds perplexity (:meth:`Masked.nll_b
 Sampling starts fully masked and commits tokens over ``steps`` steps (cosine schedule of
 how many stay masked). At each step guidance combines per-branch log-probabilities, the
 family renormalises them with ``log_softmax``, draws a token for every masked position
-(temperature), and commits the most confident draws (``order="confidence"``, MaskGIT) or a
-random subset (``order="random"``, MDLM-style ancestral order). Committed tokens never change.
+(temperature, optional top-k), and commits the most confident draws (``order="confidence"``,
+MaskGIT), a random subset (``order="random"``, MDLM-style ancestral order) or the leftmost
+masked positions (``order="left_to_right"``, semi-autoregressive). Without
+``remask`` committed tokens never change; with ``remask = η > 0`` (ReMDM-style remasking) every
+step but the last also puts back the ``⌈η·n⌉`` least confident of the ``n`` tokens it sampled so
+far (their confidence: the log-probability they were drawn with), to be drawn again in context.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from framework.generators.base import Family, StepCallback, progress_tau
 from framework.guidance import GuidanceState, Guider
 from framework.guidance.spaces import DiscreteSpaces
 
-__all__ = ["Masked"]
+__all__ = ["ORDERS", "Masked"]
+
+#: unmasking orders: MaskGIT's most confident draws first, a random subset, the leftmost first
+ORDERS = ("confidence", "random", "left_to_right")
 
 
 class Masked(Family):
@@ -36,13 +43,20 @@ class Masked(Family):
 
     Args:
         vocab_size: number of data tokens ``V``; the mask token id is ``V``.
-        order: ``confidence`` (MaskGIT) or ``random`` unmasking.
+        order: ``confidence`` (MaskGIT), ``random`` (MDLM's ancestral order) or ``left_to_right``
+            (the leftmost masked positions first: semi-autoregressive decoding, as LLaDA's blocks
+            of one token; each token still sees the whole sequence, masked to its right).
         temperature: sampling temperature applied after guidance and renormalisation.
         choice_temperature: with ``order="confidence"``, Gumbel noise of this scale, annealed to 0
             over the steps, is added to the confidences that choose which draws to commit (MaskGIT's
             "choice temperature"); 0 (default) commits strictly the most confident draws, which
             makes samples of one request near-copies when a few tokens dominate.
         t_min: smallest training mask rate (keeps the 1/t weight finite).
+        top_k: keep only the ``top_k`` most likely tokens when drawing (after guidance).
+        remask: ReMDM remasking rate ``η`` (0: committed tokens are final).
+        stratified: draw a batch's training mask rates stratified over ``(0, 1)`` (one uniform
+            offset, ``B`` evenly spaced rates; MDLM's low-discrepancy sampler) instead of
+            independently: the same bound, lower-variance gradients.
         reuse_unchanged: reuse the network's output exactly when no token changed since the
             previous step (with more steps than positions the cosine schedule commits none on
             many steps); such steps count in ``StepStats.cached``, not in NFE.
@@ -52,18 +66,25 @@ class Masked(Family):
     native_space = "logits"
     output_space = "logprobs"
 
-    def __init__(self, vocab_size: int, order: Literal["confidence", "random"] = "confidence",
+    def __init__(self, vocab_size: int,
+                 order: Literal["confidence", "random", "left_to_right"] = "confidence",
                  temperature: float = 1.0, t_min: float = 1e-3, reuse_unchanged: bool = True,
+                 top_k: int | None = None, remask: float = 0.0, stratified: bool = False,
                  choice_temperature: float = 0.0) -> None:
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be ≥ 2, got {vocab_size}")
-        if order not in ("confidence", "random"):
-            raise ValueError(f"unmasking order must be 'confidence' or 'random', got {order!r}")
+        if order not in ORDERS:
+            raise ValueError(f"unmasking order must be one of {', '.join(map(repr, ORDERS))}, got {order!r}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if choice_temperature < 0:
             raise ValueError(f"choice_temperature must be ≥ 0, got {choice_temperature}")
         self.choice_temperature = float(choice_temperature)
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be ≥ 1, got {top_k}")
+        if not 0 <= remask < 1:
+            raise ValueError(f"remask must be in [0, 1), got {remask}")
+        self.top_k, self.remask, self.stratified = top_k, float(remask), bool(stratified)
         self.vocab_size, self.mask_id = int(vocab_size), int(vocab_size)
         self.order, self.temperature, self.t_min = order, float(temperature), float(t_min)
         self.reuse_unchanged = bool(reuse_unchanged)
@@ -83,11 +104,19 @@ class Masked(Family):
         masked = torch.rand(x0.shape, generator=generator).to(x0.device) < t[:, None]
         return torch.where(masked, torch.full_like(x0, self.mask_id), x0), masked
 
+    def _mask_rates(self, n: int, generator: torch.Generator | None, device) -> torch.Tensor:
+        """Training mask rates ``[n]`` in ``[t_min, 1)``: independent, or stratified."""
+        if self.stratified:
+            u = (torch.rand(1, generator=generator) + torch.arange(n) / n) % 1.0
+        else:
+            u = torch.rand(n, generator=generator)
+        return u.to(device).clamp_min(self.t_min)
+
     def loss(self, model, x0: torch.Tensor, conditions: Conditions,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """The MDLM bound in nats per token, averaged over the batch."""
         self._check_tokens(x0)
-        t = torch.rand(x0.shape[0], generator=generator).to(x0.device).clamp_min(self.t_min)
+        t = self._mask_rates(x0.shape[0], generator, x0.device)
         xt, masked = self.corrupt(x0, t, generator)
         logits = model(xt, t, conditions)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
@@ -97,7 +126,7 @@ class Masked(Family):
     def training_inputs(self, x0, generator=None):
         """Partly masked sequences at mask rates ``t ~ U(t_min, 1)``; only masked positions count."""
         self._check_tokens(x0)
-        t = torch.rand(x0.shape[0], generator=generator).to(x0.device).clamp_min(self.t_min)
+        t = self._mask_rates(x0.shape[0], generator, x0.device)
         xt, masked = self.corrupt(x0, t, generator)
         return xt, t, masked
 
@@ -138,11 +167,16 @@ class Masked(Family):
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
             steps: int, generator, bar, callback: StepCallback | None) -> torch.Tensor:
         B, L = x.shape
+        sampled = torch.zeros_like(x, dtype=torch.bool)  # tokens this run drew (remasking candidates)
+        conf = torch.zeros(B, L, device=x.device)  # the log-probability each was drawn with
         for i in range(steps):
             masked = x == self.mask_id
             t = masked.float().mean(1)  # the current mask rate is the model's time input
             out = guider.step(x, t, progress_tau(i, steps), conditions, state)
             logp = torch.log_softmax(out.denoise.float() / self.temperature, dim=-1)
+            if self.top_k is not None and self.top_k < self.vocab_size:
+                kth = logp.topk(self.top_k, dim=-1).values[..., -1:]
+                logp = torch.log_softmax(logp.masked_fill(logp < kth, -math.inf), dim=-1)
             draw = torch.multinomial(logp.exp().reshape(-1, self.vocab_size), 1,
                                      generator=generator).view(B, L).to(x.device)
             if self.order == "confidence":
@@ -151,6 +185,8 @@ class Masked(Family):
                     u = torch.rand((B, L), generator=generator).to(x.device).clamp(1e-10, 1 - 1e-10)
                     anneal = self.choice_temperature * (1 - (i + 1) / steps)
                     score = score - anneal * torch.log(-torch.log(u))  # + Gumbel noise
+            elif self.order == "left_to_right":
+                score = -torch.arange(L, device=x.device, dtype=torch.float).expand(B, L)
             else:
                 score = torch.rand((B, L), generator=generator).to(x.device)
             score = score.masked_fill(~masked, -math.inf)
@@ -158,7 +194,19 @@ class Masked(Family):
             rank = score.argsort(dim=1, descending=True).argsort(dim=1)
             commit = masked & (rank < n_commit[:, None])
             x = torch.where(commit, draw, x)
+            if self.remask > 0:
+                conf = torch.where(commit, logp.gather(-1, draw[..., None]).squeeze(-1), conf)
+                sampled = (sampled | commit) & (x != self.mask_id)
+                if i < steps - 1:
+                    x = self._remask(x, sampled, conf)
             bar.update(1)
             if callback is not None:
                 callback(i, x, out)
         return x
+
+    def _remask(self, x: torch.Tensor, sampled: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+        """Put back the ``⌈η·n⌉`` least confident of each row's ``n`` sampled tokens (``[B, L]``)."""
+        k = torch.ceil(self.remask * sampled.sum(1)).long()  # [B]
+        score = conf.masked_fill(~sampled, math.inf)
+        rank = score.argsort(dim=1).argsort(dim=1)
+        return x.masked_fill(sampled & (rank < k[:, None]), self.mask_id)

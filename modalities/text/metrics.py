@@ -7,6 +7,11 @@
   chance of 1/3) is what real text of the requested genre would score.
 * **distinct_1**, **distinct_2**: unique word n-grams / all word n-grams over every sample
   (words split at whitespace, case kept); low values mean repetitive or collapsed samples.
+* fluency, by scorers that are not the model being judged (:mod:`.fluency`): **acc_genre_indep**
+  (a naive Bayes genre classifier on word counts, also trained only on real passages),
+  **vocab_share** (words of the plays), **ngram4_overlap** (4-grams of the plays), **ppl_ngram**
+  (a Kneser–Ney word 3-gram model of the plays) and, given a scorer checkpoint, **ppl_ar**
+  (per-token perplexity under that autoregressive model).
 
 Passages are speeches cut at line breaks into at most ``words`` words (36 ≈ the 63 text tokens of
 a 64-token window), so the judge does not depend on any tokenizer. The fitted classifier is
@@ -31,6 +36,7 @@ from framework.core.checkpoints import CheckpointError
 
 from .codecs import media_to_texts
 from .corpus import GENRES, Speech, chunk_lines, load_speeches, split_by_play
+from .fluency import fluency, independent_judge, lm_perplexity
 
 __all__ = ["GenreJudge", "LinearTextClassifier", "distinct_n", "genre_passages"]
 
@@ -176,11 +182,14 @@ class GenreJudge:
         words, min_words: passage size (see :func:`genre_passages`).
         shuffle_labels: fit on permuted labels (a control: its held-out accuracy is chance).
         seed: the permutation's seed.
+        scorer: an autoregressive text checkpoint whose perplexity of the samples is reported as
+            ``ppl_ar`` (loaded on first use); ``None``: no ``ppl_ar``.
     """
 
     def __init__(self, cache: Path | str, words: int = 36, min_words: int = 5,
-                 shuffle_labels: bool = False, seed: int = 0) -> None:
+                 shuffle_labels: bool = False, seed: int = 0, scorer: Path | str | None = None) -> None:
         cache = Path(cache)
+        self.scorer_path, self._scorer = (Path(scorer) if scorer is not None else None), None
         train, val = split_by_play(load_speeches())
         if cache.exists() or cache.suffix != ".npz":
             self.model = LinearTextClassifier.load(cache)  # refuses pickles and damaged files
@@ -204,8 +213,10 @@ class GenreJudge:
 
     def evaluate(self, media: torch.Tensor | Sequence[str], requested: Mapping[str, torch.Tensor]
                  ) -> dict[str, float]:
-        """``acc_genre`` (if ``genre`` is requested: ``[B]`` ids), ``distinct_1`` and ``distinct_2`` of
-        generated texts (UTF-8 media ``[B, M]`` or strings). A requested ``speaker`` is not scored."""
+        """``acc_genre`` and ``acc_genre_indep`` (if ``genre`` is requested: ``[B]`` ids),
+        ``distinct_1``, ``distinct_2``, ``vocab_share``, ``ngram4_overlap``, ``ppl_ngram`` and, with a
+        scorer, ``ppl_ar`` of generated texts (UTF-8 media ``[B, M]`` or strings). A requested
+        ``speaker`` is not scored."""
         unknown = set(requested) - {"genre"} - UNJUDGED
         if unknown:
             raise ValueError(f"the text judge scores 'genre', not {sorted(unknown)}")
@@ -216,6 +227,14 @@ class GenreJudge:
             if want.shape != (len(texts),):
                 raise ValueError(f"requested genre has shape {tuple(want.shape)} for {len(texts)} texts")
             out["acc_genre"] = float((self.predict(texts) == want).float().mean())
+            out["acc_genre_indep"] = independent_judge().accuracy(texts, want)
         out["distinct_1"] = distinct_n(texts, 1)
         out["distinct_2"] = distinct_n(texts, 2)
+        out.update(fluency(texts))
+        if self.scorer_path is not None:
+            if self._scorer is None:
+                from framework.training.module import load
+
+                self._scorer = load(self.scorer_path)
+            out["ppl_ar"] = lm_perplexity(self._scorer, texts)
         return out

@@ -17,6 +17,7 @@ from .codecs import BPETokens, media_to_texts
 from .corpus import GENRES
 from .metrics import GenreJudge
 
+AR_SCORER = "shakespeare_ar.ckpt"  # the autoregressive model that scores samples' perplexity (ppl_ar)
 RECIPES = recipes_dir("text")  # the checkout's recipes/text, or the installed polyguide_recipes.text
 
 
@@ -56,5 +57,8 @@ class TextModality(Modality):
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> GenreJudge:
         """The genre judge (tokenizer-independent, so one per cache), cached as plain arrays in
-        ``cache_dir/genre-judge.npz`` (no pickle: a cache runs no code)."""
-        return GenreJudge(Path(cache_dir) / "genre-judge.npz")
+        ``cache_dir/genre-judge.npz`` (no pickle: a cache runs no code). Its ``ppl_ar`` scorer is
+        ``cache_dir/shakespeare_ar.ckpt``, else the shipped autoregressive model (if present)."""
+        scorer = next((p for p in (Path(cache_dir) / AR_SCORER, RECIPES / "checkpoints" / AR_SCORER)
+                       if p.is_file()), None)
+        return GenreJudge(Path(cache_dir) / "genre-judge.npz", scorer=scorer)

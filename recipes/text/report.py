@@ -2,12 +2,16 @@
 
     python recipes/text/report.py [--n 240] [--out docs/results]
 
-For the autoregressive and the masked model: held-out perplexity (AR: exact; masked: the MDLM
-bound), both per text token (end token included; the padding's cost is charged to the text, so
-the figures are upper bounds); genre accuracy of guided samples as judged by a classifier trained
-on real lines, and distinct-1/2, against the CFG weight and for negative, independent, nested
-and double guidance; contrastive decoding (the step-500 checkpoint as the amateur) against
-plain sampling; NFE and tokens/s for each. Writes ``text.json`` and ``text.md`` into ``--out``.
+First one fluency table: both families, unguided (``cond(genre)``) and guided (``cfg(genre, 3)``),
+on the same ``--n-fluency`` requests and seed, beside real passages of the held-out plays: genre
+accuracy by our judge and by an independent one, the share of words that are words of the plays,
+4-gram overlap with the plays, perplexity under the shipped AR model and under a Kneser–Ney word
+3-gram model of the plays (:mod:`modalities.text.fluency`), distinct-2; and the words each model
+invented. Then, per model: held-out perplexity (AR: exact; masked: the MDLM bound), both per text
+token (end token included; the padding's cost is charged to the text, so the figures are upper
+bounds); the same measures against the CFG weight and for negative, independent, nested and double
+guidance; contrastive decoding (the step-500 checkpoint as the amateur) against plain sampling;
+NFE and tokens/s for each. Writes ``text.json`` and ``text.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from framework.core import plugins
 from framework.core.conditions import Conditions
 from framework.training.module import load
 from modalities.text.data import ShakespeareData
+from modalities.text.fluency import invented_words, real_reference
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 WEIGHTS = (1, 1.5, 2, 3, 5)
@@ -63,37 +68,67 @@ def requests(model, n: int, seed: int = 0, speakers: bool = False) -> tuple[Cond
     return Conditions.from_raw(model.specs, raw, n), {"genre": genre}
 
 
-def score(model, judge, guidance: str, n: int, steps: int, weak=None, speakers: bool = False) -> dict:
+def score(model, judge, guidance: str, n: int, steps: int, weak=None, speakers: bool = False,
+          keep_texts: bool = False) -> dict:
     conds, requested = requests(model, n, speakers=speakers)
     row, out = score_guidance(model, judge, conds, requested, guidance, guidance, steps, seed=0, weak=weak)
     tokens = int((out.samples != model.codec.pad_id).sum())
-    return {**row, "tokens_per_s": tokens / row["seconds"],
-            "example": model.codec.decode_text(out.samples[:3])}
+    texts = model.codec.decode_text(out.samples)
+    row = {**row, "tokens_per_s": tokens / row["seconds"], "example": texts[:3],
+           "words_per_sample": sum(len(t.split()) for t in texts) / len(texts)}
+    return {**row, "texts": texts} if keep_texts else row
 
 
-def run(out: Path, n: int, models: list[str]) -> dict:
-    """Score ``models``; results of other models already in ``text.json`` are kept."""
+def fluency_table(judge, n: int, models: list[str]) -> dict:
+    """Unguided and guided rows of every model on the same ``n`` requests, and real passages."""
+    ref = real_reference(n)
+    genre = torch.arange(n) % 3
+    rows = {"real passages (held-out plays)": {**judge.evaluate(ref, {"genre": genre}), "example": ref[:3],
+                                               "words_per_sample": sum(len(t.split()) for t in ref) / n}}
+    invented = {}
+    for name in models:
+        model = load(str(CHECKPOINTS / f"{name}.ckpt"))
+        for label, g in (("unguided", "cond(genre)"), ("guided cfg w=3", "cfg(genre, 3)")):
+            r = score(model, judge, g, n, model.codec.length, keep_texts=True)
+            texts = r.pop("texts")
+            rows[f"{name} · {label}"] = r
+            words = invented_words(texts)
+            invented[f"{name} · {label}"] = {"invented": sum(words.values()),
+                                             "words": sum(len(t.split()) for t in texts),
+                                             "most_common": words.most_common(12)}
+    return {"n": n, "rows": rows, "invented": invented}
+
+
+def run(out: Path, n: int, models: list[str], n_fluency: int = 120, fluency: bool = True) -> dict:
+    """Score ``models``; results of other models already in ``text.json`` are kept, and so is its
+    fluency table (of both shipped models) when ``fluency`` is False."""
     out.mkdir(parents=True, exist_ok=True)
     judge = plugins.get("text").judge({}, None, CHECKPOINTS)
     saved = out / "text.json"
-    results: dict = {"n": n, "judge_real_accuracy": judge.real_accuracy, "models": {}}
-    if saved.exists():
-        earlier = json.loads(saved.read_text())["models"]
-        results["models"] = {k: v for k, v in earlier.items() if k not in models}
+    from modalities.text.fluency import independent_judge
+
+    results: dict = {"n": n, "judge_real_accuracy": judge.real_accuracy,
+                     "independent_real_accuracy": independent_judge().real_accuracy, "models": {}}
+    earlier = json.loads(saved.read_text()) if saved.exists() else {"models": {}}
+    results["models"] = {k: v for k, v in earlier["models"].items() if k not in models}
+    if fluency:
+        results["fluency"] = fluency_table(judge, n_fluency, ["shakespeare_ar", "shakespeare_masked"])
+    elif "fluency" in earlier:
+        results["fluency"] = earlier["fluency"]
     for name in models:
         masked = name.endswith("masked")
         model = load(str(CHECKPOINTS / f"{name}.ckpt"))
         dm = ShakespeareData(length=model.codec.length, tokenizer=model.hparams.representation["tokenizer"],
                              batch_size=64)
         rows = {"perplexity": perplexity(model, dm.val_dataloader(), masked)}
-        # the masked model re-reads all 64 positions every step (no KV cache): 2 tokens per step,
-        # fewer samples and rows, or this report takes hours on 2 CPU cores
-        steps = model.codec.length // (2 if masked else 1)
+        # the masked model re-reads all 64 positions every step (no KV cache): fewer samples and
+        # rows, or this report takes hours on 2 CPU cores; one token per step, as the AR model
+        steps = model.codec.length
         k = n // 4 if masked else n
         extra = {k2: v for k2, v in EXTRA.items() if not masked or k2.startswith("independent")}
         rows["n"], rows["steps"] = k, steps
         rows["cfg"] = {w: score(model, judge, f"cfg(genre, {w})" if w != 1 else "cond(genre)", k, steps)
-                       for w in WEIGHTS}
+                       for w in (WEIGHTS if not masked else (1, 3, 5))}
         rows["extra"] = {label: score(model, judge, g, k, steps, speakers="speaker" in g)
                          for label, g in extra.items()}
         if not masked:
@@ -110,16 +145,34 @@ def run(out: Path, n: int, models: list[str]) -> dict:
     return results
 
 
+FLUENCY = ("| {label} | {acc_genre:.2f} | {acc_genre_indep:.2f} | {vocab_share:.3f} | {ngram4_overlap:.3f} | "
+           "{ppl_ar:.1f} | {ppl_ngram:.0f} | {distinct_2:.2f} | {words_per_sample:.1f} |")
+FLUENCY_HEAD = ["| samples | genre (our judge) | genre (independent) | words of the plays "
+                "| 4-grams of the plays | perplexity (AR model) | perplexity (3-gram model) | distinct-2 "
+                "| words/sample |",
+                "|---|---|---|---|---|---|---|---|---|"]
+
+
 def _row(label: str, r: dict) -> str:
-    return (f"| {label} | {r['acc_genre']:.2f} | {r['distinct_1']:.2f} | {r['distinct_2']:.2f} | "
+    return (f"| {label} | {r['acc_genre']:.2f} | {r['acc_genre_indep']:.2f} | {r['vocab_share']:.3f} | "
+            f"{r['ngram4_overlap']:.3f} | {r['ppl_ar']:.1f} | {r['ppl_ngram']:.0f} | {r['distinct_2']:.2f} | "
             f"{r['nfe']} | {r['nfe_per_step']:.2f} | {r['tokens_per_s']:.0f} |")
 
 
 def tables(results: dict) -> str:
-    head = ["| guidance | genre accuracy | distinct-1 | distinct-2 | NFE | NFE/step | tokens/s |",
-            "|---|---|---|---|---|---|---|"]
-    md = [f"{results['n']} samples per row (genres balanced); the genre judge scores "
-          f"{results['judge_real_accuracy']['genre']:.2f} on real held-out passages (chance 0.33).", ""]
+    head = ["| guidance | genre (ours) | genre (indep.) | words of the plays | 4-grams of the plays | "
+            "ppl (AR) | ppl (3-gram) | distinct-2 | NFE | NFE/step | tokens/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    flu = results.get("fluency", {"n": 0, "rows": {}, "invented": {}})
+    md = [f"### Fluency: both families, unguided and guided, on the same {flu['n']} requests", "",
+          *FLUENCY_HEAD, *(FLUENCY.format(label=k, **r) for k, r in flu["rows"].items()), "",
+          "Words not in the training plays (all occurrences / all words):", ""]
+    for k, v in flu["invented"].items():
+        common = ", ".join(f"{w} ({c})" if c > 1 else w for w, c in v["most_common"])
+        md.append(f"- {k}: {v['invented']} / {v['words']} — {common}")
+    md += ["", f"{results['n']} samples per row (genres balanced) unless said; our genre judge scores "
+           f"{results['judge_real_accuracy']['genre']:.2f} on real held-out passages, the independent one "
+           f"{results['independent_real_accuracy']:.2f} (chance 0.33).", ""]
     for name, rows in results["models"].items():
         md += [f"### {name} (held-out perplexity per text token ≤ {rows['perplexity']:.1f}; "
                f"{rows['n']} samples per row, {rows['steps']} steps)", "", *head]
@@ -135,7 +188,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument("--n", type=int, default=240)
-    ap.add_argument("--models", nargs="+", default=["shakespeare_ar", "shakespeare_masked"])
+    ap.add_argument("--n-fluency", type=int, default=120)
+    ap.add_argument("--skip-fluency", action="store_true", help="keep text.json's fluency table")
+    ap.add_argument("--models", nargs="*", default=["shakespeare_ar", "shakespeare_masked"],
+                    help="models to score (none: only the fluency table)")
     args = ap.parse_args()
-    run(args.out, args.n, args.models)
+    run(args.out, args.n, args.models, args.n_fluency, fluency=not args.skip_fluency)
     print((args.out / "text.md").read_text())

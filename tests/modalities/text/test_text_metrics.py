@@ -36,7 +36,9 @@ def test_judge_is_well_above_chance_on_held_out_plays(judge, val_passages):
     texts, labels = val_passages
     metrics = judge.evaluate(texts, {"genre": torch.as_tensor(labels)})
     assert metrics["acc_genre"] == pytest.approx(acc)
-    assert set(metrics) == {"acc_genre", "distinct_1", "distinct_2"}
+    fluency = {"vocab_share", "ngram4_overlap", "ppl_ngram", "ppl_ar"}  # ppl_ar: the shipped AR model
+    assert set(metrics) == {"acc_genre", "acc_genre_indep", "distinct_1", "distinct_2", *fluency}
+    assert metrics["vocab_share"] > 0.93 and metrics["ppl_ar"] < 150  # real text reads as English
 
 
 def test_judge_with_shuffled_labels_is_at_chance(text_cache):
@@ -49,7 +51,8 @@ def test_evaluate_takes_media_ignores_speaker_and_rejects_unknowns(judge, val_pa
     texts, want = texts[:64], torch.as_tensor(labels[:64])
     from_media = judge.evaluate(texts_to_media(texts), {"genre": want, "speaker": torch.zeros(64)})
     assert from_media == judge.evaluate(texts, {"genre": want})
-    assert set(judge.evaluate(texts, {})) == {"distinct_1", "distinct_2"}
+    assert set(judge.evaluate(texts, {})) == {"distinct_1", "distinct_2", "vocab_share", "ngram4_overlap",
+                                              "ppl_ngram", "ppl_ar"}
     collapsed = judge.evaluate(["my lord, my lord, my lord"] * 8, {"genre": torch.zeros(8, dtype=torch.long)})
     assert collapsed["distinct_2"] < 0.1 < from_media["distinct_2"]
     with pytest.raises(ValueError, match="not \\['mood'\\]"):

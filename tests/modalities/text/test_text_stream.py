@@ -81,3 +81,43 @@ def test_streaming_writes_n_texts_with_out(tmp_path, capsys):
     texts = [(tmp_path / f"sample_{i:03d}.txt").read_text(encoding="utf-8") for i in range(2)]
     assert all(t.startswith("Enter") and not t[5].isalnum() for t in texts), texts  # not "Enterlse"
     assert texts[0] != texts[1] and (tmp_path / "samples.txt").is_file()
+
+
+def test_min_tokens_keeps_a_speech_going_until_then(codec, tokenizer_name):
+    model = _tiny(codec, tokenizer_name, eos=True)
+    with torch.no_grad():  # the end token is by far the likeliest: speeches end at once
+        model.backbone.head.bias[codec.eos_id] = 14.0
+        model.backbone.head.bias[codec.pad_id] = -1e4
+    quiet = {"emit": lambda *a, **k: None}
+    short = stream_text(model, {"genre": "comedy"}, None, "Who", 60, seed=1, **quiet)
+    assert short["ended"] and short["tokens"] <= 2
+    for m in (5, 40):  # 40: past the model's 32-token window, so through a re-prefilled window too
+        r = stream_text(model, {"genre": "comedy"}, None, "Who", 60, seed=1, min_tokens=m, **quiet)
+        assert r["ended"] and r["tokens"] == m + 1, (m, r["tokens"])  # m tokens, then the end token
+    more = stream_text(model, {"genre": "comedy"}, None, "Who", 30, seed=1, min_tokens=6, keep_going=True,
+                       **quiet)
+    # four speeches of 6 tokens and an end token each (28 tokens), then 2 tokens of a fifth
+    assert more["tokens"] == 30 and len(more["speeches"]) == 5
+
+
+def test_min_tokens_errors_name_the_value(capsys):
+    from pathlib import Path
+
+    from framework.cli.main import main
+
+    ckpt = Path(__file__).resolve().parents[3] / "recipes/text/checkpoints/shakespeare_ar.ckpt"
+    base = ["sample", "--checkpoint", str(ckpt), "--cond", "genre=comedy", "--seed", "0"]
+    cases = [(["--min-tokens", "9"], "--min-tokens applies when streaming"),
+             (["--max-tokens", "8", "--min-tokens", "9"], "--min-tokens 9 is more than --max-tokens (8)"),
+             (["--prompt", "Who", "--min-tokens", "65"], "--min-tokens 65 is more than --max-tokens (64)"),
+             (["--max-tokens", "8", "--min-tokens", "0"], "--min-tokens: must be between 1"),
+             (["--max-tokens", "8", "--min-tokens", "x"], "expected a whole number")]
+    for extra, message in cases:
+        try:
+            code = main(base + extra)
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+        assert code == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (extra, err)
+    assert main([*base, "--prompt", "Who", "--max-tokens", "20", "--min-tokens", "12"]) == 0
