@@ -512,10 +512,16 @@ def _eval(args: argparse.Namespace) -> int:
     table = format_table(rows)
     print(table)
     if args.out:
+        out_dir, note = claim(args.out)  # as sample: never mixed with another run's files
+        if note:
+            print(note)
         text = json.dumps(rows, indent=2)
-        atomic_write(args.out / "eval.json", lambda tmp: tmp.write_text(text))
-        atomic_write(args.out / "eval.md", lambda tmp: tmp.write_text(table))
-        print(f"wrote {args.out / 'eval.json'} and eval.md")
+        files = [atomic_write(out_dir / "eval.json", lambda tmp: tmp.write_text(text)),
+                 atomic_write(out_dir / "eval.md", lambda tmp: tmp.write_text(table))]
+        complete(out_dir, files, command="eval", checkpoint=str(args.checkpoint), n=args.n, seed=args.seed,
+                 guidance=args.guidance, conditions=args.conditions)
+        for f in [*files, out_dir / MANIFEST]:
+            print(f"wrote {f}")
     return 0
 
 

@@ -24,7 +24,7 @@ import torch
 
 from framework.core.errors import UserError
 
-__all__ = ["SizeError", "build_within", "expecting"]
+__all__ = ["SizeError", "build_within", "check_within", "expecting"]
 
 M = TypeVar("M", bound=torch.nn.Module)
 _EXPECTED: contextvars.ContextVar[tuple[Mapping[str, torch.Tensor], str] | None] = \
@@ -53,21 +53,30 @@ def _shapes(weights: Mapping[str, torch.Tensor], prefix: str) -> dict[str, tuple
 
 def build_within(factory: Callable[[], M], prefix: str = "", depth: int | None = None,
                  weights: Mapping[str, torch.Tensor] | None = None, where: str | None = None) -> M:
-    """``factory()``, built only if its tensors are exactly those of ``weights`` under ``prefix``.
-
-    ``weights``/``where`` default to those of :func:`expecting`; with neither, ``factory()`` is
-    simply called. ``depth`` (a declared number of layers) is refused above the number of tensors
-    present before anything is built.
-
-    Raises:
-        SizeError: one line naming ``where``, the first tensor that differs and both shapes, or the
-            constructor's own complaint (a negative size, zero heads).
-    """
+    """``factory()``, built only if its tensors are exactly those of ``weights`` under ``prefix``
+    (see :func:`check_within`; ``weights``/``where`` default to those of :func:`expecting`, and
+    with neither ``factory()`` is simply called)."""
     if weights is None:
         expected = _EXPECTED.get()
         if expected is None:
             return factory()
         weights, where = expected
+    check_within(factory, weights, prefix, depth, where)
+    return factory()
+
+
+def check_within(factory: Callable[[], torch.nn.Module], weights: Mapping[str, torch.Tensor],
+                 prefix: str = "", depth: int | None = None, where: str | None = None) -> None:
+    """Check that ``factory()`` would build exactly the tensors of ``weights`` under ``prefix``
+    (only their shapes are read: ``meta`` tensors will do), without spending memory on it.
+
+    ``depth`` (a declared number of layers) is refused above the number of tensors present before
+    anything is built.
+
+    Raises:
+        SizeError: one line naming ``where``, the first tensor that differs and both shapes, or the
+            constructor's own complaint (a negative size, zero heads).
+    """
     where = where or "the file"
     present = _shapes(weights, prefix)
     if depth is not None and depth > max(1, len(present)):
@@ -90,4 +99,3 @@ def build_within(factory: Callable[[], M], prefix: str = "", depth: int | None =
     if extra:
         raise SizeError(f"{where}: holds {len(extra)} tensors its sizes do not declare "
                         f"(e.g. {prefix}{extra[0]})")
-    return factory()

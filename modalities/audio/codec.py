@@ -41,6 +41,41 @@ def resolve_path(path: str | Path) -> Path:
     return shipped.resolve(path)
 
 
+def _check_codec_sizes(folder: Path) -> None:
+    """The sizes ``folder/config.json`` declares against the tensors ``model.safetensors`` holds,
+    before anything is allocated (only the config, at most 1 MB, and the weights' header are read).
+
+    Raises:
+        ValueError: no ``model.safetensors`` (pickled weights are not loaded), or a config that is
+            not an EnCodec config.
+        framework.core.sizes.SizeError: a size that disagrees with the weights present.
+    """
+    from safetensors import SafetensorError, safe_open
+    from transformers import EncodecConfig
+    from transformers.models.encodec.modeling_encodec import EncodecModel
+
+    from framework.core.sizes import check_within
+
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"codec {folder}: expected its weights in model.safetensors (written by "
+                         f"save_pretrained)")
+    try:
+        if (folder / "config.json").stat().st_size > 1_000_000:
+            raise ValueError("config.json is over 1 MB")
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        kind = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
+        if kind != "encodec":
+            raise ValueError(f"model_type {kind!r} is not 'encodec'")
+        config = EncodecConfig.from_dict(raw)
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    except (OSError, ValueError, TypeError, SafetensorError) as e:
+        raise ValueError(f"codec {folder}: unreadable config.json or model.safetensors "
+                         f"({' '.join(str(e).split())[:200]})") from None
+    check_within(lambda: EncodecModel(config), shapes, where=f"codec {folder}")
+
+
 def rvq_encode(model, latents: torch.Tensor, codebooks: int) -> torch.Tensor:
     """Latents ``[B, D, T]`` → codes ``[B, K, T]`` with the first ``codebooks`` quantisers."""
     residual, codes = latents, []
@@ -86,6 +121,7 @@ class EncodecCodec(Codec):
         if not (folder / "config.json").is_file():
             raise ValueError(f"no codec at {str(path)!r}: expected a folder with config.json and weights "
                              f"(written by save_pretrained; train one with recipes/audio/codec.yaml)")
+        _check_codec_sizes(folder)
         with quiet_loading():  # no "Loading weights" bar on a user's console
             self.model = EncodecModel.from_pretrained(str(folder), local_files_only=True).eval()
         self.model.requires_grad_(False)

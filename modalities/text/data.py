@@ -25,7 +25,7 @@ from framework.core.data import SplitData
 
 from .codecs import texts_to_media
 from .corpus import GENRES, Speech, chunk_lines, load_speeches, split_by_play, top_speakers
-from .tokenizer import load_tokenizer, resolve_tokenizer
+from .tokenizer import check_tokenizer, load_tokenizer, resolve_tokenizer
 
 __all__ = ["ShakespeareData", "TextWindows", "shakespeare_specs"]
 
@@ -81,6 +81,7 @@ class ShakespeareData(SplitData):
         super().__init__(batch_size, seed)
         if not 2 <= min_tokens < length:
             raise ValueError(f"min_tokens must be in 2..{length - 1}, got {min_tokens}")
+        check_tokenizer(tokenizer)  # before training starts, not at data set-up
         self.length, self.tokenizer_name, self.cache_dir = int(length), tokenizer, cache_dir
         self.min_tokens = int(min_tokens)
         train, self._val_speeches = split_by_play(load_speeches())

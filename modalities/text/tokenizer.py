@@ -72,6 +72,16 @@ def load_tokenizer(path: Path | str) -> Tokenizer:
     return tok
 
 
+def check_tokenizer(spec: str) -> None:
+    """Refuse at once a tokenizer ``spec`` that is a path to no file (a named one is built on first use).
+
+    Raises:
+        FileNotFoundError: naming ``spec``.
+    """
+    if _NAMED.match(spec) is None:
+        resolve_tokenizer(spec)
+
+
 def resolve_tokenizer(spec: str, cache_dir: Path | str | None = None) -> Path:
     """The JSON file of a tokenizer: ``"shakespeare-<vocab>"`` (trained on first use and cached as
     ``<cache_dir>/shakespeare-bpe-<vocab>.json``; default cache ``~/.cache/polyguide/text``) or a

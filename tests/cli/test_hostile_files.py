@@ -83,3 +83,31 @@ def test_a_plain_pickle_motion_tokenizer_is_refused(tmp_path, capsys):
     vq.write_bytes(pickle.dumps(Evil(tmp_path / "PWNED")))
     line = sample_line(with_representation(tmp_path, MOTION, checkpoint=str(vq)), tmp_path, capsys)
     assert "vq.pt" in line and not (tmp_path / "PWNED").exists(), line
+
+
+@BAD
+@pytest.mark.parametrize(("case", "message"), [
+    ("hidden_size 8192", "declares encoder.layers"),
+    ("codebook_size 2**20", "declares quantizer"),
+    ("pickled weights only", "expected its weights in model.safetensors"),
+    ("config of something else", "unreadable config.json"),
+])
+def test_a_codec_folder_declaring_other_sizes_is_one_line_before_allocating(tmp_path, capsys, case, message):
+    import json
+    import shutil
+
+    folder = tmp_path / "codec"
+    shutil.copytree(ROOT / "recipes/audio/checkpoints/codec", folder)
+    config = json.loads((folder / "config.json").read_text())
+    if case == "hidden_size 8192":
+        config["hidden_size"] = 8192
+    elif case == "codebook_size 2**20":
+        config["codebook_size"] = 2**20
+    elif case == "pickled weights only":
+        (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    else:
+        config = {"model_type": "bert", "hidden_size": "wide"}
+    (folder / "config.json").write_text(json.dumps(config))
+    line = sample_line(with_representation(tmp_path, ROOT / "recipes/audio/checkpoints/words_ar.ckpt",
+                                           path=str(folder)), tmp_path, capsys)
+    assert str(folder) in line and message in line, line

@@ -1,5 +1,6 @@
-"""``polyguide sample`` outputs: a run owns its folder, a manifest marks a complete run, files are
-never torn (written atomically), large ``--n`` is sampled in bounded batches, any ``--n`` grids."""
+"""``polyguide sample`` (and ``eval``) outputs: a run owns its folder, a manifest marks a complete
+run, files are never torn (written atomically), large ``--n`` is sampled in bounded batches, any
+``--n`` grids."""
 
 from __future__ import annotations
 
@@ -50,6 +51,23 @@ def test_a_second_run_never_mixes_with_the_first(tmp_path, capsys):
         assert m["complete"] and m["n"] == n
         assert sorted(f["file"] for f in m["files"]) == sorted(p.name for p in folder.iterdir()
                                                                if p.is_file() and p.name != "manifest.json")
+
+
+@OUT
+def test_eval_owns_its_folder_too(tmp_path, capsys):
+    out = tmp_path / "out"
+    run = ["eval", "--checkpoint", IMAGE, "--n", "4", "--steps", "2", "--conditions", "shape",
+           "--out", str(out), "--no-progress"]
+    assert main([*run, "--seed", "0"]) == 0
+    first = (out / "eval.json").read_bytes()
+    assert main([*run, "--seed", "1"]) == 0
+    assert (out / "eval.json").read_bytes() == first  # the first run's table is untouched
+    (sub,) = [p for p in out.iterdir() if p.is_dir()]
+    assert f"writes to its own folder {sub}" in capsys.readouterr().out
+    for folder, seed in ((out, 0), (sub, 1)):
+        m = manifest(folder)
+        assert m["complete"] and m["command"] == "eval" and m["seed"] == seed
+        assert sorted(f["file"] for f in m["files"]) == ["eval.json", "eval.md"]
 
 
 @OUT

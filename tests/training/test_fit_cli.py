@@ -83,3 +83,14 @@ def test_last_checkpoint_is_at_the_final_step(tmp_path):
     assert ckpt["global_step"] == 5
     assert "current_model_state" in ckpt  # saved before the EMA callback copies the average at train end
     assert [p.name for p in last.parent.glob("*step=*.ckpt")] == ["epoch=0-step=3.ckpt"]
+
+
+@pytest.mark.fault("one_line[text file]")
+def test_a_missing_tokenizer_file_is_one_line_before_training(tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    code = main(["fit", "--config", str(ROOT / "recipes/text/shakespeare_ar.yaml"),
+                 "--data.init_args.tokenizer", str(missing), "--trainer.max_steps", "1",
+                 "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and f"tokenizer '{missing}'" in err, err
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before any training
