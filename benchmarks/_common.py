@@ -42,11 +42,23 @@ def write(out: Path, name: str, payload: dict, table: str) -> None:
     (out / f"{name}.md").write_text(table)
 
 
-def main(doc: str | None, run: Callable[..., dict], table: Callable[[dict], str]) -> None:
-    """The command line every benchmark shares: ``--out``, ``--quick``, ``--threads``; prints the table."""
+def parser(doc: str | None, quick: str = "few repetitions (smoke run)", threads: int = 2,
+           threads_help: str | None = None) -> argparse.ArgumentParser:
+    """The options every benchmark shares: ``--out``, ``--quick``, ``--threads``."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--quick", action="store_true", help="few repetitions (smoke run)")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help=quick)
+    ap.add_argument("--threads", type=int, default=threads, help=threads_help)
+    return ap
+
+
+def device_options(ap: argparse.ArgumentParser, reps: int) -> None:
+    """``--device`` and ``--reps`` for the benchmarks timed side by side with a library's own call."""
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (must be present)")
+    ap.add_argument("--reps", type=int, default=None, help=f"interleaved repetitions (default {reps})")
+
+
+def main(doc: str | None, run: Callable[..., dict], table: Callable[[dict], str]) -> None:
+    """The command line every benchmark shares: ``--out``, ``--quick``, ``--threads``; prints the table."""
+    args = parser(doc).parse_args()
     print(table(run(args.out, quick=args.quick, threads=args.threads)))

@@ -13,7 +13,6 @@ cores of its own; gloo on CPUs, NCCL on GPUs).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import statistics
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, write
+from _common import environment, parser, write
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "toy" / "points_flow.yaml"
@@ -102,10 +101,7 @@ def table(payload: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--quick", action="store_true", help="12 steps (smoke run)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap = parser(__doc__, quick="12 steps (smoke run)", threads=1, threads_help="torch threads per process")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=256, help="samples per process and step")
     ap.add_argument("--accelerator", default="cpu")

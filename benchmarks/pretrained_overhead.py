@@ -25,7 +25,6 @@ the same two branches in one batched call).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, write
+from _common import device_options, environment, parser, write
 from vs_diffusers import device_or_exit, timed_ratios
 
 from framework.pretrained import tiny
@@ -158,12 +157,8 @@ def table(payload: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--quick", action="store_true", help="one repetition (smoke run)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (must be present)")
-    ap.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 7)")
+    ap = parser(__doc__, quick="one repetition (smoke run)")
+    device_options(ap, reps=7)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--scale", type=int, default=1, help="network width multiplier (e.g. 4 on a GPU)")

@@ -25,7 +25,6 @@ silent CPU run.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ from diffusers import DDIMScheduler, UNet2DModel
 from diffusers.guiders import ClassifierFreeGuidance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, write
+from _common import device_options, environment, parser, write
 
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Diffusion
@@ -221,12 +220,8 @@ def table(payload: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--quick", action="store_true", help="one repetition (smoke run)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (must be present)")
-    ap.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 9)")
+    ap = parser(__doc__, quick="one repetition (smoke run)")
+    device_options(ap, reps=9)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=50)
     args = ap.parse_args()
