@@ -194,9 +194,12 @@ def test_fsdp2_resume_on_two_processes_is_exact(fsdp_run, tmp_path):
     _resumes_exactly(fsdp_run, tmp_path, strategy=FSDP2)
 
 
-def test_fsdp2_trains_a_token_family(tmp_path):
-    ckpt = read_checkpoint(_fit("tokens_masked", tmp_path, strategy=FSDP2, steps=2))
-    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == "masked"
+@pytest.mark.parametrize(("recipe", "family"), [("tokens_masked", "masked"), ("tokens_ar", "autoregressive"),
+                                                ("points_diffusion", "diffusion")])
+def test_fsdp2_trains_every_other_family(recipe, family, tmp_path):
+    """points_flow (the flow family) is the recipe of the tests above."""
+    ckpt = read_checkpoint(_fit(recipe, tmp_path, strategy=FSDP2, steps=2))
+    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == family
     _check_ema_agrees(ckpt)
 
 
