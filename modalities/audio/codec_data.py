@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .codec import EncodecCodec, resolve_path
 from .data import WordsData
 from .speech import WordClips, default_cache_dir, load_words
 
-__all__ = ["WordsCodesData", "encode_clips"]
+__all__ = ["WordsCodesData", "cached_array", "encode_clips"]
 
 def encode_clips(codec: EncodecCodec, audio: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """Clips ``[N, 1, samples]`` → the codec's representation ``[N, *codec.shape]``, in batches."""
@@ -42,6 +43,22 @@ def _codec_key(codec: EncodecCodec, settings: dict[str, Any]) -> str:
             h.update(f.name.encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:12]
+
+
+def cached_array(path: Path, compute: Callable[[], np.ndarray]) -> torch.Tensor:
+    """The array cached at ``path`` (``.npz``, key ``x``; read without pickle), or ``compute()``
+    written there atomically first: encoded training clips are made once per machine."""
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            return torch.from_numpy(f["x"])
+    arr = compute()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a bare name
+            np.savez(f, x=arr)
+
+    atomic_write(path, write)
+    return torch.from_numpy(arr)
 
 
 class _Encoded(Dataset):
@@ -77,18 +94,8 @@ class WordsCodesData(WordsData):
         settings = {"layout": codec.layout, "codebooks": codec.codebooks, "samples": codec.samples,
                     "n": n, "seed": seed}
         path = (self.cache_path or default_cache_dir()) / f"words-codes-{_codec_key(codec, settings)}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as f:
-                return torch.from_numpy(f["x"]), clips
-        x = encode_clips(codec, clips.audio)
-        arr = x.numpy().astype(np.int16 if codec.layout != "latents" else np.float32)
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a bare name
-                np.savez(f, x=arr)
-
-        atomic_write(path, write)
-        return torch.from_numpy(arr), clips
+        dtype = np.int16 if codec.layout != "latents" else np.float32
+        return cached_array(path, lambda: encode_clips(codec, clips.audio).numpy().astype(dtype)), clips
 
     def build(self) -> tuple[_Encoded, _Encoded]:
         codec = EncodecCodec(**self.codec_args)

@@ -37,7 +37,7 @@ import torch
 from framework.core.atomic import atomic_write
 from framework.core.plugins import Codec
 
-from .codec_data import WordsCodesData, _Encoded
+from .codec_data import WordsCodesData, _Encoded, cached_array, encode_clips
 from .features import limit_peak
 from .pitch import pyworld
 from .speech import WordClips, default_cache_dir, load_words
@@ -184,17 +184,7 @@ class WordsWorldData(WordsCodesData):
         h = hashlib.sha256(json.dumps({**self.codec_args, "n": n, "seed": seed}, sort_keys=True).encode())
         h.update(STATS.read_bytes() if STATS.is_file() else b"")
         path = (self.cache_path or default_cache_dir()) / f"words-world-{h.hexdigest()[:12]}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as f:
-                return torch.from_numpy(f["x"]), clips
-        x = torch.cat([codec.encode(a) for a in clips.audio.split(64)]).numpy()
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.savez would append '.npz' to a bare name
-                np.savez(f, x=x)
-
-        atomic_write(path, write)
-        return torch.from_numpy(x), clips
+        return cached_array(path, lambda: encode_clips(codec, clips.audio).numpy()), clips
 
     def build(self) -> tuple[_Encoded, _Encoded]:
         codec = World(**self.codec_args)
