@@ -28,28 +28,6 @@ from framework.core.errors import ArgumentError, NonFiniteError, OutputError, on
 __all__ = ["evaluate", "format_table", "parse_conditions", "random_requests", "score_guidance", "stream_text"]
 
 
-def _modalities(args: argparse.Namespace) -> int:
-    names = plugins.available()
-    if not names:
-        print(f"no modality plugins installed (entry-point group {plugins.GROUP!r})")
-        return 0
-    for name in names:
-        try:
-            m = plugins.get(name)
-        except plugins.PluginError as e:
-            print(f"{name}: BROKEN — {e}")
-            continue
-        print(f"{name}: {m.description}")
-        print(f"  representations: {', '.join(m.representations) or '—'}")
-        data = ", ".join(f"{k} ({v.__module__}.{v.__name__})" for k, v in m.datamodules.items())
-        print(f"  data modules:    {data or '—'}")
-        for cname, desc in m.conditions.items():
-            print(f"  condition {cname:<10} {desc}")
-        for r in m.recipes():
-            print(f"  recipe  {r.relative_to(Path.cwd()) if r.is_relative_to(Path.cwd()) else r}")
-    return 0
-
-
 def parse_conditions(pairs: list[str], specs: dict[str, ConditionSpec]) -> dict[str, Any]:
     """``["shape=circle", "color=red"]`` → raw values, with errors naming the valid choices.
 

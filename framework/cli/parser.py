@@ -15,7 +15,7 @@ from framework.cli.args import MAX_N, MAX_SEED, MAX_STEPS, MAX_TOKENS, Parser, b
 
 __all__ = ["COMMANDS", "MAX_EXPLAIN_STEPS", "Handler", "build_parser"]
 
-COMMANDS = ("demo", "explain", "modalities", "sample", "eval", "export", "fit")
+COMMANDS = ("demo", "explain", "modalities", "new-modality", "sample", "eval", "export", "fit")
 #: ``explain`` prints one line per step.
 MAX_EXPLAIN_STEPS = 1_000
 
@@ -29,6 +29,7 @@ polyguide: conditional generation with a guidance algebra.
     polyguide eval --checkpoint C --guidance "..."                         metrics of guided samples
     polyguide export CHECKPOINT DEST          strip a training checkpoint for shipping
     polyguide modalities                      the installed modality plugins
+    polyguide new-modality NAME [--out DIR]   write a working plugin to start from (docs/plugins.md)
 
 `polyguide <command> --help` describes each command's options and defaults.
 """
@@ -177,6 +178,17 @@ def _export(sub: argparse._SubParsersAction) -> None:
     x.set_defaults(run=Handler("framework.cli.commands:_export"))
 
 
+def _new_modality(sub: argparse._SubParsersAction) -> None:
+    n = sub.add_parser("new-modality", help="write a working modality plugin to start from",
+                       description="Write the project folder DIR/polyguide_NAME: a modality plugin (codec, "
+                                   "data module, judge, recipe, pyproject.toml, tests) that installs with "
+                                   "`pip install -e`, trains, samples and evaluates as it is; replace its "
+                                   "data, codec and judge with your own (docs/plugins.md).")
+    n.add_argument("name", type=non_empty, help="the modality's name: lower-case letters, digits and _")
+    n.add_argument("--out", type=Path, default=Path("."), help="where to write the project (default: .)")
+    n.set_defaults(run=Handler("framework.cli.plugin_commands:_new_modality"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``polyguide`` parser (``fit`` is listed; its arguments belong to LightningCLI)."""
     p = Parser(prog="polyguide", description=_DESCRIPTION,
@@ -186,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     _explain(sub)
     m = sub.add_parser("modalities", help="list the installed modality plugins",
                        description="List the installed modality plugins: representations, data modules, "
-                                   "conditions and shipped recipes.")
-    m.set_defaults(run=Handler("framework.cli.commands:_modalities"))
+                                   "conditions, condition encoders and shipped recipes (absolute paths).")
+    m.set_defaults(run=Handler("framework.cli.plugin_commands:_modalities"))
+    _new_modality(sub)
     _sample(sub)
     _eval(sub)
     _export(sub)

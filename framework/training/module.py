@@ -83,8 +83,10 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
     # ------------------------------------------------------------------ exact resumption
     def setup(self, stage: str) -> None:
         from framework.training.checkpoint_io import install
+        from framework.training.progress import adopt
 
         install(self.trainer)  # atomic checkpoints, whatever trainer runs this module
+        adopt(self.trainer)  # its progress bar: "Epoch 4", not "Epoch 4/-2", and totals that hold
         if stage == "fit":
             self.check_val_guidance()
             rank_zero_info(DropoutSpec.table(self.dropout.record()))
