@@ -68,9 +68,10 @@ class ConditionSpec:
         dim: feature size of vector/sequence conditions.
         null: ``learned`` (a trained null embedding, the default), ``zeros``, or ``mask``
             (a mask token; needs no dropout, the masking objective covers it).
-        encoder: for vector and sequence conditions, the name of a registered encoder that turns
-            raw values (``list[str] -> [n, dim]`` or ``[n, L, dim]``): ``"minilm"`` for captions, or
-            ``"<modality>/<name>"`` for one a plugin registers (:mod:`framework.core.encoders`).
+        encoder: the name of a registered encoder that turns raw text values (captions, file paths)
+            into the condition's values (``list[str] -> [n, dim]``, ``[n, L, dim]``, or ``[n]`` for a
+            scalar): ``"minilm"`` for captions, or ``"<modality>/<name>"`` for one a plugin registers
+            (:mod:`framework.core.encoders`). Not for categorical conditions (their labels are the text).
         positions: for sequence conditions, append sinusoidal features of each element's index
             (:func:`position_features`) before embedding it. Without them cross-attention sees the
             sequence as an unordered set: a melody's chroma frames in any order give the same
@@ -93,10 +94,13 @@ class ConditionSpec:
                                  f"use 'learned', 'zeros' or 'mask'")
         if self.kind == "categorical" and not self.labels:
             raise ConditionError(f"categorical condition {self.name!r} needs labels")
+        if self.kind == "categorical" and self.encoder:
+            raise ConditionError(f"categorical condition {self.name!r} takes no encoder (its labels name "
+                                 f"its values); use kind vector, sequence or scalar for an encoded value")
         if self.kind in ("vector", "sequence") and not self.dim:
             raise ConditionError(f"{self.kind} condition {self.name!r} needs dim")
-        if self.kind == "scalar" and (self.labels or self.dim or self.encoder):
-            raise ConditionError(f"scalar condition {self.name!r} takes no labels, dim or encoder")
+        if self.kind == "scalar" and (self.labels or self.dim):
+            raise ConditionError(f"scalar condition {self.name!r} takes no labels or dim")
         if not isinstance(self.positions, bool):
             raise ConditionError(f"condition {self.name!r}: positions must be true or false, "
                                  f"got {self.positions!r}")
@@ -143,14 +147,8 @@ class ConditionSpec:
             return idx
         if self.encoder is not None and (isinstance(raw, str) or (
                 isinstance(raw, (list, tuple)) and raw and all(isinstance(v, str) for v in raw))):
-            from framework.core.encoders import EncoderError, resolve
-            from framework.core.plugins import PluginError
-
-            try:
-                encode = resolve(self.encoder)
-            except (EncoderError, PluginError) as e:
-                raise ConditionError(f"condition {self.name!r}: {e}") from None
-            raw = encode([raw])[0] if isinstance(raw, str) else encode(list(raw))  # one value broadcasts
+            # one value: its row, broadcast to the batch below
+            raw = self._encoded([raw])[0] if isinstance(raw, str) else self._encoded(raw)
         value = torch.as_tensor(raw, dtype=torch.float32)
         per_sample = 1 if self.kind == "vector" else 2
         if value.ndim == per_sample:
@@ -162,7 +160,16 @@ class ConditionSpec:
         return value
 
     def _scalars(self, raw: Any, n: int) -> torch.Tensor:
-        """One number (or its text, from ``--cond w=4``) or ``n`` of them → ``[n]`` float."""
+        """One number (or its text, from ``--cond w=4``) or ``n`` of them → ``[n]`` float; with an
+        ``encoder``, text values go through it (``list[str] -> [n]``)."""
+        if self.encoder is not None and (isinstance(raw, str) or (
+                isinstance(raw, (list, tuple)) and raw and all(isinstance(v, str) for v in raw))):
+            values = [raw] if isinstance(raw, str) else list(raw)
+            raw = self._encoded(values)
+            if tuple(raw.shape) != (len(values),):
+                raise ConditionError(f"condition {self.name!r}: encoder {self.encoder!r} returned shape "
+                                     f"{tuple(raw.shape)} for {len(values)} values; a scalar condition's "
+                                     f"encoder returns [n]")
         items = raw.reshape(-1).tolist() if isinstance(raw, torch.Tensor) else (
             list(raw) if isinstance(raw, (list, tuple)) else [raw])
         values = []
@@ -182,6 +189,17 @@ class ConditionSpec:
         if value.shape != (n,):
             raise ConditionError(f"condition {self.name!r}: got {value.numel()} values for a batch of {n}")
         return value
+
+    def _encoded(self, values: Sequence[str]) -> torch.Tensor:
+        """``n`` text values through the spec's registered encoder → its tensor ``[n, ...]``."""
+        from framework.core.encoders import EncoderError, resolve
+        from framework.core.plugins import PluginError
+
+        try:
+            encode = resolve(self.encoder)
+        except (EncoderError, PluginError) as e:
+            raise ConditionError(f"condition {self.name!r}: {e}") from None
+        return torch.as_tensor(encode(list(values)))
 
     def _label_tensor(self, raw: torch.Tensor) -> torch.Tensor:
         """Label indices given as a tensor → ``[k]`` long. Floats must hold whole numbers: casting
