@@ -52,7 +52,8 @@ from framework.core import plugins
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.testing.case import PluginCase
 
-__all__ = ["CHECKS", "Contract", "ContractError", "check_plugin", "sampling_without_lightning"]
+__all__ = ["CHECKS", "Contract", "ContractError", "check_plugin", "lightning_imports",
+           "sampling_without_lightning"]
 
 TINY_BACKBONE = {"dim": 32, "depth": 1, "heads": 2}
 
@@ -358,10 +359,11 @@ class Contract:
         sampling_without_lightning([self])
 
 
-def sampling_without_lightning(contracts: Sequence[Contract]) -> None:
-    """For each contract, in one fresh interpreter: get its plugin, build its model as sampling does
-    (:class:`~framework.core.model.GenerativeModel`), sample one step and write the sample; then fail
-    if any ``lightning`` module was imported (naming the first plugin after which one was)."""
+def lightning_imports(contracts: Sequence[Contract]) -> dict[str, list[str]]:
+    """For each contract in turn, in one fresh interpreter: get its plugin, build its model as sampling
+    does (:class:`~framework.core.model.GenerativeModel`), sample one step and write the sample.
+    Returns modality name → the ``lightning`` modules imported by then (cumulative: once one plugin
+    imported Lightning, the later ones cannot be judged, so list the suspect last)."""
     jobs = [{"hparams": c.hparams(), "raw": {k: v.tolist() for k, v in c.raw_conditions(1).items()}}
             for c in contracts]
     script = textwrap.dedent(f"""
@@ -383,13 +385,17 @@ def sampling_without_lightning(contracts: Sequence[Contract]) -> None:
     names = ", ".join(repr(c.case.modality) for c in contracts)
     _require(done.returncode == 0,
              f"plugin {names}: sampling in a fresh interpreter failed:\n{done.stderr[-2000:]}")
-    for line in done.stdout.strip().splitlines():
-        if line.startswith("["):
-            name, lightning = json.loads(line)
-            _require(not lightning, f"plugin {name!r}: sampling imported Lightning "
-                                    f"({', '.join(lightning[:3])} …): "
-                                    f"import LightningDataModule classes lazily (LazyClasses) and keep "
-                                    f"`import lightning` out of the modules sampling imports")
+    return dict(json.loads(line) for line in done.stdout.splitlines() if line.startswith("["))
+
+
+def sampling_without_lightning(contracts: Sequence[Contract]) -> None:
+    """:func:`lightning_imports` of ``contracts``; fail naming the first plugin whose sampling imported
+    Lightning."""
+    for name, lightning in lightning_imports(contracts).items():
+        _require(not lightning, f"plugin {name!r}: sampling imported Lightning "
+                                f"({', '.join(lightning[:3])} …): import LightningDataModule classes "
+                                f"lazily (LazyClasses) and keep `import lightning` out of the modules "
+                                f"sampling imports")
 
 
 #: The checks, in the order :func:`check_plugin` runs them.
