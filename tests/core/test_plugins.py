@@ -88,6 +88,7 @@ def _forget_spectra() -> None:
     """Make this process re-read the installed packages and entry points."""
     sys.modules.pop("polyguide_spectra", None)
     importlib.invalidate_caches()  # the path finders' directory and metadata caches
+    plugins.refresh()  # the registry is read once per process
 
 
 @pytest.fixture(scope="module")
