@@ -47,7 +47,7 @@ def run(argv: list[str]) -> dict:
 
 
 def crafted_checkpoint(tmp: Path) -> Path:
-    from framework.core.model import GenerativeModel
+    from framework.model.generative import GenerativeModel
 
     model = GenerativeModel(family="flow", shape=[1, 2], conditions=[{"name": "c", "labels": ["a", "b"]}],
                             backbone={"dim": 8, "depth": 1, "heads": 2})

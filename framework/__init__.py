@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from framework import guidance
     from framework.core import conditions
-    from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
+    from framework.core.conditions import Conditions, ConditionSpec
+    from framework.core.dropout import DropoutSpec
 
 __version__ = "0.1.0"
 __all__ = ["ConditionSpec", "Conditions", "DropoutSpec", "__version__", "conditions", "guidance"]
@@ -21,7 +22,7 @@ __all__ = ["ConditionSpec", "Conditions", "DropoutSpec", "__version__", "conditi
 _LAZY = {"guidance": ("framework.guidance", None), "conditions": ("framework.core.conditions", None),
          "Conditions": ("framework.core.conditions", "Conditions"),
          "ConditionSpec": ("framework.core.conditions", "ConditionSpec"),
-         "DropoutSpec": ("framework.core.conditions", "DropoutSpec")}
+         "DropoutSpec": ("framework.core.dropout", "DropoutSpec")}
 
 
 def __getattr__(name: str) -> Any:

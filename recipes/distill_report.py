@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from framework.cli.commands import random_requests, score_guidance
 from framework.core import plugins
 from framework.core.conditions import Conditions
+from framework.evaluation import random_requests, score_guidance
 from framework.training.module import load
 
 ROOT = Path(__file__).resolve().parent

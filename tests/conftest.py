@@ -42,7 +42,7 @@ def evil() -> type[Evil]:
 def refusal(capsys):
     """``refusal(call)``: the one line a refused command gives, from a ``CheckpointError`` it raises or
     from stderr when it returns exit code 2 (the CLI's answer to user errors)."""
-    from framework.core.checkpoints import CheckpointError
+    from framework.model.checkpoints import CheckpointError
 
     def run(call) -> str:
         try:

@@ -19,8 +19,9 @@ from framework.core import shipped
 from framework.core.errors import ArgumentError, OutputError
 
 __all__ = [
-    "MAX_N", "MAX_SEED", "MAX_STEPS", "MAX_TOKENS", "Parser", "bounded_int", "check_input_file",
-    "check_output_dir", "check_output_file", "fresh_seed", "protect_dash_values", "resolve_device",
+    "MAX_N", "MAX_SEED", "MAX_STEPS", "MAX_TOKENS", "Parser", "bounded_int", "check_cond_syntax",
+    "check_input_file", "check_output_dir", "check_output_file", "fresh_seed", "parse_guidance",
+    "protect_dash_values", "resolve_device",
 ]
 
 #: Upper bounds of sizes (a typo such as ``--steps 3000000`` would otherwise run for days).
@@ -205,3 +206,37 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
         if isinstance(action, argparse._SubParsersAction):
             return action.choices.get(name)
     return None
+
+
+def check_cond_syntax(pairs: list[str]) -> None:
+    """``--cond`` values are ``name=value`` and name each condition once (checked before loading)."""
+    from framework.core.conditions import ConditionError
+
+    seen: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConditionError(f"--cond takes name=value, got {pair!r}")
+        if any(not c.isprintable() for c in pair):
+            raise ConditionError(f"--cond {name}: the value holds a line break or another control character "
+                                 f"({pair!r}); give it on one line")
+        if name in seen:
+            raise ConditionError(f"condition {name!r} is given twice (--cond {seen[name]} and "
+                                 f"--cond {pair}); give each condition once")
+        seen[name] = pair
+
+
+def parse_guidance(text: str | None):
+    """Parse (and check) guidance text before any model is loaded: syntax errors come first.
+
+    Returns the :class:`~framework.guidance.expr.Expr` (``None`` for ``None``), which sampling
+    then takes as it is: the text is parsed once per command."""
+    if text is None:
+        return None
+    from framework.guidance import parse
+    from framework.guidance.expr import check_zero_directions
+
+    expr = parse(text)
+    expr.check()
+    check_zero_directions(expr)
+    return expr

@@ -13,19 +13,22 @@ import torch
 
 from framework.cli.args import (
     MAX_SEED,
+    check_cond_syntax,
     check_input_file,
     check_output_dir,
     check_output_file,
     fresh_seed,
+    parse_guidance,
     resolve_device,
 )
 from framework.cli.outputs import MANIFEST, claim, complete
 from framework.core import plugins
 from framework.core.atomic import atomic_save, atomic_write
-from framework.core.conditions import ConditionError, ConditionSpec, random_requests
+from framework.core.conditions import ConditionError, ConditionSpec
 from framework.core.errors import ArgumentError, NonFiniteError, OutputError, one_line
+from framework.evaluation import evaluate, format_table, sample_checked, scored_conditions
 
-__all__ = ["evaluate", "format_table", "parse_conditions", "random_requests", "score_guidance", "stream_text"]
+__all__ = ["parse_conditions", "stream_text"]
 
 
 def parse_conditions(pairs: list[str], specs: dict[str, ConditionSpec]) -> dict[str, Any]:
@@ -33,7 +36,7 @@ def parse_conditions(pairs: list[str], specs: dict[str, ConditionSpec]) -> dict[
 
     A condition given twice is an error (the last one would silently win).
     """
-    _check_cond_syntax(pairs)
+    check_cond_syntax(pairs)
     raw: dict[str, Any] = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
@@ -53,42 +56,14 @@ def parse_conditions(pairs: list[str], specs: dict[str, ConditionSpec]) -> dict[
     return raw
 
 
-def _check_cond_syntax(pairs: list[str]) -> None:
-    """``--cond`` values are ``name=value`` and name each condition once (checked before loading)."""
-    seen: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ConditionError(f"--cond takes name=value, got {pair!r}")
-        if any(not c.isprintable() for c in pair):
-            raise ConditionError(f"--cond {name}: the value holds a line break or another control character "
-                                 f"({pair!r}); give it on one line")
-        if name in seen:
-            raise ConditionError(f"condition {name!r} is given twice (--cond {seen[name]} and "
-                                 f"--cond {pair}); give each condition once")
-        seen[name] = pair
-
-
 def _load(path: Path, what: str = "checkpoint"):
-    """Load a model for sampling (a :class:`~framework.core.model.GenerativeModel`: no Lightning);
+    """Load a model for sampling (a :class:`~framework.model.generative.GenerativeModel`: no Lightning);
     a bad file is a ``CheckpointError`` (a user error) naming it."""
-    from framework.core.checkpoints import load_model
-    from framework.core.model import GenerativeModel
+    from framework.model.checkpoints import load_model
+    from framework.model.generative import GenerativeModel
 
     check_input_file(path, what)
     return load_model(str(path), cls=GenerativeModel)
-
-
-def _parse_guidance(text: str | None) -> None:
-    """Parse (and check) guidance text before any model is loaded: syntax errors come first."""
-    if text is None:
-        return
-    from framework.guidance import parse
-    from framework.guidance.expr import check_zero_directions
-
-    expr = parse(text)
-    expr.check()
-    check_zero_directions(expr)
 
 
 #: samples drawn in one batch by ``polyguide sample``; a larger ``--n`` is sampled batch by batch, so
@@ -97,7 +72,7 @@ MAX_BATCH = 256
 
 
 def _sample_in_batches(model, raw, guidance, n: int, seed: int, **kwargs):
-    """:func:`_sample_checked` for ``n`` samples, at most :data:`MAX_BATCH` at a time.
+    """:func:`~framework.evaluation.sample_checked` for ``n`` samples, at most :data:`MAX_BATCH` at a time.
 
     Batch ``k`` uses seed ``seed + 1_000_003·k`` (batch 0 is exactly the unbatched run of ``n ≤
     MAX_BATCH``). Returns one :class:`~framework.generators.SampleOutput` with the samples and media
@@ -108,7 +83,7 @@ def _sample_in_batches(model, raw, guidance, n: int, seed: int, **kwargs):
 
     outs = []
     for k, start in enumerate(range(0, n, MAX_BATCH)):
-        out = _sample_checked(model, raw, guidance, n=min(MAX_BATCH, n - start),
+        out = sample_checked(model, raw, guidance, n=min(MAX_BATCH, n - start),
                               seed=(seed + 1_000_003 * k) % MAX_SEED, **kwargs)
         outs.append(SampleOutput(out.samples.cpu(), out.stats, out.seconds,
                                  None if out.media is None else out.media.cpu()))
@@ -119,22 +94,7 @@ def _sample_in_batches(model, raw, guidance, n: int, seed: int, **kwargs):
     return SampleOutput(samples, outs[0].stats, sum(o.seconds for o in outs), media)
 
 
-def _sample_checked(model, conditions, guidance, **kwargs):
-    """``model.sample`` whose non-finite result is a one-line :class:`NonFiniteError` (nothing is
-    written): the guided prediction (checked every step) or the decoded media."""
-    try:
-        out = model.sample(conditions, guidance, **kwargs)
-    except FloatingPointError as e:
-        raise NonFiniteError(f"sampling produced non-finite values; nothing was written. {one_line(e)}. "
-                             f"A smaller guidance weight usually helps") from e
-    for what, t in (("samples", out.samples), ("decoded media", out.media)):
-        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise NonFiniteError(f"sampling produced non-finite {what} "
-                                 f"({int((~torch.isfinite(t)).sum())} values); nothing was written")
-    return out
-
-
-def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | None, max_tokens: int,
+def stream_text(model, raw: dict[str, Any], guidance, prompt: str | None, max_tokens: int,
                 seed: int, weak=None, emit=print, keep_going: bool = False, min_tokens: int = 0
                 ) -> dict[str, Any]:
     """Guided autoregressive text, streamed to ``emit`` as it is sampled (one sample).
@@ -151,6 +111,10 @@ def stream_text(model, raw: dict[str, Any], guidance: str | None, prompt: str | 
     ``tokens`` counts the sampled tokens (end tokens included), ``ended`` whether the last speech
     reached its end token.
     """
+    if isinstance(guidance, str):  # parsed once, not once per chunk
+        from framework.guidance import parse
+
+        guidance = parse(guidance)
     codec = model.codec
     if codec is None or not hasattr(codec, "decode_text"):
         raise ArgumentError("--prompt and --max-tokens stream text: they need a text model "
@@ -222,21 +186,15 @@ def _kind(model) -> str:
     return f"a {model.hparams.get('family', '?')} model of {modality}"
 
 
-def _check_model_args(model, args: argparse.Namespace, raw: dict[str, Any], weak) -> None:
-    """What can only be checked once the model is known, still before sampling."""
-    from framework.core.conditions import Conditions
-    from framework.guidance import parse
-    from framework.guidance.given import check_given
-
-    expr = parse(args.guidance) if args.guidance is not None else (
-        model.guidance[0] if model.guidance else None)
+def _check_model_args(model, args: argparse.Namespace, expr, weak) -> None:
+    """What can only be checked once the model is known, still before sampling. (The guidance
+    against the conditions given is checked once, by the sampler, before any work.)"""
+    expr = expr if expr is not None else (model.guidance[0] if model.guidance else None)
     uses_weak = expr is not None and any(b.network == "weak" for b in expr.branches())
     if uses_weak and weak is None:
         raise ArgumentError("the guidance evaluates branches .on(weak): give the weak model with --weak")
     if weak is not None and not uses_weak:
         raise ArgumentError("--weak is given but the guidance has no .on(weak) branch to use it")
-    if args.guidance is not None:
-        check_given(expr, Conditions.from_raw(model.specs, raw, 1))
     _check_steps(model, args.steps)
 
 
@@ -259,10 +217,10 @@ def _check_steps(model, steps: int | None) -> None:
 
 
 def _steps_or_default(model, steps: int | None) -> int:
-    """``--steps`` if given, else :func:`~framework.core.model.default_steps` (an autoregressive
+    """``--steps`` if given, else :func:`~framework.model.generative.default_steps` (an autoregressive
     model's whole length). A step count that samples only part of an autoregressive model's length
     is noted on stdout, since the decoded samples are then shorter than the model's."""
-    from framework.core.model import default_steps
+    from framework.model.generative import default_steps
 
     family, length = model.hparams.get("family"), model.shape[-1]
     if steps is None:
@@ -301,28 +259,28 @@ def _sample(args: argparse.Namespace) -> int:
     check_input_file(args.checkpoint, "checkpoint")
     if args.weak is not None:
         check_input_file(args.weak, "--weak checkpoint")
-    _check_cond_syntax(args.cond)
-    _parse_guidance(args.guidance)
+    check_cond_syntax(args.cond)
+    expr = parse_guidance(args.guidance)  # the one parse: sampling takes the expression
     resolve_device(args.device)  # an unavailable device fails before loading anything
     seed = fresh_seed() if args.seed is None else args.seed
     model = _load_for(args, args.checkpoint)
     raw = parse_conditions(args.cond, model.specs)
     weak = _load_for(args, args.weak, "--weak checkpoint") if args.weak else None
     if weak is not None:
-        from framework.core.checkpoints import check_compatible
+        from framework.model.checkpoints import check_compatible
 
         check_compatible(model, weak, str(args.checkpoint), str(args.weak))  # before any sampling
-    _check_model_args(model, args, raw, weak)
+    _check_model_args(model, args, expr, weak)
     guidance_text = args.guidance or (repr(model.guidance[0]) + " (the checkpoint's)" if model.guidance
                                       else "cond(" + ", ".join(sorted(raw)) + ") (plain conditional)")
     used = f"guidance {guidance_text}; seed {seed}" + ("" if args.seed is not None else
                                                        f" (repeat with --seed {seed})")
     if streaming:
-        code = _stream(args, model, raw, weak, seed, out_dir)
+        code = _stream(args, model, raw, expr, weak, seed, out_dir)
         print(f"[{used}]")
         return code
     n, steps = args.n or 16, _steps_or_default(model, args.steps)
-    out = _sample_in_batches(model, raw, args.guidance, n, seed, steps=steps, weak=weak,
+    out = _sample_in_batches(model, raw, expr, n, seed, steps=steps, weak=weak,
                              progress=not args.no_progress)
     print(used)
     media = out.media.cpu() if out.media is not None else None
@@ -365,7 +323,7 @@ def _write_samples(args: argparse.Namespace, model, out, raw: dict[str, Any], me
     return files, record
 
 
-def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: int,
+def _stream(args: argparse.Namespace, model, raw: dict[str, Any], expr, weak, seed: int,
             out_dir: Path | None) -> int:
     """``--prompt``/``--max-tokens``: stream ``--n`` texts; with ``--out``, write them too."""
     n, texts = args.n or 1, []
@@ -373,7 +331,7 @@ def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: in
         if n > 1:
             print(f"{'' if k == 0 else chr(10)}=== sample {k + 1} ===")
         try:
-            r = stream_text(model, raw, args.guidance, args.prompt, args.max_tokens or 64,
+            r = stream_text(model, raw, expr, args.prompt, args.max_tokens or 64,
                             (seed + 1_000_003 * k) % MAX_SEED, weak, keep_going=args.keep_going,
                             min_tokens=args.min_tokens or 0)
         except FloatingPointError as e:
@@ -398,81 +356,43 @@ def _stream(args: argparse.Namespace, model, raw: dict[str, Any], weak, seed: in
     return 0
 
 
-def score_guidance(model, judge, conditions, requested: dict[str, torch.Tensor], label: str,
-                   guidance: str | None, steps: int, seed: int, weak=None, progress: bool = False):
-    """Sample a :class:`~framework.core.conditions.Conditions` batch of ``B`` under one guidance and score
-    the media with ``judge`` against ``requested`` labels (``[B]`` each).
-
-    Returns ``(row, output)``: the row holds the judge's metrics, NFE, NFE per step and the
-    sampling seconds; the :class:`~framework.generators.SampleOutput` is for pictures.
-    """
-    start = time.perf_counter()
-    out = _sample_checked(model, conditions, guidance, steps=steps, seed=seed, weak=weak, progress=progress)
-    seconds = time.perf_counter() - start
-    row = {"guidance": label, "expression": guidance, **judge.evaluate(out.media.cpu(), requested),
-           "nfe": out.nfe, "nfe_per_step": out.nfe / len(out.stats), "seconds": seconds}
-    return row, out
-
-
-def evaluate(model, guidances: dict[str, str], n: int, steps: int, seed: int, cache_dir: Path,
-             names: list[str] | None = None, progress: bool = False) -> list[dict[str, Any]]:
-    """Sample ``n`` random requests per guidance and score them with the modality's judge."""
-    from framework.core.conditions import Conditions
-
-    modality = plugins.get(model.hparams.modality)
-    judge = modality.judge(model.specs, model.codec, cache_dir)
-    names = names or [k for k, s in model.specs.items() if s.kind == "categorical"]
-    requested = random_requests(model.specs, names, n, seed)
-    conds = Conditions.from_raw(model.specs, dict(requested), n)
-    return [score_guidance(model, judge, conds, requested, label, g, steps, seed, progress=progress)[0]
-            for label, g in guidances.items()]
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of :func:`evaluate` rows."""
-    fixed = {"guidance", "expression", "nfe", "nfe_per_step", "seconds"}
-    metrics = [k for k in rows[0] if k not in fixed]  # whatever the modality's judge reports
-    head = "| guidance | " + " | ".join(metrics) + " | NFE | NFE/step | seconds |"
-    lines = [head, "|" + "---|" * (len(metrics) + 4)]
-    for r in rows:
-        vals = " | ".join(f"{r[m]:.1f}" if abs(r[m]) >= 10 else f"{r[m]:.2f}" for m in metrics)
-        lines.append(f"| {r['guidance']} | {vals} | {r['nfe']} | {r['nfe_per_step']:.2f} | "
-                     f"{r['seconds']:.1f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _check_eval_args(model, args: argparse.Namespace, guidances: dict[str, str | None]) -> None:
-    from framework.core.conditions import Conditions
-    from framework.guidance import parse
-    from framework.guidance.given import check_given
-
+def _check_eval_args(model, args: argparse.Namespace, guidances: dict[str, Any]) -> None:
+    """What eval can check from the model alone (before its judge is built)."""
     if not model.hparams.get("modality"):
         raise ArgumentError(f"checkpoint {args.checkpoint} has no modality, so there is no judge to "
                             f"score its samples (eval needs a modality plugin's metrics)")
-    categorical = [k for k, s in model.specs.items() if s.kind == "categorical"]
     for name in args.conditions or []:
         if name not in model.specs:
             raise ConditionError(f"unknown condition {name!r}; this model has {sorted(model.specs)}")
-        if name not in categorical:
-            raise ConditionError(f"--conditions {name}: eval draws random labels, and {name!r} is a "
-                                 f"{model.specs[name].kind} condition; categorical ones: {categorical}")
     _check_steps(model, args.steps)
-    requested = args.conditions or categorical
-    probe = Conditions.from_raw(model.specs, dict.fromkeys(requested, 0), 1)
-    for g in guidances.values():
-        if g is not None:
-            check_given(parse(g), probe)
-        if g is not None and any(b.network != "main" for b in parse(g).branches()):
-            raise ArgumentError(f"eval samples one model; the guidance {g!r} needs another network "
+    for text, expr in guidances.items():
+        if expr is not None and any(b.network != "main" for b in expr.branches()):
+            raise ArgumentError(f"eval samples one model; the guidance {text!r} needs another network "
                                 f"(.on(...)); use polyguide sample --weak")
+
+
+def _eval_conditions(model, judge, args: argparse.Namespace, guidances: dict[str, Any]) -> list[str]:
+    """The conditions eval requests: ``--conditions``, or every one the judge scores; each other
+    condition is named in a note (never dropped silently). The guidances are checked against them."""
+    from framework.core.conditions import Conditions
+    from framework.guidance.given import check_given
+
+    scored, unscored = scored_conditions(model.specs, judge, args.conditions)
+    for name, why in unscored.items():
+        print(f"note: condition {name!r} is not scored: {why}")
+    present = {k: torch.tensor([k in scored]) for k in model.specs}  # check_given reads presence only
+    probe = Conditions({k: torch.zeros(1) for k in model.specs}, present)
+    for expr in guidances.values():
+        if expr is not None:
+            check_given(expr, probe)
+    return scored
 
 
 def _eval(args: argparse.Namespace) -> int:
     check_input_file(args.checkpoint, "checkpoint")
-    for g in args.guidance:
-        _parse_guidance(g)
     if len(set(args.guidance)) != len(args.guidance):
         raise ArgumentError("the same --guidance is given twice")
+    guidances = {g: parse_guidance(g) for g in args.guidance} or {"default": None}  # parsed once
     if args.conditions is not None and len(set(args.conditions)) != len(args.conditions):
         raise ArgumentError(f"--conditions names a condition twice: {' '.join(args.conditions)}")
     if args.out is not None:
@@ -481,12 +401,14 @@ def _eval(args: argparse.Namespace) -> int:
         check_output_dir(args.cache, "--cache folder")
     resolve_device(args.device)
     model = _load_for(args, args.checkpoint)
-    guidances = {g: g for g in args.guidance} or {"default": None}
     _check_eval_args(model, args, guidances)
     steps = _steps_or_default(model, args.steps)
-    cache = args.cache or plugins.judge_cache(plugins.get(model.hparams.modality))  # validation's judge
-    rows = evaluate(model, guidances, args.n, steps, args.seed, cache,
-                    args.conditions, progress=not args.no_progress)
+    modality = plugins.get(model.hparams.modality)
+    cache = args.cache or plugins.judge_cache(modality)  # validation's judge
+    judge = modality.judge(model.specs, model.codec, cache)
+    names = _eval_conditions(model, judge, args, guidances)
+    rows = evaluate(model, guidances, args.n, steps, args.seed, cache, names,
+                    progress=not args.no_progress, judge=judge)
     table = format_table(rows)
     print(table)
     if args.out:
@@ -521,7 +443,7 @@ def is_polyguide_checkpoint(path: Path) -> bool:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from framework.core.checkpoints import export
+    from framework.model.checkpoints import export
 
     check_input_file(args.checkpoint, "checkpoint")
     dest = check_output_file(args.dest, "export destination")

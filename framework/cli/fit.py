@@ -42,8 +42,8 @@ from lightning.pytorch.cli import LightningCLI
 
 from framework.cli.recipe_files import check_recipes
 from framework.core import allowlist
-from framework.core.checkpoints import load_checkpoint, read_checkpoint
 from framework.core.errors import ArgumentError, UserError, one_line
+from framework.model.checkpoints import load_checkpoint, read_checkpoint
 from framework.training.checkpoint_io import install
 from framework.training.module import GenerativeModule
 

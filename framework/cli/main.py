@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from framework.cli.args import check_output_dir, protect_dash_values, resolve_device
+from framework.cli.args import check_output_dir, parse_guidance, protect_dash_values, resolve_device
 from framework.cli.parser import COMMANDS, build_parser
 from framework.core.errors import ArgumentError, UserError, one_line
 
@@ -39,16 +39,11 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"wrote {out / name}")
         return 0
     device = resolve_device(args.device)
-    from modalities.image.demo import CHECKPOINT
-    from modalities.image.demo import run_demo as image_demo
+    from framework.core import plugins
 
-    if not CHECKPOINT.is_file():
-        raise ArgumentError(f"the demo's checkpoint {CHECKPOINT} is missing; train it with `polyguide fit "
-                            f"--config recipes/image/shapes_flow.yaml` (see recipes/README.md), or run "
-                            f"`polyguide demo --toy`")
-    start = time.perf_counter()
-    result = image_demo(args.out, per_request=args.n or 8, steps=args.steps or 30, seed=args.seed,
-                        progress=progress, device=device)
+    start = time.perf_counter()  # the image modality's demo, reached through the registry
+    result = plugins.get("image").demo(args.out, per_request=args.n or 8, steps=args.steps or 30,
+                                       seed=args.seed, progress=progress, device=device)
     print(result["table"])
     for f in result["files"]:
         print(f"wrote {f}")
@@ -57,8 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from framework.guidance import Guider, parse
-    from framework.guidance.expr import check_zero_directions
+    from framework.guidance import Guider
     from framework.guidance.ops.cost_grad import find_costs
     from framework.guidance.spaces import VPSpaces
 
@@ -68,9 +62,7 @@ def _explain(args: argparse.Namespace) -> int:
         _explain_dropout(args.checkpoint, args.guidance)
         if args.guidance is None:
             return 0
-    expr = parse(args.guidance)
-    expr.check()
-    check_zero_directions(expr)
+    expr = parse_guidance(args.guidance)
     print(f"expression   {expr!r}")
     by_net: dict[str, list[str]] = {}
     for b in sorted(expr.branches(), key=repr):
@@ -127,10 +119,11 @@ def _explain_dropout(path, guidance: str | None) -> None:
     """Print the condition dropout ``path`` was trained with, and whether it covers ``guidance``."""
     import warnings
 
-    from framework.core.checkpoints import build_model, load_checkpoint
-    from framework.core.conditions import ConditionError, DropoutSpec
-    from framework.core.model import GenerativeModel
+    from framework.core.conditions import ConditionError
+    from framework.core.dropout import DropoutSpec
     from framework.core.shipped import resolve
+    from framework.model.checkpoints import build_model, load_checkpoint
+    from framework.model.generative import GenerativeModel
 
     ckpt = load_checkpoint(resolve(path))
     model = build_model(ckpt, path, GenerativeModel)  # older checkpoints did not store the record

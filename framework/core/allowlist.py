@@ -16,7 +16,7 @@ under these entries may be named (an entry allows itself and everything under it
 :func:`enforced` makes jsonargparse enforce it (``set_parsing_settings``' import path policy: every
 other path is refused *before* its module is imported), and :func:`check_class_paths` refuses a
 checkpoint's hyper-parameters that name anything else (``sample``, ``eval``, ``export`` and
-``fit --ckpt_path`` all read checkpoints through :func:`~framework.core.checkpoints.load_checkpoint`).
+``fit --ckpt_path`` all read checkpoints through :func:`~framework.model.checkpoints.load_checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
-from importlib.metadata import entry_points
 from typing import Any
 
 from framework.core.errors import UserError
@@ -51,7 +50,6 @@ BUILTIN = (
     "lightning.pytorch.LightningModule",
     "lightning.pytorch.LightningDataModule",
 )
-_PLUGIN_GROUP = "polyguide.modalities"
 
 
 class ClassNotAllowed(UserError, ValueError):
@@ -68,9 +66,10 @@ def allowed_entries() -> list[str]:
     Raises:
         ClassNotAllowed: :data:`ENV` holds something that is not a dotted import path.
     """
+    from framework.core.plugins import plugin_modules  # the registry, read once per process
+
     entries = list(BUILTIN)
-    for ep in entry_points(group=_PLUGIN_GROUP):
-        module = ep.value.split(":", 1)[0].strip()
+    for module in plugin_modules():
         if _valid(module):
             entries.append(module)
     for raw in os.environ.get(ENV, "").split(","):

@@ -31,6 +31,10 @@ class OutputError(UserError, OSError):
     existing file that would be overwritten without ``--force``."""
 
 
+class CheckpointError(UserError, ValueError):
+    """A checkpoint (or cached model file) that cannot be used; the message names the file and why."""
+
+
 class NonFiniteError(UserError, FloatingPointError):
     """Sampling produced NaN or ±inf (e.g. a guidance weight so large that the prediction overflows);
     nothing is written."""

@@ -13,21 +13,19 @@ reach one only through :func:`get`. See ``docs/plugins.md``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from framework.core.errors import UserError
 
-if TYPE_CHECKING:
-    from framework.core.conditions import ConditionSpec
-    from framework.guidance.ops.cost_grad import CostFn
-
-__all__ = ["Codec", "LazyClasses", "Modality", "PluginError", "available", "get", "judge_cache"]
+__all__ = ["Codec", "LazyClasses", "Modality", "PluginError", "available", "get", "judge_cache",
+           "plugin_modules", "refresh"]
 
 GROUP = "polyguide.modalities"
 
@@ -116,7 +114,8 @@ class Modality:
     conditions: ClassVar[Mapping[str, str]] = {}
     recipes_dir: ClassVar[Path | None] = None
     encoders: ClassVar[Mapping[str, Callable[[Sequence[Any]], torch.Tensor]]] = {}
-    costs: ClassVar[Mapping[str, Callable[[Codec, Mapping[str, ConditionSpec]], CostFn]]] = {}
+    #: ``(codec, condition specs) -> cost``; a cost is ``(x0 [B, *shape], conditions) -> [B]``
+    costs: ClassVar[Mapping[str, Callable[[Codec, Mapping[str, Any]], Callable[..., torch.Tensor]]]] = {}
 
     def codec(self, representation: str, **kwargs: Any) -> Codec:
         """Build the codec of one representation, e.g. ``codec("patches", size=16, patch=2)``."""
@@ -145,23 +144,48 @@ class Modality:
 
         return [atomic_save(out / "media.pt", lambda f: torch.save(media.cpu(), f))]
 
+    def demo(self, out: Path, **options: Any) -> dict[str, Any]:
+        """``polyguide demo``: run this modality's demonstration, writing under ``out``; returns
+        ``{"table": markdown, "files": [paths written]}``. ``options``: ``per_request``, ``steps``,
+        ``seed``, ``progress``, ``device``."""
+        raise PluginError(f"modality {self.name!r} ships no demo")
+
     def judge(self, specs: Mapping[str, Any], codec: Codec, cache_dir: Path) -> Any:
         """An object whose ``evaluate(media, requested) -> {metric: value}`` scores samples, where
-        ``requested`` maps condition names to ``[B]`` label ids (used by ``polyguide eval``).
+        ``requested`` maps condition names to ``[B]`` label ids, or to the values its optional
+        ``request(name, n, generator)`` hook drew for a scalar, vector or sequence condition (used by
+        ``polyguide eval`` and validation; see :class:`framework.evaluation.judge.Judge`).
         ``cache_dir`` is where trained judges (classifiers) may be cached."""
         raise PluginError(f"modality {self.name!r} provides no metrics")
 
 
-def _entry_points() -> dict[str, Any]:
-    """Read fresh on every call (cheap), so plugins installed or removed at run time are seen."""
+@functools.cache
+def _installed() -> tuple[Any, ...]:
+    """The entry points of :data:`GROUP`, read once per process (:func:`refresh` reads them again)."""
     importlib.invalidate_caches()
+    return tuple(entry_points(group=GROUP))
+
+
+def _entry_points() -> dict[str, Any]:
+    """Name → entry point of the installed modality plugins; two plugins claiming a name is an error."""
     found: dict[str, Any] = {}
-    for ep in entry_points(group=GROUP):
+    for ep in _installed():
         if ep.name in found and found[ep.name].value != ep.value:
             raise PluginError(f"two installed plugins register the modality {ep.name!r}: "
                               f"{found[ep.name].value} and {ep.value}; uninstall one")
         found[ep.name] = ep
     return found
+
+
+def refresh() -> None:
+    """Read the installed plugins again on the next lookup: for a plugin installed or removed while
+    this process runs (the registry is otherwise read once per process)."""
+    _installed.cache_clear()
+
+
+def plugin_modules() -> list[str]:
+    """The modules the installed plugins' entry points name (e.g. ``modalities.image``)."""
+    return [ep.value.split(":", 1)[0].strip() for ep in _installed()]
 
 
 def available() -> list[str]:

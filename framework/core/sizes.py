@@ -8,8 +8,8 @@ only then built for real, so the memory it takes is the size of the weights the 
 brought. A depth larger than the number of tensors present is refused before even the meta build
 (each layer owns at least one tensor).
 
-:func:`expecting` tells :class:`~framework.core.model.GenerativeModel` which weights the model it
-is about to build must fit (``framework.core.checkpoints.build_model`` sets it while it rebuilds a
+:func:`expecting` tells :class:`~framework.model.generative.GenerativeModel` which weights the model it
+is about to build must fit (``framework.model.checkpoints.build_model`` sets it while it rebuilds a
 checkpoint's model); outside it nothing is compared, so training builds models as before.
 """
 

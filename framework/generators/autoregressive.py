@@ -30,7 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
+from framework.core.conditions import Conditions, ConditionSpec
+from framework.core.dropout import DropoutSpec
 from framework.generators.base import Family, StepCallback, progress_tau
 from framework.generators.delay import delay, pad_mask, undelay
 from framework.guidance import GuidanceState, Guider, Perturbations

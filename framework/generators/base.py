@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
+from framework.core.conditions import Conditions, ConditionSpec
+from framework.core.dropout import DropoutSpec
 from framework.guidance import GuidanceState, GuidedOutput, Guider, StepStats
 from framework.guidance.expr import Expr
 from framework.guidance.given import check_given

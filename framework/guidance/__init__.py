@@ -22,7 +22,7 @@ from framework.guidance.branches import (
     noised,
     uncond,
 )
-from framework.guidance.engine import GuidanceState, GuidedOutput, Guider, Perturbations, StepStats
+from framework.guidance.engine import Guider
 from framework.guidance.expr import AffineError, Expr, Linear, Window, Zero
 from framework.guidance.ops import (
     Adaptive,
@@ -37,6 +37,7 @@ from framework.guidance.ops import (
 )
 from framework.guidance.schedules import Weight, const, cosine, linear, piecewise, schedule, window
 from framework.guidance.spaces import DiscreteSpaces, FlowSpaces, SpaceConverter, SpaceError, VPSpaces
+from framework.guidance.state import GuidanceState, GuidedOutput, Perturbations, StepStats
 from framework.guidance.syntax import GuidanceSyntaxError, parse
 
 __all__ = [

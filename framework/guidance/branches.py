@@ -14,6 +14,7 @@ evaluated once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -198,6 +199,22 @@ class Branch(Expr):
         if not isinstance(perturbation, Perturbation):
             raise TypeError(f"perturbed() takes a Perturbation, got {type(perturbation).__name__}")
         return replace(self, perturbation=perturbation)
+
+    @staticmethod
+    def unguided(branches: Iterable[Branch]) -> Branch:
+        """The unguided prediction of an expression over ``branches``
+        (:meth:`~framework.guidance.expr.Expr.reference`): every condition a main-network branch
+        keeps, unperturbed; a condition only ever noised (CADS) stays noised."""
+        values: dict[str, Any] = {}
+        for b in branches:
+            if b.network != "main":
+                continue
+            for name, v in b.conds:
+                if v is KEEP:
+                    values[name] = KEEP
+                elif isinstance(v, Noised):
+                    values.setdefault(name, v)
+        return Branch(tuple(sorted(values.items())))
 
     # -- introspection
     @property

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from framework.core.errors import UserError
 from framework.guidance.schedules import Weight, WeightLike, as_weight
-
-if TYPE_CHECKING:
-    from framework.guidance.branches import Branch
 
 __all__ = ["AffineError", "Expr", "Linear", "Window", "Zero", "check_zero_directions", "combine_excluding"]
 
@@ -98,9 +95,9 @@ class Expr:
         for c in self.children():
             yield from c.walk()
 
-    def branches(self) -> frozenset[Branch]:
+    def branches(self) -> frozenset[Expr]:
         """Every branch this expression may evaluate, at any τ."""
-        out: frozenset[Branch] = frozenset()
+        out: frozenset[Expr] = frozenset()
         for c in self.children():
             out |= c.branches()
         return out
@@ -131,24 +128,17 @@ class Expr:
         """
         return {b.names for b in self.branches() if b.network == "main"}
 
-    def reference(self) -> Branch:
-        """The unguided prediction: every condition any main branch keeps, unperturbed.
+    def reference(self) -> Expr:
+        """The unguided prediction, a :class:`~framework.guidance.branches.Branch`: every condition
+        any main branch keeps, unperturbed.
 
         A condition that is only ever noised (CADS) stays noised: the annealing applies to the
         conditional prediction with or without guidance.
         """
-        from framework.guidance.branches import KEEP, Branch, Noised
-
-        values: dict[str, Any] = {}
-        for b in sorted(self.branches(), key=repr):  # sorted: the same reference every run
-            if b.network != "main":
-                continue
-            for name, v in b.conds:
-                if v is KEEP:
-                    values[name] = KEEP
-                elif isinstance(v, Noised):
-                    values.setdefault(name, v)
-        return Branch(tuple(sorted(values.items())))
+        leaves = sorted(self.branches(), key=repr)  # sorted: the same reference every run
+        if not leaves:
+            raise AffineError(f"{self!r} evaluates no branch, so it has no unguided prediction")
+        return leaves[0].unguided(leaves)
 
     def check(self, taus: tuple[float, ...] = PROBE_TAUS, expect: float = 1.0) -> None:
         """Raise :class:`AffineError` unless the mass is ``expect`` at every probe τ."""
@@ -164,9 +154,9 @@ class Expr:
                     f"they sum to {m:.6g} ({coefs}){hint}\n  expression: {self!r}")
 
     # ------------------------------------------------------------------ evaluation protocol
-    def needed(self, tau: float, state: Any) -> frozenset[Branch]:
+    def needed(self, tau: float, state: Any) -> frozenset[Expr]:
         """Branches that must be evaluated at this step (zero-weight terms pruned)."""
-        out: frozenset[Branch] = frozenset()
+        out: frozenset[Expr] = frozenset()
         for c in self.children():
             out |= c.needed(tau, state)
         return out
@@ -251,8 +241,8 @@ class Linear(Expr):
             if wt != 0.0:
                 e._flatten(tau, scale * wt, out)
 
-    def needed(self, tau: float, state: Any) -> frozenset[Branch]:
-        out: frozenset[Branch] = frozenset()
+    def needed(self, tau: float, state: Any) -> frozenset[Expr]:
+        out: frozenset[Expr] = frozenset()
         for leaf in self.coefficients(tau):
             out |= leaf.needed(tau, state)
         return out
@@ -314,7 +304,7 @@ class Window(Expr):
     def _flatten(self, tau: float, scale: float, out: dict[Expr, float]) -> None:
         self.active(tau)._flatten(tau, scale, out)
 
-    def needed(self, tau: float, state: Any) -> frozenset[Branch]:
+    def needed(self, tau: float, state: Any) -> frozenset[Expr]:
         return self.active(tau).needed(tau, state)
 
     def value(self, ctx: Any, space: str) -> torch.Tensor:

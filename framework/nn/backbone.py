@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from framework.core.conditions import Conditioner, Conditions, ConditionSpec
+from framework.core.conditions import Conditions, ConditionSpec
 from framework.guidance.branches import AttnBlur, AttnIdentity, Perturbation, SkipLayers
-from framework.guidance.engine import Perturbations
+from framework.guidance.state import Perturbations
+from framework.nn.conditioner import Conditioner
 
 __all__ = ["Backbone", "BackboneConfig", "KVCache"]
 

@@ -19,7 +19,7 @@ _CHECKPOINT_ONLY = {"weak": "--weak", "prompt": "--prompt", "max_tokens": "--max
 
 def parse_pairs(pairs: list[str]) -> dict[str, str]:
     """``["text=a cat", "image=in.png"]`` → ``{"text": "a cat", "image": "in.png"}`` (each name once)."""
-    from framework.cli.commands import _check_cond_syntax
+    from framework.cli.args import check_cond_syntax as _check_cond_syntax
 
     _check_cond_syntax(pairs)
     return dict(pair.partition("=")[::2] for pair in pairs)
@@ -28,7 +28,7 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
 def sample(args: argparse.Namespace) -> int:
     """Sample a pipeline folder / hub id with any guidance; write PNGs or WAVs and ``samples.pt``."""
     from framework import pretrained
-    from framework.cli.commands import _parse_guidance
+    from framework.cli.args import parse_guidance as _parse_guidance
     from framework.core.atomic import atomic_save
 
     if args.checkpoint is not None:

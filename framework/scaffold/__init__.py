@@ -1,7 +1,7 @@
 """``polyguide new-modality NAME``: write a working modality plugin to start from.
 
 The template (``template/``) is a complete plugin, ``spectra``: 1-D signals with a categorical
-condition, a patch codec, a :class:`~framework.core.data.SplitData` data module, an FFT judge, a
+condition, a patch codec, a :class:`~framework.training.data.SplitData` data module, an FFT judge, a
 recipe, ``pyproject.toml`` and its tests (the :mod:`framework.testing` contract suite and fit →
 sample → eval). :func:`new_modality` copies it with ``spectra`` renamed, so the result installs
 (``pip install -e``), trains, samples and evaluates as it is; ``docs/plugins.md`` walks through

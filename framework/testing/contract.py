@@ -11,7 +11,7 @@ What is checked (``docs/plugins.md``, "The contract"):
   conditions and encoder names have the documented types; its recipes are absolute ``*.yaml`` paths
   whose ``model.modality`` is the plugin.
 - ``sampling_without_lightning``: in a fresh interpreter, getting the plugin, building the model of
-  the case (:class:`~framework.core.model.GenerativeModel`), sampling it and writing the samples
+  the case (:class:`~framework.model.generative.GenerativeModel`), sampling it and writing the samples
   import no Lightning (only training needs it; ``LazyClasses`` keeps data modules out).
 - ``batch``: a training batch is ``{"media": [B, *media_shape], "conditions": {name: value}}`` with
   one value per condition of the case, each of its kind's shape and type (categorical ``[B]``
@@ -283,8 +283,8 @@ class Contract:
 
     def check_train_and_sample(self) -> None:
         """One training step; samples of the media's shape; the reloaded checkpoint samples the same."""
-        from framework.core.checkpoints import load_model
-        from framework.core.model import GenerativeModel
+        from framework.model.checkpoints import load_model
+        from framework.model.generative import GenerativeModel
 
         model, path = self._trained()
         raw = self.raw_conditions(2)
@@ -361,7 +361,7 @@ class Contract:
 
 def lightning_imports(contracts: Sequence[Contract]) -> dict[str, list[str]]:
     """For each contract in turn, in one fresh interpreter: get its plugin, build its model as sampling
-    does (:class:`~framework.core.model.GenerativeModel`), sample one step and write the sample.
+    does (:class:`~framework.model.generative.GenerativeModel`), sample one step and write the sample.
     Returns modality name → the ``lightning`` modules imported by then (cumulative: once one plugin
     imported Lightning, the later ones cannot be judged, so list the suspect last)."""
     jobs = [{"hparams": c.hparams(), "raw": {k: v.tolist() for k, v in c.raw_conditions(1).items()}}
@@ -371,7 +371,7 @@ def lightning_imports(contracts: Sequence[Contract]) -> dict[str, list[str]]:
         from pathlib import Path
         import torch
         from framework.core import plugins
-        from framework.core.model import GenerativeModel
+        from framework.model.generative import GenerativeModel
         for job in json.loads({json.dumps(json.dumps(jobs))}):
             hp, raw = job["hparams"], {{k: torch.tensor(v) for k, v in job["raw"].items()}}
             m = plugins.get(hp["modality"])

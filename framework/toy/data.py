@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from framework.core.conditions import Conditions
-from framework.core.data import SplitData
 from framework.toy.model import CategoricalMixtureToy, GaussianMixtureToy, flow_alpha_sigma
+from framework.training.data import SplitData
 
 __all__ = ["MixtureData"]
 

@@ -5,7 +5,7 @@
   directory fsynced): a kill at any moment leaves the old or the new checkpoint, never a torn one,
   whatever filesystem ``$TMPDIR`` is on. Lightning's own save stages the file in ``$TMPDIR`` and,
   when that is another filesystem, falls back to truncating the checkpoint and copying into it.
-  Loading goes through :func:`~framework.core.checkpoints.read_checkpoint` (``weights_only=True``, one
+  Loading goes through :func:`~framework.model.checkpoints.read_checkpoint` (``weights_only=True``, one
   clear line for a bad file).
 * :class:`ModelCheckpoint` is Lightning's callback writing ``last.ckpt`` *before* the step
   checkpoint of the same step, so after a kill ``last.ckpt`` is never older than the newest step
@@ -26,7 +26,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
 from framework.core.atomic import atomic_save
-from framework.core.checkpoints import read_checkpoint
+from framework.model.checkpoints import read_checkpoint
 
 __all__ = ["AtomicCheckpointIO", "ModelCheckpoint", "install"]
 
@@ -50,7 +50,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: Any, map_location: Callable | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
         """Read a local checkpoint with ``weights_only=True`` whatever is asked (see
-        :func:`~framework.core.checkpoints.read_checkpoint`); remote URLs as Lightning does."""
+        :func:`~framework.model.checkpoints.read_checkpoint`); remote URLs as Lightning does."""
         if not _is_local(path):
             return super().load_checkpoint(path, weights_only=True)
         return read_checkpoint(str(path).removeprefix("file://"))

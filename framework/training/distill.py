@@ -53,13 +53,13 @@ import lightning as L
 import torch
 
 from framework.core.atomic import atomic_save
-from framework.core.checkpoints import CheckpointError, load_model
 from framework.core.conditions import Conditions
 from framework.generators import Autoregressive, Masked
 from framework.guidance import Guider
 from framework.guidance.branches import KEEP
 from framework.guidance.expr import PROBE_TAUS, Expr
 from framework.guidance.syntax import parse
+from framework.model.checkpoints import CheckpointError, load_model
 from framework.training.module import GenerativeModule
 
 __all__ = ["GuidanceDistillation", "discrete_kl", "export_student", "student_hparams", "teacher_guider"]
@@ -360,7 +360,7 @@ def export_student(checkpoint: str | Path, dest: str | Path) -> Path:
     The checkpoint is read with ``weights_only=True``; its teacher is loaded again from the path it
     names. Raises :class:`CheckpointError` naming the file when it is not a distillation checkpoint.
     """
-    from framework.core.checkpoints import read_checkpoint
+    from framework.model.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(checkpoint)
     hp = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}

@@ -1,7 +1,7 @@
-"""The LightningModule every recipe trains: :class:`~framework.core.model.GenerativeModel` plus training.
+"""The LightningModule every recipe trains: :class:`~framework.model.generative.GenerativeModel` + training.
 
 Everything needed to rebuild the model is a constructor argument (saved by
-``save_hyperparameters``), so a checkpoint alone restores it: ``framework.load(path)``.
+``save_hyperparameters``), so a checkpoint alone restores it: ``framework.training.module.load(path)``.
 EMA of the weights comes from Lightning's ``EMAWeightAveraging`` callback (its checkpoints
 hold the averaged weights in ``state_dict``). Checkpoints are written atomically beside their
 destination (:class:`~framework.training.checkpoint_io.AtomicCheckpointIO`, installed on any trainer that
@@ -26,13 +26,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from framework.core import plugins
-from framework.core.checkpoints import export, load_model
-from framework.core.conditions import ConditionError, Conditions, DropoutSpec, random_requests
+from framework.core.conditions import ConditionError, Conditions
+from framework.core.dropout import DropoutSpec
 from framework.core.errors import ArgumentError
-from framework.core.model import FAMILIES, GenerativeModel
 from framework.core.plugins import PluginError
+from framework.evaluation import random_requests
 from framework.generators import SampleOutput
 from framework.guidance.syntax import parse
+from framework.model.checkpoints import export, load_model
+from framework.model.generative import FAMILIES, GenerativeModel
 from framework.training.resume import gather_objects, rng_state, set_rng_state
 
 __all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "batch_size", "data_parallel_mesh", "export",
@@ -42,7 +44,7 @@ __all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "batch_size", "dat
 class GenerativeModule(GenerativeModel, L.LightningModule):
     """A conditional generator of any family on the shared backbone, trainable by Lightning.
 
-    The constructor arguments are :class:`~framework.core.model.GenerativeModel`'s (see there).
+    The constructor arguments are :class:`~framework.model.generative.GenerativeModel`'s (see there).
     """
 
     def _store_hparams(self, hparams: dict[str, Any]) -> None:
@@ -315,7 +317,7 @@ def load(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> Ge
 
     Raises:
         CheckpointError: one line naming the file and what is wrong with it (see
-            :func:`~framework.core.checkpoints.load_model`).
+            :func:`~framework.model.checkpoints.load_model`).
     """
-    return load_model(checkpoint, map_location)
+    return load_model(checkpoint, map_location, cls=GenerativeModule)
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from framework.core.conditions import ConditionSpec
-from framework.core.data import SplitData
+from framework.training.data import SplitData
 
 from .speech import PITCHES, SPEAKERS, WORDS, WordClips, load_words
 

@@ -29,7 +29,9 @@ import torch
 from torch import nn
 
 from framework.core.atomic import atomic_write
-from modalities.image.metrics import _group_ids, _group_spread, frechet_distance
+from framework.evaluation.metrics import frechet_distance
+from framework.evaluation.metrics import group_ids as _group_ids
+from framework.evaluation.metrics import group_spread as _group_spread
 
 from .chroma import chromagram
 from .features import SAMPLE_RATE, as_mono, clipped_fraction, log_mel, resample

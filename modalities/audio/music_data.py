@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from framework.core.conditions import Conditions, ConditionSpec
-from framework.core.data import SplitData
+from framework.training.data import SplitData
 
 from .chroma import CHROMA_FRAMES, CLIP_SECONDS, chromagram
 from .features import SAMPLE_RATE

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from framework.core.conditions import ConditionSpec
-from framework.core.data import SplitData
+from framework.training.data import SplitData
 
 from .shapes import COLORS, POSITIONS, SHAPES, caption, render
 

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from framework.cli.commands import format_table, score_guidance
-from framework.core.checkpoints import load_model
 from framework.core.conditions import Conditions
-from framework.core.model import GenerativeModel
 from framework.core.shipped import recipes_dir
+from framework.evaluation import format_table, score_guidance
+from framework.model.checkpoints import load_model
+from framework.model.generative import GenerativeModel
 
 from .plugin import ImageModality
 from .writers import save_grid

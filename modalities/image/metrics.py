@@ -23,12 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from framework.core.atomic import atomic_write
-from framework.core.checkpoints import CheckpointError, read_checkpoint
+from framework.evaluation.metrics import frechet_distance
+from framework.evaluation.metrics import group_ids as _group_ids
+from framework.evaluation.metrics import group_spread as _group_spread
+from framework.model.checkpoints import CheckpointError, read_checkpoint
 
 __all__ = ["AttributeClassifier", "ImageJudge", "frechet_distance"]
 
@@ -55,31 +57,6 @@ class AttributeClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.features(images)
         return {k: head(h) for k, head in self.heads.items()}
-
-
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets ``[N, F]`` and ``[M, F]``:
-    ``|μ₁ − μ₂|² + tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½)``.
-
-    ``tr((Σ₁Σ₂)^½)`` is the sum of the square roots of the eigenvalues of ``Σ₁Σ₂`` (real and ≥ 0
-    for covariance matrices), which stays stable when the covariances are singular (few samples).
-    """
-    a, b = a.double().numpy(), b.double().numpy()
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root_trace = np.sqrt(np.linalg.eigvals(s1 @ s2).real.clip(min=0)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * root_trace)
-
-
-def _group_spread(feats: torch.Tensor, groups: torch.Tensor) -> float:
-    """Mean pairwise distance among rows of the same group (groups with ≥ 2 rows)."""
-    spreads = []
-    for g in groups.unique():
-        f = feats[groups == g]
-        if len(f) >= 2:
-            d = torch.cdist(f, f)
-            spreads.append(float(d.sum() / (len(f) * (len(f) - 1))))
-    return float(np.mean(spreads)) if spreads else float("nan")
 
 
 class ImageJudge:
@@ -203,7 +180,7 @@ def _share(right: torch.Tensor, valid: torch.Tensor) -> float:
 
 def _load(classifier: nn.Module, cache: Path) -> None:
     """Weights from ``cache``, read with ``weights_only=True``; a bad or foreign file is a
-    :class:`~framework.core.checkpoints.CheckpointError` naming it."""
+    :class:`~framework.model.checkpoints.CheckpointError` naming it."""
     state = read_checkpoint(cache)
     try:
         classifier.load_state_dict(state)
@@ -232,11 +209,3 @@ def _train_reject(reject: AttributeClassifier, real: torch.Tensor, failures: tor
             opt.zero_grad()
             loss.backward()
             opt.step()
-
-
-def _group_ids(labels: Mapping[str, torch.Tensor], n: int) -> torch.Tensor:
-    """One id per distinct combination of the given labels ``[n]``."""
-    if not labels:
-        return torch.zeros(n, dtype=torch.long)
-    keys = torch.stack([v.cpu().long() for v in labels.values()], 1)
-    return torch.unique(keys, dim=0, return_inverse=True)[1]

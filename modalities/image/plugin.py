@@ -9,7 +9,7 @@ from types import MappingProxyType
 import torch
 
 from framework.core.conditions import ConditionSpec
-from framework.core.plugins import Codec, LazyClasses, Modality
+from framework.core.plugins import Codec, LazyClasses, Modality, PluginError
 from framework.core.shipped import recipes_dir
 
 from .codecs import Palette, Patches
@@ -45,6 +45,17 @@ class ImageModality(Modality):
         path = out / "grid.png"
         save_grid(media, path, rows=rows, title=title)
         return [path, *save_images(media, out)]
+
+    def demo(self, out: Path, **options) -> dict:
+        """``polyguide demo``: the shipped shapes model under several guidances, judged
+        (:func:`modalities.image.demo.run_demo`); a missing checkpoint is a :class:`PluginError`."""
+        from .demo import CHECKPOINT, run_demo
+
+        if not CHECKPOINT.is_file():
+            raise PluginError(f"the demo's checkpoint {CHECKPOINT} is missing; train it with `polyguide fit "
+                              f"--config recipes/image/shapes_flow.yaml` (see recipes/README.md), or run "
+                              f"`polyguide demo --toy`")
+        return run_demo(out, **options)
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path) -> ImageJudge:
         """A classifier-based judge for the model's data (digits if it has a ``digit`` condition,

@@ -21,8 +21,8 @@ from torch.utils.data import StackDataset
 
 from framework.core.atomic import atomic_write
 from framework.core.conditions import Conditions, ConditionSpec
-from framework.core.data import SplitData
 from framework.core.shipped import recipes_dir
+from framework.training.data import SplitData
 
 from .actions import ACTIONS, FRAMES, SPEEDS, generate_clip
 from .captions import caption

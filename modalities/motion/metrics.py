@@ -239,7 +239,7 @@ class MotionJudge:
             out["r_precision_top1"], out["r_precision_top3"] = rp[1], rp[3]
         if "trajectory" in requested:
             out["traj_error"] = trajectory_error(media, requested["trajectory"].float().cpu())
-        from modalities.image.metrics import frechet_distance
+        from framework.evaluation.metrics import frechet_distance
 
         out["fd"] = frechet_distance(h, self.real_features)
         out["diversity"] = _pair_spread(h) / _pair_spread(self.real_features)

@@ -128,8 +128,8 @@ def load_vq(path: str | Path) -> MotionVQ:
         FileNotFoundError: no such file.
         ValueError: not a tokenizer, or sizes that disagree with its weights (a ``UserError``).
     """
-    from framework.core.checkpoints import read_checkpoint
     from framework.core.sizes import build_within
+    from framework.model.checkpoints import read_checkpoint
 
     path = Path(path)
     if not path.exists():

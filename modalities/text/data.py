@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from framework.core.conditions import ConditionSpec
-from framework.core.data import SplitData
+from framework.training.data import SplitData
 
 from .codecs import texts_to_media
 from .corpus import GENRES, Speech, chunk_lines, load_speeches, split_by_play, top_speakers

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from framework.core.atomic import atomic_save
-from framework.core.checkpoints import CheckpointError
+from framework.model.checkpoints import CheckpointError
 
 from .codecs import media_to_texts
 from .corpus import GENRES, Speech, chunk_lines, load_speeches, split_by_play
@@ -143,7 +143,7 @@ class LinearTextClassifier:
     @classmethod
     def load(cls, path: Path | str) -> LinearTextClassifier:
         """Read a :meth:`save` file; anything else (a pickle, damaged or foreign data) is refused
-        with a :class:`~framework.core.checkpoints.CheckpointError` naming ``path``."""
+        with a :class:`~framework.model.checkpoints.CheckpointError` naming ``path``."""
         path = Path(path)
         where = f"judge cache {path}"
         if path.suffix in (".pkl", ".pickle"):

@@ -35,7 +35,7 @@ def finetune(init: Path, steps: int, share: float, out: Path, threads: int = 1, 
     from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
     from omegaconf import OmegaConf
 
-    from framework.core.checkpoints import export, load_checkpoint
+    from framework.model.checkpoints import export, load_checkpoint
     from framework.training.module import GenerativeModule
     from modalities.audio.music_data import MusicData
 
@@ -77,7 +77,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder; the export is <out>/music_flow.ckpt")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    from framework.core.checkpoints import CheckpointError
+    from framework.model.checkpoints import CheckpointError
 
     try:
         print(finetune(a.init, a.steps, a.share, a.out, a.threads))

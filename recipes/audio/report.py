@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from framework.cli.commands import random_requests, score_guidance
 from framework.core.conditions import Conditions
+from framework.evaluation import random_requests, score_guidance
 from framework.training.module import load
 from modalities.audio.plugin import words_judge
 from modalities.audio.speech import SPEAKERS, WORDS, load_words

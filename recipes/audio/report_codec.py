@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from report import _f, guidance_rows, reconstruction_row  # beside this script (run as a script)
 
-from framework.cli.commands import random_requests
 from framework.core.conditions import Conditions
+from framework.evaluation import random_requests
 from framework.training.module import load
 from modalities.audio.codec import STATS_FILE, EncodecCodec, resolve_path
 from modalities.audio.plugin import words_judge

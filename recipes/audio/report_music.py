@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from framework.cli.commands import score_guidance
 from framework.core.conditions import Conditions
+from framework.evaluation import score_guidance
 from framework.training.module import load
 from modalities.audio.chroma import chromagram
 from modalities.audio.features import as_mono

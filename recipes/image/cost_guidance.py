@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from framework.cli.commands import random_requests, score_guidance
 from framework.core.conditions import Conditions
+from framework.evaluation import random_requests, score_guidance
 from framework.guidance import parse
 from framework.training.module import load
 from modalities.image.demo import CHECKPOINTS

@@ -31,7 +31,7 @@ def finetune(config: Path, init: Path, steps: int, out: Path, lr: float = 5e-4, 
     from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
     from omegaconf import OmegaConf
 
-    from framework.core.checkpoints import export, load_checkpoint
+    from framework.model.checkpoints import export, load_checkpoint
     from framework.training.module import GenerativeModule
 
     if steps < 1:
@@ -75,7 +75,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder; the export is <out>/<recipe>.ckpt")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    from framework.core.checkpoints import CheckpointError
+    from framework.model.checkpoints import CheckpointError
 
     try:
         print(finetune(a.config, a.init, a.steps, a.out, a.lr, a.ema, a.threads))

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framework.cli.commands import format_table, score_guidance
 from framework.core.conditions import Conditions
+from framework.evaluation import format_table, score_guidance
 from framework.training.module import load
 from modalities.motion.data import caption_embeddings, load_or_generate, sparsify
 from modalities.motion.metrics import MotionJudge

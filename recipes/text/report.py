@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from framework.cli.commands import score_guidance
 from framework.core import plugins
 from framework.core.conditions import Conditions
+from framework.evaluation import score_guidance
 from framework.training.module import load
 from modalities.text.data import ShakespeareData
 from modalities.text.fluency import invented_words, real_reference

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import framework.core.checkpoints
+import framework.model.checkpoints
 from framework.cli.commands import is_polyguide_checkpoint
 from framework.cli.main import main
 from framework.generators.base import Family
@@ -41,7 +41,7 @@ def no_sampling(monkeypatch):
 
 @pytest.fixture
 def no_load(monkeypatch, no_sampling):
-    monkeypatch.setattr(framework.core.checkpoints, "load_model", _forbid("loading the checkpoint"))
+    monkeypatch.setattr(framework.model.checkpoints, "load_model", _forbid("loading the checkpoint"))
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:

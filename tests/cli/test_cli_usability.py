@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from framework.cli.main import main
-from framework.core.model import GenerativeModel
+from framework.model.generative import GenerativeModel
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = str(ROOT / "recipes/image/checkpoints/shapes_flow.ckpt")

@@ -18,7 +18,7 @@ import yaml
 
 import framework.core.allowlist as allowlist
 from framework.cli.main import main
-from framework.core.model import GenerativeModel
+from framework.model.generative import GenerativeModel
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = ROOT / "recipes" / "toy" / "points_flow.yaml"
@@ -138,7 +138,7 @@ def test_sample_eval_export_refuse_the_same_checkpoint(tmp_path, capsys, command
 
 @MALICIOUS
 def test_a_lightning_class_path_in_a_checkpoint_is_refused_too(tmp_path):
-    from framework.core.checkpoints import CheckpointError, load_checkpoint
+    from framework.model.checkpoints import CheckpointError, load_checkpoint
 
     ckpt = torch.load(evil_checkpoint(tmp_path), weights_only=True)
     ckpt["hyper_parameters"] = {"_class_path": "subprocess.Popen", **ckpt["hyper_parameters"]}

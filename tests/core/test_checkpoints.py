@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from framework.cli.main import main
-from framework.core.checkpoints import CheckpointError, check_compatible, load_checkpoint
+from framework.model.checkpoints import CheckpointError, check_compatible, load_checkpoint
 from framework.training.module import GenerativeModule, export, load
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,16 +7,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from framework.core.conditions import (
-    POSITION_FEATURES,
-    Conditioner,
-    ConditionError,
-    Conditions,
-    ConditionSpec,
-    position_features,
-)
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec
 from framework.core.shipped import recipes_dir
 from framework.nn.backbone import Backbone, BackboneConfig
+from framework.nn.conditioner import POSITION_FEATURES, Conditioner, position_features
 
 
 def test_position_features_follow_the_formula_and_tell_indices_apart():

@@ -5,16 +5,11 @@ import warnings
 import pytest
 import torch
 
-from framework.core.conditions import (
-    Conditioner,
-    ConditionError,
-    Conditions,
-    ConditionSpec,
-    DropoutSpec,
-    UntrainedSubsetWarning,
-)
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec
+from framework.core.dropout import DropoutSpec, UntrainedSubsetWarning
 from framework.guidance import cond, uncond
 from framework.guidance import presets as G
+from framework.nn.conditioner import Conditioner
 
 SPECS = {"shape": ConditionSpec("shape", labels=("circle", "square")),
          "color": ConditionSpec("color", labels=("red", "green", "blue"), null="zeros"),

@@ -79,6 +79,7 @@ def _forget_spectra() -> None:
     for name in [m for m in sys.modules if m.split(".")[0] == "polyguide_spectra"]:
         sys.modules.pop(name)
     importlib.invalidate_caches()  # the path finders' directory and metadata caches
+    plugins.refresh()  # the registry is read once per process
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def test_installed_plugin_is_discovered(spectra):
     # the installed copy, not the project new_modality wrote
     assert Path(ps.__file__).resolve().is_relative_to(Path(sysconfig.get_path("purelib")).resolve())
     assert [r.name for r in spectra.recipes()] == ["spectra_flow.yaml"]
-    assert set(spectra.conditions) == {"peak"} and spectra.datamodules["spectra"] is SpectraData
+    assert set(spectra.conditions) == {"peak", "level"} and spectra.datamodules["spectra"] is SpectraData
 
 
 def test_spectra_data_and_codec(spectra):
@@ -143,9 +144,15 @@ def test_judge_scores_media_and_validation_logs_it(spectra, tmp_path, fit_one_st
     from polyguide_spectra.data import SpectraData
     from polyguide_spectra.signals import PEAKS, make_signals
 
-    media, peak = make_signals(64, seed=5)
+    media, peak, level = make_signals(64, seed=5)
     judge = spectra.judge({}, spectra.codec("patches"), tmp_path)
     assert judge.evaluate(media, {"peak": peak}) == {"acc_peak": 1.0}  # real signals: their own labels
+    # the scalar level: measured from the spectrum, and requested values drawn by the judge's hook
+    assert judge.evaluate(media, {"level": level})["level_err"] < 1e-5
+    assert judge.evaluate(media, {"level": level.flip(0)})["level_err"] > 0.1
+    drawn = judge.request("level", 5, torch.Generator().manual_seed(0))
+    assert drawn.shape == (5,) and bool(((drawn >= 0.5) & (drawn <= 1.5)).all())
+    assert judge.request("peak", 5, torch.Generator()) is None
     wrong = judge.evaluate(media, {"peak": (peak + 1) % 4})["acc_peak"]
     assert wrong == 0.0 and judge.evaluate(media, {}) == {}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from framework.core.model import GenerativeModel
+from framework.model.generative import GenerativeModel
 
 ROOT = Path(__file__).resolve().parents[2]
 MOTION = ROOT / "recipes/motion/checkpoints/motion_masked.ckpt"

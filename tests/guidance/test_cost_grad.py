@@ -283,7 +283,8 @@ def test_text_syntax_and_repr():
 
 
 def test_the_branch_a_cost_reads_must_have_been_trained():
-    from framework.core.conditions import ConditionError, ConditionSpec, DropoutSpec
+    from framework.core.conditions import ConditionError, ConditionSpec
+    from framework.core.dropout import DropoutSpec
 
     specs = {n: ConditionSpec(n, labels=("a", "b")) for n in ("p", "q", "r")}
     # trained subsets: all kept, {q}, {p}, none; never {p, q} (r is never dropped alone)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from framework.core.conditions import ConditionError, Conditions, ConditionSpec, DropoutSpec
+from framework.core.conditions import ConditionError, Conditions, ConditionSpec
+from framework.core.dropout import DropoutSpec
 from framework.guidance import (
     AffineError,
     AttnIdentity,

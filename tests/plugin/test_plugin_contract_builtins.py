@@ -60,7 +60,7 @@ def test_sampling_imports_no_lightning(imported, name):
 
 
 @pytest.mark.xfail(strict=True, reason="audio's plugin imports .world, whose WordsWorldData imports the "
-                                       "data modules (framework.core.data → lightning); reported to the "
+                                       "data modules (framework.training.data → lightning); reported to the "
                                        "audio helper (NOTES.md, 20:33): move WordsWorldData out of world.py")
 def test_audio_sampling_imports_no_lightning(imported):
     assert imported["audio"] == [], f"sampling audio imported {imported['audio'][:3]}"

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from transformers import ClassifierFreeGuidanceLogitsProcessor
 
-from framework.core.checkpoints import CheckpointError
 from framework.core.conditions import Conditions
 from framework.guidance import parse
+from framework.model.checkpoints import CheckpointError
 from framework.toy.data import MixtureData
 from framework.toy.model import CategoricalMixtureToy, GaussianMixtureToy, ToyLM, flow_alpha_sigma
 from framework.training.distill import GuidanceDistillation, discrete_kl, teacher_guider

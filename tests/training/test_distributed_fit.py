@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from framework.core.checkpoints import read_checkpoint
+from framework.model.checkpoints import read_checkpoint
 from framework.training.ema import state_digest
 from framework.training.module import load
 

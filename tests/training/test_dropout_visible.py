@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from framework.cli.main import main
-from framework.core.checkpoints import read_checkpoint
+from framework.model.checkpoints import read_checkpoint
 
 RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "toy" / "points_flow.yaml")
 #: cfg over both conditions trains {shape, color} and ∅ only

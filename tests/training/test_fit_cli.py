@@ -76,7 +76,7 @@ def test_last_checkpoint_is_at_the_final_step(tmp_path):
               "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(tmp_path),
               "--data.init_args.n_train", "512", "--data.init_args.n_val", "64",
               "--data.init_args.batch_size", "64", "--model.val_samples", "8", "--model.val_steps", "2"])
-    from framework.core.checkpoints import read_checkpoint
+    from framework.model.checkpoints import read_checkpoint
 
     (last,) = tmp_path.rglob("last.ckpt")
     ckpt = read_checkpoint(last)

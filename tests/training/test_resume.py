@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging
 
-from framework.core.checkpoints import read_checkpoint
+from framework.model.checkpoints import read_checkpoint
 from framework.toy.data import MixtureData
 from framework.training.checkpoint_io import ModelCheckpoint
 from framework.training.module import GenerativeModule

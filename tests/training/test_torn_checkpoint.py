@@ -14,7 +14,7 @@ import pytest
 
 from framework.cli.fit import fit_main
 from framework.core.atomic import stale_temporaries
-from framework.core.checkpoints import read_checkpoint
+from framework.model.checkpoints import read_checkpoint
 
 HELPER = Path(__file__).with_name("kill_during_save.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from framework.cli.main import main
-from framework.core.checkpoints import CheckpointError, read_checkpoint
+from framework.model.checkpoints import CheckpointError, read_checkpoint
 from modalities.image.metrics import AttributeClassifier, ImageJudge
 
 SHIPPED = Path(__file__).resolve().parents[3] / "recipes" / "image" / "checkpoints"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from framework.cli.main import main
-from framework.core.checkpoints import CheckpointError
+from framework.model.checkpoints import CheckpointError
 from modalities.text.corpus import load_speeches, split_by_play
 from modalities.text.metrics import GenreJudge, LinearTextClassifier, _fit, genre_passages
 from modalities.text.plugin import RECIPES

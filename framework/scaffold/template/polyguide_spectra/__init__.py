@@ -1,7 +1,8 @@
 """polyguide_spectra: 1-D signals as a polyguide modality (written by ``polyguide new-modality spectra``).
 
-A signal is a sum of four sinusoids with 1, 2, 4 and 8 cycles per window; one of them dominates,
-and the categorical condition ``peak`` says which. ``pyproject.toml`` registers the plugin::
+A signal is a sum of four sinusoids with 1, 2, 4 and 8 cycles per window; one of them dominates:
+the categorical condition ``peak`` says which, the scalar ``level`` its amplitude.
+``pyproject.toml`` registers the plugin::
 
     [project.entry-points."polyguide.modalities"]
     spectra = "polyguide_spectra:SpectraModality"
@@ -24,19 +25,20 @@ from framework.core.atomic import atomic_save
 from framework.core.plugins import Codec, LazyClasses, Modality
 
 from .codec import SpectraCodec
-from .signals import PEAKS
+from .signals import LEVELS, PEAKS
 
 __all__ = ["SpectraModality"]
 
 
 class SpectraModality(Modality):
-    """1-D signals ``[B, 1, length]`` with the condition ``peak``."""
+    """1-D signals ``[B, 1, length]`` with the conditions ``peak`` and ``level``."""
 
     name = "spectra"
-    description = "1-D signals: sums of four sinusoids, one dominant (condition peak)"
+    description = "1-D signals: sums of four sinusoids, one dominant (conditions peak, level)"
     representations = MappingProxyType({"patches": SpectraCodec})  # name → Codec factory
     datamodules = LazyClasses({"spectra": f"{__package__}.data:SpectraData"})  # imported on first use
-    conditions = MappingProxyType({"peak": " | ".join(PEAKS) + " (cycles per window of the strongest wave)"})
+    conditions = MappingProxyType({"peak": " | ".join(PEAKS) + " (cycles per window of the strongest wave)",
+                                   "level": f"{LEVELS[0]} … {LEVELS[1]} (the strongest wave's amplitude)"})
     recipes_dir = Path(__file__).resolve().parent / "recipes"
 
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,

@@ -18,7 +18,7 @@ class SpectraCodec(Codec):
         scale: signals are divided by it on encoding (the data's amplitude bound).
     """
 
-    def __init__(self, length: int = 32, patch: int = 4, scale: float = 2.0) -> None:
+    def __init__(self, length: int = 32, patch: int = 4, scale: float = 2.5) -> None:
         if length % patch:
             raise ValueError(f"patch {patch} does not divide length {length}")
         self.length, self.patch, self.scale = int(length), int(patch), float(scale)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework.core.data import SplitData
+from framework.training.data import SplitData
 
 from .signals import make_signals
 
@@ -10,7 +10,8 @@ __all__ = ["SpectraData"]
 
 
 class SpectraData(SplitData):
-    """Procedural signals; batches are ``{"media": [B, 1, length], "conditions": {"peak": [B]}}``.
+    """Procedural signals; batches are ``{"media": [B, 1, length], "conditions": {"peak": [B] label ids,
+    "level": [B] floats}}``.
 
     ``SplitData`` serves the two splits :meth:`build` returns, in a training order saved in
     checkpoints, so a resumed run sees exactly the batches an uninterrupted one would.
@@ -28,8 +29,9 @@ class SpectraData(SplitData):
         self.length, self.n_train, self.n_val = length, n_train, n_val
 
     def _split(self, n: int, seed: int) -> list[dict]:
-        media, peak = make_signals(n, self.length, seed)
-        return [{"media": m, "conditions": {"peak": p}} for m, p in zip(media, peak, strict=True)]
+        media, peak, level = make_signals(n, self.length, seed)
+        return [{"media": m, "conditions": {"peak": p, "level": v}}
+                for m, p, v in zip(media, peak, level, strict=True)]
 
     def build(self) -> tuple[list[dict], list[dict]]:
         return self._split(self.n_train, self.seed), self._split(self.n_val, self.seed + 1)

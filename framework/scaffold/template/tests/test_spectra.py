@@ -44,13 +44,14 @@ def test_fit_sample_eval(tmp_path, monkeypatch):
                  *[f"--data.init_args.{k}={v}" for k, v in SMALL.items()]]) in (0, None)
     (ckpt,) = (tmp_path / "fit").rglob("last.ckpt")
     out = tmp_path / "samples"
-    assert main(["sample", "--checkpoint", str(ckpt), "--cond", "peak=4", "--n", "4", "--steps", "2",
+    assert main(["sample", "--checkpoint", str(ckpt), "--cond", "peak=4", "--cond", "level=1.2", "--n", "4",
+                 "--steps", "2",
                  "--seed", "0", "--out", str(out), "--no-progress"]) == 0
     assert np.load(out / "spectra.npy").shape == (4, 1, 32)
     assert main(["eval", "--checkpoint", str(ckpt), "--n", "8", "--steps", "2", "--no-progress",
                  "--out", str(tmp_path / "eval")]) == 0
     (row,) = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    assert 0.0 <= row["acc_peak"] <= 1.0
+    assert 0.0 <= row["acc_peak"] <= 1.0 and row["level_err"] >= 0.0  # eval scored both conditions
 
 
 if __name__ == "__main__":

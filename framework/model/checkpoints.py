@@ -5,7 +5,7 @@ plain data only: a pickle that would import or call anything is refused before i
 each way a file can be wrong (missing, a directory, empty, truncated, random bytes, text, code)
 into a :class:`CheckpointError` whose message is one line naming the file and the fault.
 :func:`load_checkpoint` also checks that it is a polyguide checkpoint (hyper-parameters + weights of
-a :class:`~framework.training.module.GenerativeModule`); :func:`load_model` rebuilds the model from it,
+a :class:`~framework.model.generative.GenerativeModel`); :func:`load_model` rebuilds the model from it,
 and :func:`check_compatible` checks a ``weak`` model against the main one before sampling.
 
 A checkpoint names only registered things (family, modality, representation, encoder names); the
@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from framework.core import allowlist
-from framework.core.errors import UserError
+from framework.core.errors import CheckpointError
+from framework.model.compat import check_compatible
 
 if TYPE_CHECKING:
-    from framework.core.model import GenerativeModel
+    from framework.model.generative import GenerativeModel
 
 __all__ = ["CheckpointError", "build_model", "check_compatible", "export", "load_checkpoint", "load_model",
            "read_checkpoint"]
@@ -37,10 +38,6 @@ __all__ = ["CheckpointError", "build_model", "check_compatible", "export", "load
 _LIGHTNING_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
 _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)  # torch.serialization's MAGIC_NUMBER
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint (or cached model file) that cannot be used; the message names the file and why."""
 
 
 def _one_line(e: BaseException) -> str:
@@ -108,7 +105,7 @@ def read_checkpoint(path: str | Path) -> Any:
 
 
 def _init_parameters() -> set[str]:
-    from framework.core.model import GenerativeModel
+    from framework.model.generative import GenerativeModel
 
     return set(inspect.signature(GenerativeModel.__init__).parameters) - {"self"}
 
@@ -158,9 +155,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu",
                cls: type[GenerativeModel] | None = None) -> GenerativeModel:
-    """Rebuild a model from a checkpoint alone (eval mode): a ``cls`` instance, by default the
-    trainable :class:`~framework.training.module.GenerativeModule`; sampling code passes
-    :class:`~framework.core.model.GenerativeModel`, which needs no Lightning.
+    """Rebuild a model from a checkpoint alone (eval mode): a ``cls`` instance, by default
+    :class:`~framework.model.generative.GenerativeModel` (sampling; no Lightning); training passes
+    its trainable subclass (:func:`framework.training.module.load`).
 
     Raises:
         CheckpointError: one line naming ``path``: a bad file (see :func:`load_checkpoint`), hyper-
@@ -178,10 +175,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu",
 def build_model(ckpt: Mapping[str, Any], path: str | Path,
                 cls: type[GenerativeModel] | None = None) -> GenerativeModel:
     """The model a :func:`load_checkpoint` dict describes, with its weights (eval mode, CPU): a
-    ``cls`` instance, by default :class:`~framework.training.module.GenerativeModule`; errors name
+    ``cls`` instance, by default :class:`~framework.model.generative.GenerativeModel`; errors name
     ``path``."""
     if cls is None:
-        from framework.training.module import GenerativeModule as cls
+        from framework.model.generative import GenerativeModel as cls
 
     from framework.core.sizes import SizeError, expecting
 
@@ -210,47 +207,19 @@ def build_model(ckpt: Mapping[str, Any], path: str | Path,
     return model.eval()
 
 
-def _describe_conditions(specs: Mapping[str, Any]) -> str:
-    return ", ".join(f"{n}[{'|'.join(s.labels)}]" if s.labels else f"{n}({s.kind}, dim {s.dim})"
-                     for n, s in specs.items()) or "none"
-
-
-def _signature(model: GenerativeModel) -> dict[str, Any]:
-    """What two networks must share for their predictions to be combined in one guidance."""
-    fam, hp = model.family, model.hparams
-    return {"family": hp.get("family"), "prediction space": getattr(fam, "native_space", None),
-            "noise schedule": getattr(fam, "config", None), "vocabulary": getattr(fam, "vocab_size", None),
-            "codebooks": getattr(fam, "codebooks", None), "sample shape": list(model.shape),
-            "conditions": _describe_conditions(model.specs), "modality": hp.get("modality"),
-            "representation": dict(hp.get("representation") or {})}
-
-
-def check_compatible(main: GenerativeModel, weak: GenerativeModel, main_name: str = "the main model",
-                     weak_name: str = "the weak model") -> None:
-    """Raise :class:`CheckpointError` unless ``weak`` can serve ``.on("weak")`` branches of ``main``:
-    same family, prediction space, noise schedule, vocabulary, sample shape, conditions and
-    representation (its size and training may differ). The message names both and the first
-    difference."""
-    a, b = _signature(main), _signature(weak)
-    for key in a:
-        if a[key] != b[key]:
-            raise CheckpointError(f"weak model {weak_name} does not fit {main_name}: {key} {b[key]} "
-                                  f"instead of {a[key]}")
-
-
 def export(checkpoint: str | Path, dest: str | Path) -> Path:
     """Strip a training checkpoint to what sampling needs (hyper-parameters + weights, which are the
     EMA weights when trained with ``EMAWeightAveraging``), written atomically; ``load`` reads it.
 
     The optimizer state and callbacks are dropped, so a shipped checkpoint is about a third of the
     training checkpoint's size. The source is read with ``weights_only=True`` and must rebuild its
-    model (:func:`~framework.core.checkpoints.load_model`): a bad file raises
-    :class:`~framework.core.checkpoints.CheckpointError` and nothing is written.
+    model (:func:`~framework.model.checkpoints.load_model`): a bad file raises
+    :class:`~framework.model.checkpoints.CheckpointError` and nothing is written.
     """
     from framework.core.atomic import atomic_save
 
     ckpt = load_checkpoint(checkpoint)
-    from framework.core.model import GenerativeModel
+    from framework.model.generative import GenerativeModel
 
     build_model(ckpt, checkpoint, GenerativeModel)  # refuse now what `load` would refuse later
     keep = {k: ckpt[k] for k in ("state_dict", "hyper_parameters", "pytorch-lightning_version") if k in ckpt}

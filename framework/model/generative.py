@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from framework.core import plugins
-from framework.core.conditions import Conditions, ConditionSpec, DropoutSpec
+from framework.core.conditions import Conditions, ConditionSpec
+from framework.core.dropout import DropoutSpec
 from framework.core.errors import ArgumentError
 from framework.core.plugins import Codec
 from framework.core.sizes import build_within
@@ -27,6 +28,7 @@ from framework.guidance.branches import cond
 from framework.guidance.expr import Expr
 from framework.guidance.ops.cost_grad import CostFn, find_costs, unknown_cost
 from framework.guidance.syntax import parse
+from framework.model.compat import check_compatible
 from framework.nn import Backbone, BackboneConfig
 
 __all__ = ["FAMILIES", "GenerativeModel", "HParams", "default_steps", "request_seed"]
@@ -297,7 +299,7 @@ class GenerativeModel(torch.nn.Module):
             seed: makes sampling reproducible; it is combined with the request
                 (:func:`request_seed`), so different requests never share their noise.
             weak: a weaker model for ``.on("weak")`` branches (autoguidance); it must match this
-                one (:func:`~framework.core.checkpoints.check_compatible`) or ``CheckpointError`` is raised.
+                one (:func:`~framework.model.compat.check_compatible`) or ``CheckpointError`` is raised.
             strict: raise (instead of warning) if the guidance needs untrained condition subsets.
             costs: cost name → ``fn(x0 [B, *shape], conditions) -> [B]`` for cost terms
                 (``presets.cost``), on top of the costs the model's modality plugin provides
@@ -337,8 +339,6 @@ class GenerativeModel(torch.nn.Module):
                                          torch.zeros(self.codec.vocab_size, dtype=torch.bool) for p in texts])
         models = {"main": self.backbone}
         if weak is not None:
-            from framework.core.checkpoints import check_compatible
-
             check_compatible(self, weak)
             models["weak"] = weak.backbone
         if steps is None:
