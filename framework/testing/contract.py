@@ -29,8 +29,9 @@ What is checked (``docs/plugins.md``, "The contract"):
 - ``writer``: ``write(media, out, rows=..., title=...)`` returns existing files under ``out``,
   not ``samples.pt``, leaving no temporary files; a writer taking ``conditions=`` also accepts them.
 - ``judge``: ``judge(specs, codec, cache_dir).evaluate(media, requested)`` returns finite floats by
-  name for real media and their own labels, and an ``acc_<condition>`` metric is no lower for the
-  real labels than for wrong ones.
+  name for real media and their own conditions (every condition the judge scores), an
+  ``acc_<condition>`` metric is no lower for the real labels than for wrong ones, and the judge's
+  ``request`` hook draws values each scored scalar/vector/sequence condition takes.
 """
 
 from __future__ import annotations
@@ -330,23 +331,36 @@ class Contract:
                                              f"sample keeps the representation there)")
 
     def check_judge(self) -> None:
-        """The judge scores real media by their own labels with finite metrics, no worse than wrong labels."""
+        """The judge scores real media by their own conditions with finite metrics (an ``acc_<name>``
+        no worse than for wrong labels); its ``request`` hook draws values each scored scalar,
+        vector or sequence condition accepts (:mod:`framework.evaluation.judge`)."""
         if not self.case.judge:
             return
+        from framework.evaluation import random_requests, scored_conditions
+
         cache = Path(self.case.cache_dir) if self.case.cache_dir else plugins.judge_cache(self.modality)
         judge = self.modality.judge(self.specs, self.codec, cache)
         _require(callable(getattr(judge, "evaluate", None)),
                  f"{self.where}: judge(...) returned {type(judge).__name__}, which has no evaluate()")
+        scored, _ = scored_conditions(self.specs, judge)
+        others = [n for n in scored if self.specs[n].kind != "categorical"]
+        drawn = random_requests(self.specs, others, 4, 0, judge)  # a ConditionError if a hook answers None
+        for name, values in drawn.items():
+            try:
+                self.specs[name].encode(values, 4)
+            except ValueError as e:
+                raise ContractError(f"{self.where}: judge.request({name!r}, 4) drew values the condition "
+                                    f"does not take: {e}") from None
         media, values = self.batch["media"], self.batch["conditions"]
-        cats = [n for n, s in self.specs.items() if s.kind == "categorical"]
-        requested = {n: values[n] for n in cats}
+        requested = {n: values[n] for n in scored}
         scores = judge.evaluate(media, requested)
         _require(isinstance(scores, Mapping) and all(isinstance(k, str) for k in scores),
                  f"{self.where}: evaluate must return {{metric name: float}}, got {scores!r}")
         for k, v in scores.items():
             _require(isinstance(v, (int, float)) and math.isfinite(v),
                      f"{self.where}: evaluate gave {k} = {v!r}, not a finite number")
-        wrong = judge.evaluate(media, {n: (v + 1) % len(self.specs[n].labels) for n, v in requested.items()})
+        cats = [n for n in scored if self.specs[n].kind == "categorical"]
+        wrong = judge.evaluate(media, {n: (values[n] + 1) % len(self.specs[n].labels) for n in cats})
         for n in cats:
             key = f"acc_{n}"
             if key in scores and key in wrong:
