@@ -37,13 +37,9 @@ What is checked (``docs/plugins.md``, "The contract"):
 from __future__ import annotations
 
 import inspect
-import json
 import math
-import subprocess
-import sys
 import tempfile
-import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +49,7 @@ from framework.core import plugins
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.testing.case import PluginCase
 
-__all__ = ["CHECKS", "Contract", "ContractError", "check_plugin", "lightning_imports",
-           "sampling_without_lightning"]
+__all__ = ["CHECKS", "Contract", "ContractError", "check_plugin"]
 
 TINY_BACKBONE = {"dim": 32, "depth": 1, "heads": 2}
 
@@ -370,46 +365,9 @@ class Contract:
 
     def check_sampling_without_lightning(self) -> None:
         """A fresh interpreter gets the plugin, builds and samples the model and writes: no Lightning."""
+        from framework.testing.isolation import sampling_without_lightning
+
         sampling_without_lightning([self])
-
-
-def lightning_imports(contracts: Sequence[Contract]) -> dict[str, list[str]]:
-    """For each contract in turn, in one fresh interpreter: get its plugin, build its model as sampling
-    does (:class:`~framework.model.generative.GenerativeModel`), sample one step and write the sample.
-    Returns modality name → the ``lightning`` modules imported by then (cumulative: once one plugin
-    imported Lightning, the later ones cannot be judged, so list the suspect last)."""
-    jobs = [{"hparams": c.hparams(), "raw": {k: v.tolist() for k, v in c.raw_conditions(1).items()}}
-            for c in contracts]
-    script = textwrap.dedent(f"""
-        import json, sys, tempfile
-        from pathlib import Path
-        import torch
-        from framework.core import plugins
-        from framework.model.generative import GenerativeModel
-        for job in json.loads({json.dumps(json.dumps(jobs))}):
-            hp, raw = job["hparams"], {{k: torch.tensor(v) for k, v in job["raw"].items()}}
-            m = plugins.get(hp["modality"])
-            out = GenerativeModel(**hp).eval().sample(raw, n=1, steps=1, seed=0)
-            with tempfile.TemporaryDirectory() as d:
-                m.write(out.media, Path(d))
-            heavy = [k for k in sys.modules if k.split(".")[0] in ("lightning", "pytorch_lightning")]
-            print(json.dumps([hp["modality"], sorted(heavy)]))
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    names = ", ".join(repr(c.case.modality) for c in contracts)
-    _require(done.returncode == 0,
-             f"plugin {names}: sampling in a fresh interpreter failed:\n{done.stderr[-2000:]}")
-    return dict(json.loads(line) for line in done.stdout.splitlines() if line.startswith("["))
-
-
-def sampling_without_lightning(contracts: Sequence[Contract]) -> None:
-    """:func:`lightning_imports` of ``contracts``; fail naming the first plugin whose sampling imported
-    Lightning."""
-    for name, lightning in lightning_imports(contracts).items():
-        _require(not lightning, f"plugin {name!r}: sampling imported Lightning "
-                                f"({', '.join(lightning[:3])} …): import LightningDataModule classes "
-                                f"lazily (LazyClasses) and keep `import lightning` out of the modules "
-                                f"sampling imports")
 
 
 #: The checks, in the order :func:`check_plugin` runs them.

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from framework.testing import ModalityContract, PluginCase
-from framework.testing.contract import lightning_imports
+from framework.testing.isolation import lightning_imports
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
