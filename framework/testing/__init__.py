@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from framework.testing.case import PluginCase
-from framework.testing.contract import CHECKS, Contract, ContractError, check_plugin
+from framework.testing.contract import CHECKS, Contract, check_plugin
+from framework.testing.errors import ContractError
 
 __all__ = ["CHECKS", "Contract", "ContractError", "ModalityContract", "PluginCase", "check_plugin"]
 

@@ -48,19 +48,14 @@ import torch
 from framework.core import plugins
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.testing.case import PluginCase
+from framework.testing.errors import ContractError
+from framework.testing.errors import require as _require
 
 __all__ = ["CHECKS", "Contract", "ContractError", "check_plugin"]
 
 TINY_BACKBONE = {"dim": 32, "depth": 1, "heads": 2}
 
 
-class ContractError(AssertionError):
-    """A plugin that breaks the contract (an ``AssertionError``, so pytest shows it as a failure)."""
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ContractError(message)
 
 
 class Contract:

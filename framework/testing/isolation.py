@@ -13,14 +13,21 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from framework.testing.contract import _require
-
-if TYPE_CHECKING:
-    from framework.testing.contract import Contract
+from framework.testing.errors import require as _require
 
 __all__ = ["lightning_imports", "sampling_without_lightning"]
+
+
+class Contract(Protocol):
+    """What these checks read of a :class:`framework.testing.contract.Contract`."""
+
+    case: Any
+
+    def hparams(self) -> dict[str, Any]: ...
+
+    def raw_conditions(self, n: int) -> dict[str, Any]: ...
 
 
 def lightning_imports(contracts: Sequence[Contract]) -> dict[str, list[str]]:

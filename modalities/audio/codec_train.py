@@ -32,7 +32,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from .codec import STATS_FILE, latent_stats, rvq_decode, rvq_encode
+from .codec import STATS_FILE, latent_stats
 from .mel import mel_filters
 
 __all__ = ["CodecModule", "data_init", "export_codec", "kmeans", "loud_crops", "multiscale_mel_loss",
@@ -376,12 +376,3 @@ def export_codec(checkpoint: str | Path, dest: str | Path, audio: torch.Tensor) 
     statistics measured on ``audio`` ``[N, 1, samples]``)."""
     module = CodecModule.load_from_checkpoint(str(checkpoint), map_location="cpu").eval()
     return save_codec(module.model, dest, module.stats(audio))
-
-
-def _check_codes(module: CodecModule, audio: torch.Tensor) -> bool:
-    """Whether the module's quantiser and the inference path (:func:`rvq_encode`) agree (tests)."""
-    with torch.no_grad():
-        z = module.model.encoder(audio)
-        _, codes, _ = module._quantize(z, update=False)
-        return torch.equal(codes, rvq_encode(module.model, z, module.codebooks)) and torch.allclose(
-            rvq_decode(module.model, codes), module._quantize(z, update=False)[0], atol=1e-5)

@@ -17,12 +17,12 @@ import torch
 from framework.core.atomic import atomic_write
 from framework.core.conditions import ConditionError
 
+from .level import PEAK_TARGET, limit_peak
+
 __all__ = ["FULL_SCALE", "PEAK_TARGET", "SAMPLE_RATE", "AudioFileError", "as_mono", "clipped_fraction",
            "limit_peak", "log_mel", "read_wav", "resample", "save_wav"]
 
 SAMPLE_RATE = 16_000  # every clip of the modality is 16 kHz mono
-#: the decoders' level policy: a clip whose peak exceeds this (−1 dBFS) is scaled down to it
-PEAK_TARGET = 10 ** (-1 / 20)
 #: a sample this loud is at full scale (it is written as ±32767 in a 16-bit WAV)
 FULL_SCALE = 32766.5 / 32767
 
@@ -38,16 +38,6 @@ def as_mono(wave: torch.Tensor) -> torch.Tensor:
     if wave.ndim == 3:
         return wave.float().mean(1)
     raise ValueError(f"expected audio [B, T] or [B, channels, T], got shape {tuple(wave.shape)}")
-
-
-def limit_peak(wave: torch.Tensor, target: float = PEAK_TARGET) -> torch.Tensor:
-    """The decoders' level policy: each clip of ``wave`` ``[B, ..., T]`` whose peak ``max |x|``
-    exceeds ``target`` is scaled by ``target / peak`` (a per-clip gain, so its waveform and
-    spectrum keep their shape); quieter clips, silence included, are returned unchanged. Nothing
-    is cut at ±1, so no sample reaches full scale. Non-finite samples are set to 0 first."""
-    x = torch.nan_to_num(wave.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    peak = x.abs().flatten(1).amax(1).reshape(-1, *[1] * (x.ndim - 1))
-    return x * (target / peak.clamp_min(target))
 
 
 def clipped_fraction(wave: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ Decoding inverts each step: decibels → mel power → a non-negative least-squa
 linear magnitude (the filter bank's pseudo-inverse, clamped) → fast Griffin-Lim (Perraudin et
 al. 2013, "A fast Griffin-Lim algorithm", momentum ``α``), whose phase starts from a fixed seed so
 decoding is deterministic. The waveform's level then follows the modality's policy
-(:func:`.features.limit_peak`): a clip louder than −1 dBFS is scaled down to it, never cut at ±1.
+(:func:`.level.limit_peak`): a clip louder than −1 dBFS is scaled down to it, never cut at ±1.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 from framework.core.plugins import Codec
 
-from .features import limit_peak
+from .level import limit_peak
 
 __all__ = ["LogMel", "griffin_lim", "log_mel", "mel_filters"]
 

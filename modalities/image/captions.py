@@ -149,7 +149,7 @@ class CaptionedShapesData(ShapesData):
         """The :class:`~modalities.image.metrics.ImageJudge` of :meth:`score` (the shapes
         classifier at this size), built once."""
         if self._judge is None:
-            from .plugin import shapes_or_digits_judge
+            from .judges import shapes_or_digits_judge
 
             shipped = recipes_dir("image") / "checkpoints"
             folder = self.judge_dir or (shipped if shipped.is_dir()

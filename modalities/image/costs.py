@@ -44,7 +44,7 @@ def cost_classifier(specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir:
 
     Its data and seed differ from the judge's (:meth:`ImageModality.judge`); frozen, eval mode.
     """
-    from .plugin import judge_data, judge_heads
+    from .judges import judge_data, judge_heads
 
     heads, name = judge_heads(specs, codec.size)
     path = Path(cache_dir) / f"cost-classifier-{name}.pt"

@@ -22,7 +22,7 @@ from framework.evaluation import format_table, score_guidance
 from framework.model.checkpoints import load_model
 from framework.model.generative import GenerativeModel
 
-from .plugin import ImageModality
+from .judges import shapes_or_digits_judge
 from .writers import save_grid
 
 CHECKPOINTS = recipes_dir("image") / "checkpoints"
@@ -56,7 +56,7 @@ def run_demo(out: Path, checkpoint: Path = CHECKPOINT, per_request: int = 8, ste
         raise FileNotFoundError(f"checkpoint {checkpoint} is missing; train it with `polyguide fit "
                                 "--config recipes/image/shapes_flow.yaml` (see recipes/README.md)")
     model = load_model(str(checkpoint), device, cls=GenerativeModel)  # sampling only: no Lightning
-    judge = ImageModality().judge(model.specs, model.codec, checkpoint.parent)
+    judge = shapes_or_digits_judge(model.specs, model.codec.size, checkpoint.parent)  # the plugin's judge
     out.mkdir(parents=True, exist_ok=True)
     shape = torch.tensor([model.specs["shape"].labels.index(s) for s, _ in REQUESTS])
     color = torch.tensor([model.specs["color"].labels.index(c) for _, c in REQUESTS])

@@ -96,12 +96,6 @@ def _heading(theta: float) -> np.ndarray:
     return np.array([math.sin(theta), math.cos(theta)])
 
 
-def _body_to_world(theta: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate body-frame vectors ``[T, 3]`` (x left, y up, z forward) by heading ``theta`` ``[T]``."""
-    c, s = np.cos(theta), np.sin(theta)
-    return np.stack([c * v[:, 0] + s * v[:, 2], v[:, 1], -s * v[:, 0] + c * v[:, 2]], -1)
-
-
 def _dir(yaw_deg: float | np.ndarray, pitch_deg: float | np.ndarray) -> np.ndarray:
     """Body-frame unit direction from a yaw (about ``y``, 0 = forward, 90 = left) and pitch (up +)."""
     yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)

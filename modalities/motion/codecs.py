@@ -7,7 +7,6 @@ frames of the 71 HumanML3D-style features (normalised by the shipped mean/std) i
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,10 @@ from .actions import FRAMES
 from .features import DIM, features_to_positions, features_to_root, positions_to_features
 from .rotations import DIM as ROT_DIM
 from .rotations import positions_to_rotation_features, rotation_features_to_positions
+from .stats import STATS, feature_stats
 
 __all__ = ["ROTATION_STATS", "STATS", "Features", "Rotations", "Tokens", "compute_stats", "feature_stats"]
 
-STATS = Path(__file__).resolve().parent / "feature_stats.npz"
 ROTATION_STATS = Path(__file__).resolve().parent / "rotation_feature_stats.npz"
 STD_FLOOR = 0.01  # features that barely vary (e.g. the hips' lateral offset) are not blown up
 
@@ -39,13 +38,6 @@ def compute_stats(n: int = 2048, seed: int = 12345, rotations: bool = False) -> 
     mean, std = feats.mean(0), feats.std(0).clamp_min(STD_FLOOR)
     mean[-4:], std[-4:] = 0.0, 1.0
     return mean.numpy().astype(np.float32), std.numpy().astype(np.float32)
-
-
-@cache
-def feature_stats(path: str = str(STATS)) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shipped normalisation ``(mean, std)``, each ``[71]``."""
-    with np.load(path, allow_pickle=False) as z:
-        return torch.from_numpy(z["mean"]), torch.from_numpy(z["std"])
 
 
 def _check_media(media: torch.Tensor, frames: int) -> None:

@@ -35,22 +35,13 @@ from .actions import ACTIONS
 from .costs import path_error
 from .features import DIM, positions_to_features
 from .physics import physics
+from .skating import foot_skating
 
 __all__ = ["MotionJudge", "foot_skating", "pose_distance", "r_precision", "request_diversity",
            "trajectory_error"]
 
-SKATE_HEIGHT = 0.05
-SKATE_STEP = 0.025
 POOL = 32
 PHYSICS = ("accel", "lowest_toe", "penetration", "bone_cv", "collapses")  # beside foot_skating
-
-
-def foot_skating(positions: torch.Tensor) -> float:
-    """Fraction of frame pairs of ``[B, T, 22, 3]`` with a toe below 5 cm at both frames sliding > 2.5 cm."""
-    toes = positions[..., [10, 11], :]
-    low = (toes[:, 1:, :, 1] < SKATE_HEIGHT) & (toes[:, :-1, :, 1] < SKATE_HEIGHT)
-    step = (toes[:, 1:, :, [0, 2]] - toes[:, :-1, :, [0, 2]]).norm(dim=-1)
-    return float((low & (step > SKATE_STEP)).any(-1).float().mean())
 
 
 def pose_distance(motions: torch.Tensor) -> float:
@@ -142,7 +133,7 @@ class JudgeNet(nn.Module):
 
 
 def _normalised(positions: torch.Tensor) -> torch.Tensor:
-    from .codecs import feature_stats
+    from .stats import feature_stats
 
     mean, std = feature_stats()
     return (positions_to_features(positions.float()) - mean) / std

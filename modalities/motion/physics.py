@@ -42,7 +42,7 @@ def bone_lengths(positions: torch.Tensor) -> torch.Tensor:
 
 def physics(positions: torch.Tensor, fps: int = FPS) -> dict[str, float]:
     """The physics metrics (module docstring) of motions ``[B, T, 22, 3]`` at ``fps`` frames a second."""
-    from .metrics import foot_skating
+    from .skating import foot_skating
 
     pos = positions.detach().float().cpu()
     if pos.ndim != 4 or tuple(pos.shape[2:]) != (22, 3):

@@ -189,7 +189,7 @@ class IndependentGenreJudge:
         from sklearn.naive_bayes import MultinomialNB
         from sklearn.pipeline import make_pipeline
 
-        from .metrics import genre_passages
+        from .passages import genre_passages
 
         train, val = split_by_play(load_speeches())
         texts, labels = genre_passages(train, words_per_passage)
@@ -211,7 +211,7 @@ def independent_judge() -> IndependentGenreJudge:
 
 def real_reference(n: int = 240) -> list[str]:
     """``n`` real passages of the held-out plays (genres interleaved), for reference rows."""
-    from .metrics import genre_passages
+    from .passages import genre_passages
 
     texts, labels = genre_passages(split_by_play(load_speeches())[1])
     per = [[t for t, y in zip(texts, labels, strict=True) if y == g] for g in range(len(GENRES))]

@@ -35,8 +35,9 @@ from framework.core.atomic import atomic_save
 from framework.model.checkpoints import CheckpointError
 
 from .codecs import media_to_texts
-from .corpus import GENRES, Speech, chunk_lines, load_speeches, split_by_play
+from .corpus import GENRES, load_speeches, split_by_play
 from .fluency import fluency, independent_judge, lm_perplexity
+from .passages import genre_passages
 
 __all__ = ["GenreJudge", "LinearTextClassifier", "distinct_n", "genre_passages"]
 
@@ -52,19 +53,6 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
         total += len(grams)
         unique.update(grams)
     return len(unique) / total if total else 0.0
-
-
-def genre_passages(speeches: Iterable[Speech], words: int = 36, min_words: int = 5
-                   ) -> tuple[list[str], np.ndarray]:
-    """Passages of at most ``words`` words (whole lines; shorter than ``min_words`` dropped) and
-    their genre ids ``[N]``."""
-    texts, labels = [], []
-    for s in speeches:
-        for chunk in chunk_lines(s.text, lambda line: len(line.split()), words):
-            if len(chunk.split()) >= min_words:
-                texts.append(chunk)
-                labels.append(GENRES.index(s.genre))
-    return texts, np.asarray(labels, dtype=np.int64)
 
 
 def _fit(texts: Sequence[str], labels: np.ndarray) -> Any:

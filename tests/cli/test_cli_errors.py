@@ -17,7 +17,7 @@ import torch
 import framework.model.checkpoints
 from framework.cli.commands import is_polyguide_checkpoint
 from framework.cli.main import main
-from framework.generators.base import Family
+from framework.guidance.engine import Guider
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = str(ROOT / "recipes/image/checkpoints/shapes_flow.ckpt")
@@ -36,7 +36,9 @@ def _forbid(what: str):
 
 @pytest.fixture
 def no_sampling(monkeypatch):
-    monkeypatch.setattr(Family, "sample", _forbid("sampling"))
+    """No guided step runs (the guidance against the conditions given is checked once, by the
+    sampler, before its first step)."""
+    monkeypatch.setattr(Guider, "step", _forbid("sampling"))
 
 
 @pytest.fixture

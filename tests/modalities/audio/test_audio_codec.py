@@ -7,10 +7,9 @@ import torch
 from transformers import EncodecConfig, EncodecModel
 
 from framework.core import plugins
-from modalities.audio.codec import STATS_FILE, EncodecCodec, rvq_encode
+from modalities.audio.codec import STATS_FILE, EncodecCodec, rvq_decode, rvq_encode
 from modalities.audio.codec_train import (
     CodecModule,
-    _check_codes,
     kmeans,
     loud_crops,
     multiscale_mel_loss,
@@ -197,3 +196,12 @@ def test_every_family_trains_and_samples_on_the_codec(folder, family, layout, ar
     steps = 80 if family == "autoregressive" else 2
     out = model.sample({"word": "two"}, n=1, steps=steps, seed=0)
     assert out.media.shape == (1, 1, 1600) and out.nfe == 2 * len(out.stats)
+
+
+def _check_codes(module: CodecModule, audio: torch.Tensor) -> bool:
+    """Whether the module's quantiser and the inference path (:func:`rvq_encode`) agree (tests)."""
+    with torch.no_grad():
+        z = module.model.encoder(audio)
+        _, codes, _ = module._quantize(z, update=False)
+        return torch.equal(codes, rvq_encode(module.model, z, module.codebooks)) and torch.allclose(
+            rvq_decode(module.model, codes), module._quantize(z, update=False)[0], atol=1e-5)
