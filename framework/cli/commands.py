@@ -192,7 +192,7 @@ def _sample(args: argparse.Namespace) -> int:
                              progress=not args.no_progress)
     print(used)
     media = out.media.cpu() if out.media is not None else None
-    modality = plugins.get(model.hparams.modality) if model.hparams.get("modality") else None
+    modality = model.plugin  # the model's own, looked up once when it was built
     out_dir, note = claim(out_dir)  # this run's own folder: never mixed with another run's files
     if note:
         print(note)
@@ -278,7 +278,7 @@ def _eval(args: argparse.Namespace) -> int:
     model = _load_for(args, args.checkpoint)
     _check_eval_args(model, args, guidances)
     steps = _steps_or_default(model, args.steps)
-    modality = plugins.get(model.hparams.modality)
+    modality = model.plugin
     cache = args.cache or plugins.judge_cache(modality)  # validation's judge
     judge = modality.judge(model.specs, model.codec, cache)
     names = _eval_conditions(model, judge, args, guidances)

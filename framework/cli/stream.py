@@ -11,7 +11,6 @@ import torch
 
 from framework.cli.args import MAX_SEED
 from framework.cli.outputs import MANIFEST, claim, complete
-from framework.core import plugins
 from framework.core.errors import ArgumentError, NonFiniteError, one_line
 
 __all__ = ["stream_samples", "stream_text"]
@@ -129,7 +128,7 @@ def stream_samples(args: argparse.Namespace, model, raw: dict[str, Any], expr, w
             print(f"[the speech ended after {r['tokens']} tokens; --continue starts another one until "
                   f"--max-tokens]")
     if out_dir is not None:
-        modality = plugins.get(model.hparams.modality)
+        modality = model.plugin
         title = ", ".join(args.cond) + (f" | {args.guidance}" if args.guidance else "")
         out_dir, note = claim(out_dir)
         if note:

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from framework.core import plugins
 from framework.core.conditions import Conditions
 from framework.core.errors import NonFiniteError, one_line
 from framework.evaluation.judge import UnscoredConditionWarning, scored_conditions
@@ -68,7 +67,7 @@ def evaluate(model, guidances: Mapping[str, Any], n: int, steps: int, seed: int,
     ``cache_dir``. Returns one row per guidance (:func:`score_guidance`).
     """
     if judge is None:
-        modality = plugins.get(model.hparams.modality)
+        modality = model.plugin
         judge = modality.judge(model.specs, model.codec, cache_dir)
     scored, unscored = scored_conditions(model.specs, judge, names)
     if names is None:

@@ -140,12 +140,15 @@ class GenerativeModel(torch.nn.Module):
             raise ValueError(f"unknown family {family!r}; choose one of {sorted(FAMILIES)}")
         family_args = dict(family_args or {})
         self.codec: Codec | None = None
+        #: the modality plugin (looked up once, here): its codec, writer, judge and costs
+        self.plugin: plugins.Modality | None = None
         self._plugin_costs: dict[str, CostFn] = {}  # built from the modality's cost factories on use
         if modality is not None:
             rep = dict(representation or {})
             if "name" not in rep:
                 raise ValueError(f"modality {modality!r} needs representation: {{name: ..., ...}}")
-            self.codec = plugins.get(modality).codec(rep.pop("name"), **rep)
+            self.plugin = plugins.get(modality)
+            self.codec = self.plugin.codec(rep.pop("name"), **rep)
             shape = self._codec_shape(shape, family_args)
         if shape is None:
             raise ValueError("give the sample shape (or a modality whose codec defines it)")
@@ -263,7 +266,7 @@ class GenerativeModel(torch.nn.Module):
         out = dict(given or {})
         factories = {}
         if self.hparams.get("modality"):
-            factories = dict(plugins.get(self.hparams.modality).costs)
+            factories = dict(self.plugin.costs)
         built = self._plugin_costs
         for name in dict.fromkeys(n.name for n in find_costs(guidance)):
             if name in out:

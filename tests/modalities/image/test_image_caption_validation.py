@@ -12,8 +12,8 @@ from framework.core.encoders import minilm
 from framework.training.module import GenerativeModule
 from modalities.image.captions import HELD_OUT, CaptionedShapesData, evaluation_captions
 from modalities.image.data import shapes_specs
+from modalities.image.judges import judge_heads
 from modalities.image.metrics import ImageJudge
-from modalities.image.plugin import judge_heads
 from modalities.image.shapes import render
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")

@@ -9,7 +9,7 @@ import torch
 
 from modalities.image import failures
 from modalities.image.data import shapes_specs
-from modalities.image.plugin import shapes_or_digits_judge
+from modalities.image.judges import shapes_or_digits_judge
 from modalities.image.shapes import render
 
 SHIPPED = Path(__file__).resolve().parents[3] / "recipes/image/checkpoints"
