@@ -22,7 +22,6 @@ Writes ``audio_guided_pitch<tag>.{json,md,png}`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -34,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report_pitch import CHECKPOINTS, median_f0, target_f0, words_scores
+from report_pitch import CHECKPOINTS, median_f0, report_args, target_f0, words_scores
 
 from framework.core.conditions import Conditions
 from framework.training.module import load
@@ -126,11 +125,7 @@ def markdown(rows: list[dict], n: int, seed: int) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=60)
-    p.add_argument("--seed", type=int, default=7301)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p = report_args(__doc__.splitlines()[0], 60, 7301)
     p.add_argument("--forms", type=int, nargs="*", help="indices into FORMS (default: all)")
     p.add_argument("--tag", default="", help="suffix of the output files' names")
     args = p.parse_args()
