@@ -28,13 +28,17 @@ TILE_PX = 220  # the least width and height of a grid tile, in pixels (at 100 dp
 
 def spectrogram_image(media: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_mels: int = 64) -> torch.Tensor:
     """Coloured log-mel spectrograms ``[B, 3, n_mels, W]`` in ``[0, 1]`` of audio ``[B, (1,) T]``:
-    low frequencies at the bottom, 80 dB of range below each batch's loudest bin (magma colours)."""
+    low frequencies at the bottom, 80 dB of range below each batch's loudest bin (magma colours).
+    A clip shorter than one STFT window (1,024 samples at 16 kHz; an empty one included) is drawn
+    padded with silence to that length."""
     from matplotlib import colormaps
 
     wave = as_mono(media.detach().cpu())
     seconds = wave.shape[-1] / sample_rate
     width = int(max(16, min(800, round(_PX_PER_SECOND * seconds))))
     n_fft = 1024 if sample_rate >= 16_000 else 512
+    if wave.shape[-1] < n_fft:  # shorter than one STFT window (empty included): drawn padded with silence
+        wave = torch.nn.functional.pad(wave, (0, n_fft - wave.shape[-1]))
     mel = log_mel(wave, sample_rate=sample_rate, n_fft=n_fft, hop=max(1, wave.shape[-1] // width),
                   n_mels=n_mels)[..., :width]
     db = mel  # dB

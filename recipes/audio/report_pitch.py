@@ -166,12 +166,18 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=48)
-    p.add_argument("--seed", type=int, default=5151)
+def report_args(description: str, n: int, seed: int) -> argparse.ArgumentParser:
+    """The options every speech report shares: ``--n`` requests, ``--seed``, flow ``--steps``, ``--out``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--n", type=int, default=n)
+    p.add_argument("--seed", type=int, default=seed)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--out", type=Path, default=Path("docs/results"))
+    return p
+
+
+def main() -> None:
+    p = report_args(__doc__.splitlines()[0], 48, 5151)
     p.add_argument("--models", nargs="*", default=list(MODELS), help="word models to generate from")
     args = p.parse_args()
     for m in set(MODELS) - set(args.models):
