@@ -21,15 +21,13 @@ The standardisation statistics ship as ``world_stats.npz`` beside this module (c
 token: a 1-s clip is 25 tokens of 4 × 43 values. Decoding synthesises with ``pyworld`` and
 applies the modality's level policy (:func:`.features.limit_peak`). Analysis runs on the CPU in
 numpy (about 0.1 s a 1-s clip), so training data is encoded once and cached
-(:class:`WordsWorldData`).
+(:class:`.world_data.WordsWorldData`, a module of its own so that sampling imports no
+data module and no Lightning).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,12 +35,11 @@ import torch
 from framework.core.atomic import atomic_write
 from framework.core.plugins import Codec
 
-from .codec_data import WordsCodesData, _Encoded, cached_array, encode_clips
 from .features import limit_peak
 from .pitch import pyworld
-from .speech import WordClips, default_cache_dir, load_words
+from .speech import load_words
 
-__all__ = ["STATS", "WordsWorldData", "World", "compute_stats"]
+__all__ = ["STATS", "World", "compute_stats"]
 
 STATS = Path(__file__).with_name("world_stats.npz")
 LF0_CENTER, LF0_SCALE = float(np.log(140.0)), 0.5
@@ -162,31 +159,3 @@ def compute_stats(n: int = 256, seed: int = 0, out: Path = STATS) -> Path:
             np.savez(f, mean=mean.astype(np.float32), std=std.astype(np.float32), sample_rate=16_000)
 
     return atomic_write(out, write)
-
-
-class WordsWorldData(WordsCodesData):
-    """Spoken words (:class:`~.data.WordsData`) encoded once into WORLD features and cached
-    (``words-world-<digest>.npz`` beside the rendered clips, keyed by the settings and the
-    statistics file; written atomically, read without pickle). Batches are ``{"x": [B, *shape],
-    "conditions": {...}}``, as :class:`~.codec_data.WordsCodesData` serves codes.
-
-    Args:
-        world: the ``world`` representation's arguments without ``name``, exactly as the model's.
-        n_train, n_val, batch_size, seed, cache_dir: as :class:`~.data.WordsData`.
-    """
-
-    def __init__(self, world: dict[str, Any] | None = None, n_train: int = 4000, n_val: int = 400,
-                 batch_size: int = 32, seed: int = 0, cache_dir: str | None = None) -> None:
-        super().__init__(world, n_train, n_val, batch_size, seed, cache_dir)
-
-    def _world(self, codec: World, n: int, seed: int) -> tuple[torch.Tensor, WordClips]:
-        clips = load_words(n, seed, self.cache_dir)
-        h = hashlib.sha256(json.dumps({**self.codec_args, "n": n, "seed": seed}, sort_keys=True).encode())
-        h.update(STATS.read_bytes() if STATS.is_file() else b"")
-        path = (self.cache_path or default_cache_dir()) / f"words-world-{h.hexdigest()[:12]}.npz"
-        return cached_array(path, lambda: encode_clips(codec, clips.audio).numpy()), clips
-
-    def build(self) -> tuple[_Encoded, _Encoded]:
-        codec = World(**self.codec_args)
-        return (_Encoded(*self._world(codec, self.n_train, self.seed)),
-                _Encoded(*self._world(codec, self.n_val, self.seed + 1)))

@@ -53,14 +53,7 @@ def imported() -> dict[str, list[str]]:
     return lightning_imports([c.contract() for c in classes])
 
 
-@pytest.mark.parametrize("name", ["image", "motion", "text"])
+@pytest.mark.parametrize("name", ["image", "motion", "text", "audio"])
 def test_sampling_imports_no_lightning(imported, name):
     """Getting the plugin, building its model, sampling and writing import no Lightning."""
     assert imported[name] == [], f"sampling {name} imported {imported[name][:3]}"
-
-
-@pytest.mark.xfail(strict=True, reason="audio's plugin imports .world, whose WordsWorldData imports the "
-                                       "data modules (framework.training.data → lightning); reported to the "
-                                       "audio helper (NOTES.md, 20:33): move WordsWorldData out of world.py")
-def test_audio_sampling_imports_no_lightning(imported):
-    assert imported["audio"] == [], f"sampling audio imported {imported['audio'][:3]}"
