@@ -10,11 +10,12 @@ one; and the network itself by its **left-to-right next-token perplexity** on re
 (the prefix clean, everything from the predicted token on masked: what left-to-right decoding asks
 of it; the AR model's row is its own next-token perplexity on the same tokens). The sampler is
 changed on the loaded model (``model.family``), the training on the checkpoint:
-``shakespeare_masked_scratch`` (2,500 steps from scratch), ``shakespeare_masked_noshift`` (adapted
-from the AR model with the output at position i predicting token i: the model shipped before),
-``shakespeare_masked`` (adapted keeping the AR model's one-position shift) and
-``shakespeare_masked_shift_suffix`` (the same, half of the training rows masked as a suffix; not
-shipped: train ``recipes/text/shakespeare_masked_shift_suffix.yaml`` and export it there). Writes
+``shakespeare_masked_scratch`` (2,500 steps from scratch), ``shakespeare_masked`` (adapted from the
+AR model, the output at position i predicting token i: the shipped model),
+``shakespeare_masked_shift`` (adapted keeping the AR model's one-position shift; ``@0``: warm-started,
+no training step) and ``shakespeare_masked_shift_suffix`` (the same, half of the training rows masked
+as a suffix). The last two are not shipped: train their recipes and ``polyguide export`` the step-250
+checkpoint to ``recipes/text/checkpoints/<name>.ckpt``. Writes
 ``text_ablation.json`` (seed 0; ``text_ablation_seed<S>.json`` for another seed; rows already there
 and not rerun are kept) and the matching ``.md``.
 """
@@ -35,11 +36,12 @@ from framework.training.module import load
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 GUIDANCE = "cfg(genre, 3)"
-SCRATCH, ADAPTED = "shakespeare_masked_scratch", "shakespeare_masked_noshift"
-SHIFT, SUFFIX = "shakespeare_masked", "shakespeare_masked_shift_suffix"
+SCRATCH, ADAPTED = "shakespeare_masked_scratch", "shakespeare_masked"
+SHIFT, SUFFIX = "shakespeare_masked_shift", "shakespeare_masked_shift_suffix"  # not shipped
+WARM = "shakespeare_masked_shift@0"  # shakespeare_masked_shift.yaml's model warm-started, 0 steps
 RANDOM_T1 = {"order": "random", "temperature": 1.0, "top_k": None, "remask": 0.0}
 TUNED = {"order": "random", "temperature": 0.8, "top_k": 40, "remask": 0.0}
-SHIPPED = {**TUNED, "order": "left_to_right"}  # shakespeare_masked_noshift's family_args
+SHIPPED = {**TUNED, "order": "left_to_right"}  # shakespeare_masked's family_args
 LINEAR = {**SHIPPED, "schedule": "linear"}  # left to right, one token per step (64 steps)
 #: label → (checkpoint, family settings, steps)
 ROWS: dict[str, tuple[str, dict, int]] = {
@@ -55,16 +57,33 @@ ROWS: dict[str, tuple[str, dict, int]] = {
     "AR-adapted · left-to-right order, T=0.8, top-k 40 (shipped)": (ADAPTED, SHIPPED, 64),
     "AR-adapted · T=0.8, top-k 40, ReMDM remasking η=0.05": (ADAPTED, {**TUNED, "remask": 0.05}, 64),
     "AR-adapted · random order, T=0.6, top-k 20": (ADAPTED, {**TUNED, "temperature": 0.6, "top_k": 20}, 64),
-    "AR-adapted · left-to-right, cosine schedule (shipped before)":
+    "AR-adapted · left-to-right, cosine schedule (shipped)":
         (ADAPTED, {**SHIPPED, "schedule": "cosine"}, 64),
     "AR-adapted · left-to-right, 1 token per step": (ADAPTED, LINEAR, 64),
+    "AR-adapted with shift, 0 steps (warm start only) · left-to-right, 1 token per step": (WARM, LINEAR, 64),
     "AR-adapted with shift · left-to-right, cosine schedule": (SHIFT, {**LINEAR, "schedule": "cosine"}, 64),
-    "AR-adapted with shift · left-to-right, 1 token per step (shipped)": (SHIFT, LINEAR, 64),
+    "AR-adapted with shift · left-to-right, 1 token per step": (SHIFT, LINEAR, 64),
     "AR-adapted with shift · left-to-right, blocks of 2 (32 steps)": (SHIFT, LINEAR, 32),
     "AR-adapted with shift · random order, 1 token per step": (SHIFT, {**LINEAR, "order": "random"}, 64),
     "AR-adapted with shift + suffix masks · left-to-right, 1 token per step": (SUFFIX, LINEAR, 64),
 }
 AR = "shakespeare_ar"
+
+
+def warm_started(recipe: Path):
+    """The recipe's model with its ``WarmStart`` callback applied and no training step."""
+    import types
+
+    import yaml
+
+    from framework.training.module import GenerativeModule
+    from framework.training.warm_start import WarmStart
+
+    config = yaml.safe_load(recipe.read_text())
+    model = GenerativeModule(**config["model"])
+    [warm] = [c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("WarmStart")]
+    WarmStart(**warm).setup(types.SimpleNamespace(ckpt_path=None), model, "fit")
+    return model.eval()
 
 
 @torch.no_grad()
@@ -113,6 +132,8 @@ def run(out: Path, n: int, labels: list[str], seed: int = 0) -> dict:
     models: dict = {}
     for label in labels:
         name, settings, steps = ROWS[label]
+        if name == WARM:
+            models[name] = models.get(name) or warm_started(CHECKPOINTS.parent / f"{WARM.split('@')[0]}.yaml")
         if name not in models:
             path = CHECKPOINTS / f"{name}.ckpt"
             if not path.exists():
@@ -126,6 +147,10 @@ def run(out: Path, n: int, labels: list[str], seed: int = 0) -> dict:
             nt[name] = next_token_perplexity(model)
         row = score(model, judge, GUIDANCE, n, steps, seed=seed)
         results["rows"][label] = {"checkpoint": name, "settings": settings, "steps": steps, **row}
+        if saved.exists():  # keep rows another run (e.g. in parallel) wrote meanwhile
+            now = json.loads(saved.read_text())
+            results["rows"], nt = {**now["rows"], **results["rows"]}, {**now.get("next_token_ppl", {}), **nt}
+            results["next_token_ppl"] = nt
         print(f"{label}: words of the plays {row['vocab_share']:.3f}, 4-grams {row['ngram4_overlap']:.3f}, "
               f"ppl AR {row['ppl_ar']:.1f}, 3-gram {row['ppl_ngram']:.0f}, genre {row['acc_genre']:.2f} / "
               f"{row['acc_genre_indep']:.2f}", flush=True)
