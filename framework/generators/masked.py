@@ -9,14 +9,17 @@ Training minimises the MDLM bound for the linear schedule,
 negative log-likelihood, so ``exp`` of it bounds perplexity (:meth:`Masked.nll_bound`).
 
 Sampling starts fully masked and commits tokens over ``steps`` steps (cosine schedule of
-how many stay masked). At each step guidance combines per-branch log-probabilities, the
-family renormalises them with ``log_softmax``, draws a token for every masked position
-(temperature, optional top-k), and commits the most confident draws (``order="confidence"``,
-MaskGIT), a random subset (``order="random"``, MDLM-style ancestral order) or the leftmost
-masked positions (``order="left_to_right"``, semi-autoregressive). Without
+how many stay masked, or ``schedule="linear"``: the same number every step). At each step guidance
+combines per-branch log-probabilities, the family renormalises them with ``log_softmax``, draws a
+token for every masked position (temperature, optional top-k), and commits the most confident draws
+(``order="confidence"``, MaskGIT), a random subset (``order="random"``, MDLM-style ancestral order)
+or the leftmost masked positions (``order="left_to_right"``, semi-autoregressive). Without
 ``remask`` committed tokens never change; with ``remask = η > 0`` (ReMDM-style remasking) every
 step but the last also puts back the ``⌈η·n⌉`` least confident of the ``n`` tokens it sampled so
 far (their confidence: the log-probability they were drawn with), to be drawn again in context.
+With ``shift`` the network's output at position ``i`` predicts token ``i + 1`` (the last position's
+predicts token 0), as an autoregressive network's does: a masked model adapted from one keeps its
+next-token head (DiffuLLaMA, Dream) instead of relearning a same-position one.
 """
 
 from __future__ import annotations
@@ -60,6 +63,14 @@ class Masked(Family):
         reuse_unchanged: reuse the network's output exactly when no token changed since the
             previous step (with more steps than positions the cosine schedule commits none on
             many steps); such steps count in ``StepStats.cached``, not in NFE.
+        shift: the output at position ``i`` predicts token ``i + 1`` and the last position's
+            predicts token 0 (:meth:`align`), the autoregressive layout; for a model warm-started
+            from an autoregressive one.
+        schedule: ``cosine`` (MaskGIT) or ``linear`` (``L / steps`` tokens every step: with
+            ``steps = L`` and left-to-right order exactly one token per step, each seeing all
+            tokens to its left; the cosine schedule commits 0 on some steps and 2 on others).
+        suffix: the share of training rows masked as a suffix instead of at random (the last
+            ``⌈t·L⌉`` positions at mask rate ``t``): the pattern left-to-right decoding meets.
     """
 
     name = "masked"
@@ -70,7 +81,8 @@ class Masked(Family):
                  order: Literal["confidence", "random", "left_to_right"] = "confidence",
                  temperature: float = 1.0, t_min: float = 1e-3, reuse_unchanged: bool = True,
                  top_k: int | None = None, remask: float = 0.0, stratified: bool = False,
-                 choice_temperature: float = 0.0) -> None:
+                 choice_temperature: float = 0.0, shift: bool = False,
+                 suffix: float = 0.0, schedule: Literal["cosine", "linear"] = "cosine") -> None:
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be ≥ 2, got {vocab_size}")
         if order not in ORDERS:
@@ -79,7 +91,13 @@ class Masked(Family):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if choice_temperature < 0:
             raise ValueError(f"choice_temperature must be ≥ 0, got {choice_temperature}")
+        if schedule not in ("cosine", "linear"):
+            raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
+        self.schedule = schedule
+        if not 0 <= suffix <= 1:
+            raise ValueError(f"suffix must be in [0, 1], got {suffix}")
         self.choice_temperature = float(choice_temperature)
+        self.shift, self.suffix = bool(shift), float(suffix)
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
         if not 0 <= remask < 1:
@@ -97,12 +115,30 @@ class Masked(Family):
         guider.reuse_unchanged = self.reuse_unchanged
         return guider
 
+    def align(self, out: torch.Tensor) -> torch.Tensor:
+        """Network output ``[B, L, V]`` → the prediction of token ``i`` at position ``i``
+        (with ``shift``, position ``i - 1``'s output; token 0 takes the last position's)."""
+        return out.roll(1, dims=1) if self.shift else out
+
     # ------------------------------------------------------------------ training
     def corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask each token of ``x0`` ``[B, L]`` with probability ``t`` ``[B]`` → ``(x_t, masked)``."""
         masked = torch.rand(x0.shape, generator=generator).to(x0.device) < t[:, None]
         return torch.where(masked, torch.full_like(x0, self.mask_id), x0), masked
+
+    def _train_corrupt(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`corrupt`, with a ``suffix`` share of the rows masked as a suffix (``[B, L]``)."""
+        xt, masked = self.corrupt(x0, t, generator)
+        if self.suffix > 0:
+            L = x0.shape[1]
+            rows = torch.rand(x0.shape[0], generator=generator).to(x0.device) < self.suffix
+            first = L - torch.ceil(t * L).long()  # [B]: the first masked position
+            tail = torch.arange(L, device=x0.device)[None] >= first[:, None]
+            masked = torch.where(rows[:, None], tail, masked)
+            xt = torch.where(masked, torch.full_like(x0, self.mask_id), x0)
+        return xt, masked
 
     def _mask_rates(self, n: int, generator: torch.Generator | None, device) -> torch.Tensor:
         """Training mask rates ``[n]`` in ``[t_min, 1)``: independent, or stratified."""
@@ -117,8 +153,8 @@ class Masked(Family):
         """The MDLM bound in nats per token, averaged over the batch."""
         self._check_tokens(x0)
         t = self._mask_rates(x0.shape[0], generator, x0.device)
-        xt, masked = self.corrupt(x0, t, generator)
-        logits = model(xt, t, conditions)
+        xt, masked = self._train_corrupt(x0, t, generator)
+        logits = self.align(model(xt, t, conditions))
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
                               reduction="none").view_as(x0)
         return ((nll * masked).sum(1) / t / x0.shape[1]).mean()
@@ -127,7 +163,7 @@ class Masked(Family):
         """Partly masked sequences at mask rates ``t ~ U(t_min, 1)``; only masked positions count."""
         self._check_tokens(x0)
         t = self._mask_rates(x0.shape[0], generator, x0.device)
-        xt, masked = self.corrupt(x0, t, generator)
+        xt, masked = self._train_corrupt(x0, t, generator)
         return xt, t, masked
 
     @torch.no_grad()
@@ -138,7 +174,7 @@ class Masked(Family):
         for _ in range(samples):
             t = torch.rand(x0.shape[0], generator=generator).to(x0.device).clamp_min(self.t_min)
             xt, masked = self.corrupt(x0, t, generator)
-            logits = model(xt, t, conditions)
+            logits = self.align(model(xt, t, conditions))
             nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
                                   reduction="none").view_as(x0)
             total += (nll * masked).sum(1) / t / x0.shape[1]
@@ -161,7 +197,9 @@ class Masked(Family):
         return torch.full((n, *shape), self.mask_id, dtype=torch.long, device=device)
 
     def still_masked(self, i: int, steps: int, length: int) -> int:
-        """How many positions remain masked after step ``i`` (cosine schedule, 0 after the last)."""
+        """How many positions remain masked after step ``i`` (0 after the last)."""
+        if self.schedule == "linear":
+            return length * (steps - i - 1) // steps
         return math.floor(length * math.cos(math.pi / 2 * (i + 1) / steps))
 
     def run(self, guider: Guider, state: GuidanceState, x: torch.Tensor, conditions: Conditions,
@@ -173,7 +211,7 @@ class Masked(Family):
             masked = x == self.mask_id
             t = masked.float().mean(1)  # the current mask rate is the model's time input
             out = guider.step(x, t, progress_tau(i, steps), conditions, state)
-            logp = torch.log_softmax(out.denoise.float() / self.temperature, dim=-1)
+            logp = torch.log_softmax(self.align(out.denoise.float()) / self.temperature, dim=-1)
             if self.top_k is not None and self.top_k < self.vocab_size:
                 kth = logp.topk(self.top_k, dim=-1).values[..., -1:]
                 logp = torch.log_softmax(logp.masked_fill(logp < kth, -math.inf), dim=-1)

@@ -1,6 +1,6 @@
 """Score the shipped Shakespeare checkpoints under guidance and record the results for docs/text.md.
 
-    python recipes/text/report.py [--n 240] [--out docs/results]
+    python recipes/text/report.py [--n 240] [--seed 0] [--out docs/results]
 
 First one fluency table: both families, unguided (``cond(genre)``) and guided (``cfg(genre, 3)``),
 on the same ``--n-fluency`` requests and seed, beside real passages of the held-out plays: genre
@@ -69,9 +69,9 @@ def requests(model, n: int, seed: int = 0, speakers: bool = False) -> tuple[Cond
 
 
 def score(model, judge, guidance: str, n: int, steps: int, weak=None, speakers: bool = False,
-          keep_texts: bool = False) -> dict:
+          keep_texts: bool = False, seed: int = 0) -> dict:
     conds, requested = requests(model, n, speakers=speakers)
-    row, out = score_guidance(model, judge, conds, requested, guidance, guidance, steps, seed=0, weak=weak)
+    row, out = score_guidance(model, judge, conds, requested, guidance, guidance, steps, seed=seed, weak=weak)
     tokens = int((out.samples != model.codec.pad_id).sum())
     texts = model.codec.decode_text(out.samples)
     row = {**row, "tokens_per_s": tokens / row["seconds"], "example": texts[:3],
@@ -79,7 +79,7 @@ def score(model, judge, guidance: str, n: int, steps: int, weak=None, speakers: 
     return {**row, "texts": texts} if keep_texts else row
 
 
-def fluency_table(judge, n: int, models: list[str]) -> dict:
+def fluency_table(judge, n: int, models: list[str], seed: int = 0) -> dict:
     """Unguided and guided rows of every model on the same ``n`` requests, and real passages."""
     ref = real_reference(n)
     genre = torch.arange(n) % 3
@@ -89,17 +89,18 @@ def fluency_table(judge, n: int, models: list[str]) -> dict:
     for name in models:
         model = load(str(CHECKPOINTS / f"{name}.ckpt"))
         for label, g in (("unguided", "cond(genre)"), ("guided cfg w=3", "cfg(genre, 3)")):
-            r = score(model, judge, g, n, model.codec.length, keep_texts=True)
+            r = score(model, judge, g, n, model.codec.length, keep_texts=True, seed=seed)
             texts = r.pop("texts")
             rows[f"{name} · {label}"] = r
             words = invented_words(texts)
             invented[f"{name} · {label}"] = {"invented": sum(words.values()),
                                              "words": sum(len(t.split()) for t in texts),
                                              "most_common": words.most_common(12)}
-    return {"n": n, "rows": rows, "invented": invented}
+    return {"n": n, "seed": seed, "rows": rows, "invented": invented}
 
 
-def run(out: Path, n: int, models: list[str], n_fluency: int = 120, fluency: bool = True) -> dict:
+def run(out: Path, n: int, models: list[str], n_fluency: int = 120, fluency: bool = True,
+        seed: int = 0) -> dict:
     """Score ``models``; results of other models already in ``text.json`` are kept, and so is its
     fluency table (of both shipped models) when ``fluency`` is False."""
     out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ def run(out: Path, n: int, models: list[str], n_fluency: int = 120, fluency: boo
     earlier = json.loads(saved.read_text()) if saved.exists() else {"models": {}}
     results["models"] = {k: v for k, v in earlier["models"].items() if k not in models}
     if fluency:
-        results["fluency"] = fluency_table(judge, n_fluency, ["shakespeare_ar", "shakespeare_masked"])
+        results["fluency"] = fluency_table(judge, n_fluency, ["shakespeare_ar", "shakespeare_masked"], seed)
     elif "fluency" in earlier:
         results["fluency"] = earlier["fluency"]
     for name in models:
@@ -164,7 +165,8 @@ def tables(results: dict) -> str:
             "ppl (AR) | ppl (3-gram) | distinct-2 | NFE | NFE/step | tokens/s |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     flu = results.get("fluency", {"n": 0, "rows": {}, "invented": {}})
-    md = [f"### Fluency: both families, unguided and guided, on the same {flu['n']} requests", "",
+    md = [f"### Fluency: both families, unguided and guided, on the same {flu['n']} requests "
+          f"(seed {flu.get('seed', 0)})", "",
           *FLUENCY_HEAD, *(FLUENCY.format(label=k, **r) for k, r in flu["rows"].items()), "",
           "Words not in the training plays (all occurrences / all words):", ""]
     for k, v in flu["invented"].items():
@@ -189,9 +191,10 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument("--n", type=int, default=240)
     ap.add_argument("--n-fluency", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed of the fluency table")
     ap.add_argument("--skip-fluency", action="store_true", help="keep text.json's fluency table")
     ap.add_argument("--models", nargs="*", default=["shakespeare_ar", "shakespeare_masked"],
                     help="models to score (none: only the fluency table)")
     args = ap.parse_args()
-    run(args.out, args.n, args.models, args.n_fluency, fluency=not args.skip_fluency)
+    run(args.out, args.n, args.models, args.n_fluency, fluency=not args.skip_fluency, seed=args.seed)
     print((args.out / "text.md").read_text())
