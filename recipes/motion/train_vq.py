@@ -1,7 +1,11 @@
-"""Train the motion VQ-VAE tokenizer (the ``tokens`` and ``latent`` representations) on procedural clips.
+"""Train the motion VQ-VAE (the ``tokens`` and ``latent`` representations) on procedural clips.
 
-    OMP_NUM_THREADS=1 python recipes/motion/train_vq.py --features rotations --steps 1500 \
+    # the masked model's tokenizer (position features)
+    OMP_NUM_THREADS=1 python recipes/motion/train_vq.py --steps 500 \
         --out recipes/motion/checkpoints/motion_vq.pt
+    # the flow model's autoencoder (rotation features, forward kinematics)
+    OMP_NUM_THREADS=1 python recipes/motion/train_vq.py --features rotations --steps 300 \
+        --out recipes/motion/checkpoints/motion_ae.pt
 
 Plain PyTorch (the tokenizer is not a generative model): AdamW, cosine learning rate, loss =
 feature MSE + 0.5 · MSE of their frame-to-frame differences + 0.02 · commitment. On rotation
@@ -93,7 +97,7 @@ def main() -> None:
     ap.add_argument("--codebook", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--every", type=int, default=100, help="evaluate and save every this many steps")
-    ap.add_argument("--features", choices=["features", "rotations"], default="rotations")
+    ap.add_argument("--features", choices=["features", "rotations"], default="features")
     ap.add_argument("--geometric", type=float, default=0.1, help="weight of the geometric terms (rotations)")
     ap.add_argument("--out", type=Path, default=Path("recipes/motion/checkpoints/motion_vq.pt"))
     args = ap.parse_args()
