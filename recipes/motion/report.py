@@ -93,7 +93,7 @@ def control_tables(model, judge, req, steps: int, seed: int, out: Path, captions
         keyed = name.startswith(("key", "first"))
         tag = "inbetween" if keyed else "control"
         for label, g in rows.items():
-            row, sample = score_guidance(model, judge, Conditions(r), r, label, g, steps, seed)
+            row, sample = score_guidance(model, judge, conditions_for(model, r), r, label, g, steps, seed)
             row.pop("diversity_request", None)
             row["joint_error_cm"] = 100 * row.pop("joint_error")
             if keyed:
@@ -125,7 +125,9 @@ def bvh_row(label: str, media: torch.Tensor, folder: Path, n: int = 16) -> dict:
 def conditions_for(model, req: dict[str, torch.Tensor]) -> Conditions:
     """All of the model's conditions that the requests carry (the guidance's branches choose which are
     kept; a condition the requests lack, e.g. ``joints`` outside the control tables, is absent)."""
-    return Conditions({k: req[k] for k in model.specs if k in req})
+    n = len(req["action"])
+    values = {k: req[k] if k in req else torch.zeros(n, 1, spec.dim) for k, spec in model.specs.items()}
+    return Conditions(values, present={k: torch.full((n,), k in req) for k in model.specs})
 
 
 def run_table(model, judge, req, rows: dict[str, str], steps: int, seed: int, tag: str, out: Path,
