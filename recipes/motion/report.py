@@ -245,7 +245,7 @@ def main() -> None:
                               for tag, media in keep.items()]
         for row in result["bvh"]:
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
-    rot, each_n = "Flow on rotation features", "10 requests, one per action, × 8 samples"
+    rot, each_n = "Flow", "10 requests, one per action, × 8 samples"
     titles = {"flow_cfg": f"{rot}: CFG weight (caption + trajectory + action)",
               "flow_multi": f"{rot}: caption + trajectory, one or two guidance directions",
               "flow_cost": f"{rot}: cost-gradient trajectory guidance vs condition-only",
