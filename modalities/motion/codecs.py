@@ -1,8 +1,12 @@
-"""Motion representations: normalised per-frame features (continuous) and VQ-VAE tokens (discrete).
+"""Motion representations: normalised per-frame features (continuous), the motion autoencoder's
+latents (continuous) and its VQ tokens (discrete).
 
 Media are joint positions ``[B, T, 22, 3]``. :class:`Features` packs ``frames_per_token``
 frames of the 71 HumanML3D-style features (normalised by the shipped mean/std) into one token;
-:class:`Tokens` maps the same normalised features through a trained motion VQ-VAE to ids.
+:class:`Rotations` the same for the 110 rotation features; :class:`Tokens` maps the normalised
+features through a trained motion VQ-VAE to ids; :class:`Latent` to its continuous latents
+(normalised), which its convolutional decoder (trained with geometric losses) turns back into
+features.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from .rotations import DIM as ROT_DIM
 from .rotations import positions_to_rotation_features, rotation_features_to_positions
 from .stats import STATS, feature_stats
 
-__all__ = ["ROTATION_STATS", "STATS", "Features", "Rotations", "Tokens", "compute_stats", "feature_stats"]
+__all__ = ["ROTATION_STATS", "STATS", "Features", "Latent", "Rotations", "Tokens", "compute_stats",
+           "feature_stats"]
 
 ROTATION_STATS = Path(__file__).resolve().parent / "rotation_feature_stats.npz"
 STD_FLOOR = 0.01  # features that barely vary (e.g. the hips' lateral offset) are not blown up
@@ -121,7 +126,10 @@ class Tokens(Codec):
         self.checkpoint, self.frames = str(checkpoint), int(frames)
         self.vq = load_vq(path)
         self.vocab_size = self.vq.codebook_size
-        self._features = Features(frames, 1)
+        self._features = (Rotations if self.vq.features == "rotations" else Features)(frames, 1)
+        if self.frames % self.vq.downsample:
+            raise ValueError(f"the motion tokenizer codes {self.vq.downsample} frames a token; "
+                             f"{self.frames} frames is not a multiple")
 
     @property
     def shape(self) -> tuple[int]:
@@ -135,3 +143,51 @@ class Tokens(Codec):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self._features.decode(self.vq.decode(x.long()))
+
+
+class Latent(Codec):
+    """Joint positions ``[B, T, 22, 3]`` ↔ the motion autoencoder's continuous latents
+    ``[B, T / 4, code_dim]``, normalised per channel (the tokenizer's stored statistics).
+
+    Decoding runs the tokenizer's convolutional decoder (trained on continuous latents as well as
+    codes, with MDM's geometric losses, ``recipes/motion/train_vq.py``) and, for rotation
+    features, forward kinematics: a smooth motion with the skeleton's bone lengths whatever the
+    generator outputs. Differentiable, so cost guidance acts through it.
+
+    Args:
+        checkpoint: the tokenizer file (as for :class:`Tokens`).
+        frames: clip length ``T`` (a multiple of the tokenizer's downsampling).
+    """
+
+    def __init__(self, checkpoint: str = "recipes/motion/checkpoints/motion_vq.pt",
+                 frames: int = FRAMES) -> None:
+        from .vq import load_vq
+
+        self.checkpoint, self.frames = str(checkpoint), int(frames)
+        self.vq = load_vq(shipped.resolve(checkpoint)).requires_grad_(False)  # a fixed decoder
+        if self.frames % self.vq.downsample:
+            raise ValueError(f"the motion autoencoder codes {self.vq.downsample} frames a latent; "
+                             f"{self.frames} frames is not a multiple")
+        self._features = (Rotations if self.vq.features == "rotations" else Features)(frames, 1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.frames // self.vq.downsample, int(self.vq.latent_mean.numel()))
+
+    def encode(self, media: torch.Tensor) -> torch.Tensor:
+        _check_media(media, self.frames)
+        with torch.no_grad():
+            z = self.vq.latents(self._features.encode(media.float()))
+        return (z - self.vq.latent_mean) / self.vq.latent_std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, T/4, C]`` → raw per-frame features ``[B, T, D]`` (differentiable)."""
+        z = x * self.vq.latent_std.to(x) + self.vq.latent_mean.to(x)
+        return self._features.features(self.vq.decode_latents(z))
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._features.to_positions(self.features(x))
+
+    def root_path(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoded root ground path ``[B, T, 2]`` of latents ``[B, T/4, C]`` (differentiable)."""
+        return features_to_root(self.features(x))[1]

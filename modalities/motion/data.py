@@ -26,6 +26,8 @@ from framework.training.data import SplitData
 
 from .actions import ACTIONS, FRAMES, SPEEDS, generate_clip
 from .captions import caption
+from .joints import DIM as JOINTS_DIM
+from .joints import encode_joints, random_targets
 from .trajectory import DIM as TRAJ_DIM
 from .trajectory import encode_trajectory
 
@@ -33,8 +35,8 @@ __all__ = ["MotionData", "generate", "motion_specs", "sparsify"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "polyguide" / "motion"
 DATA_VERSION = "v2"  # bumped when the generator changes (v2: no one-frame pelvis drops), so caches renew
-CONDITIONS = ("action", "speed", "text", "trajectory")
-JUDGED = ("action", "text", "trajectory")  # the conditions the judge has a metric for (not speed)
+CONDITIONS = ("action", "speed", "text", "trajectory")  # the default; "joints" on request
+JUDGED = ("action", "text", "trajectory", "joints")  # the conditions the judge has a metric for (not speed)
 
 
 def motion_specs(names: Sequence[str] = CONDITIONS) -> dict[str, ConditionSpec]:
@@ -43,7 +45,8 @@ def motion_specs(names: Sequence[str] = CONDITIONS) -> dict[str, ConditionSpec]:
                  "speed": ConditionSpec("speed", labels=SPEEDS),
                  "text": ConditionSpec("text", kind="vector", dim=384, encoder="minilm"),
                  "trajectory": ConditionSpec("trajectory", kind="sequence", dim=TRAJ_DIM,
-                                             encoder="motion/trajectory")}
+                                             encoder="motion/trajectory"),
+                 "joints": ConditionSpec("joints", kind="sequence", dim=JOINTS_DIM, encoder="motion/joints")}
     unknown = set(names) - set(all_specs)
     if unknown:
         raise ValueError(f"unknown motion conditions {sorted(unknown)}; choose from {sorted(all_specs)}")
@@ -118,7 +121,9 @@ class MotionData(SplitData):
     """Procedural motion clips with conditions.
 
     Args:
-        conditions: which conditions batches carry (of ``action``, ``speed``, ``text``, ``trajectory``).
+        conditions: which conditions batches carry (of ``action``, ``speed``, ``text``, ``trajectory``,
+            ``joints``: random joint targets taken from the clip itself,
+            :func:`~modalities.motion.joints.random_targets`).
         n_train, n_val: split sizes (generated with seeds ``seed`` and ``seed + 1``).
         batch_size: training batch size.
         sparse: fraction of samples whose trajectory is sparse (a few frames given).
@@ -162,6 +167,9 @@ class MotionData(SplitData):
                 if rng.random() < self.sparse:
                     given[i] = sparsify(given[i], rng)
             conds["trajectory"] = encode_trajectory(torch.cat([path, given[..., None]], -1))
+        if "joints" in self.names:  # targets from the clip itself: joints, key poses or a prefix
+            rng = np.random.default_rng(seed + 11)
+            conds["joints"] = encode_joints(torch.stack([random_targets(m, rng) for m in media]))
         return StackDataset(media=media, conditions=StackDataset(**conds))  # items are batch dicts
 
     def build(self) -> tuple[StackDataset, StackDataset]:

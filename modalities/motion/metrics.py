@@ -215,7 +215,8 @@ class MotionJudge:
         """Metrics of generated motion ``[N, T, 22, 3]``.
 
         ``requested`` may hold ``action`` ids ``[N]``, ``text`` caption embeddings ``[N, 384]`` and
-        ``trajectory`` tokens ``[N, T, DIM]``; each present one adds its metrics.
+        ``trajectory`` tokens ``[N, T, DIM]`` and ``joints`` targets ``[N, T, DIM]``; each present one
+        adds its metrics.
         """
         media = media.float().cpu()
         if not torch.isfinite(media).all():
@@ -230,6 +231,10 @@ class MotionJudge:
             out["r_precision_top1"], out["r_precision_top3"] = rp[1], rp[3]
         if "trajectory" in requested:
             out["traj_error"] = trajectory_error(media, requested["trajectory"].float().cpu())
+        if "joints" in requested:  # metres, at the given (frame, joint) pairs
+            from .costs import joint_error
+
+            out["joint_error"] = float(joint_error(media, requested["joints"].float().cpu()).mean())
         from framework.evaluation.metrics import frechet_distance
 
         out["fd"] = frechet_distance(h, self.real_features)

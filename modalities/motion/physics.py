@@ -26,7 +26,7 @@ import torch
 from .actions import FPS
 from .skeleton import OFFSETS, PARENTS
 
-__all__ = ["COLLAPSE", "PENETRATION", "bone_lengths", "bvh_physics", "physics"]
+__all__ = ["COLLAPSE", "PENETRATION", "bone_lengths", "bvh_physics", "join_acceleration", "physics"]
 
 PENETRATION = 0.02  # metres below the floor that count as penetration
 COLLAPSE = 0.15  # metres: a pelvis this far from the midpoint of its neighbours is a one-frame collapse
@@ -76,3 +76,21 @@ def bvh_physics(positions: torch.Tensor, folder: Path, fps: int = FPS) -> dict[s
     out = physics(back, fps)
     out["bvh_deviation"] = float((back - positions.detach().float().cpu()).norm(dim=-1).mean())
     return out
+
+
+def join_acceleration(positions: torch.Tensor, given: torch.Tensor, fps: int = FPS) -> float:
+    """How much harder motions accelerate at the joins of given and generated frames than elsewhere:
+    the mean joint acceleration (m/s²) of ``[B, T, 22, 3]`` at frames within one frame of a change
+    of the frame mask ``given`` ``[B, T]`` (bool; a frame is given when any joint is), divided by the
+    mean elsewhere. ``1`` is seamless; in-betweening asks for at most 2."""
+    pos = positions.detach().float().cpu()
+    second = (pos[:, 2:] - 2 * pos[:, 1:-1] + pos[:, :-2]).norm(dim=-1).mean(-1) * fps * fps  # [B, T-2]
+    g = given.cpu().float()
+    change = (g[:, 1:] != g[:, :-1]).float()  # [B, T-1]: between frames t and t+1
+    near = torch.zeros_like(g)
+    near[:, 1:] += change
+    near[:, :-1] += change  # the two frames at each join
+    near = near[:, 1:-1] > 0  # aligned with ``second`` (centre frames 1..T-2)
+    if not bool(near.any()) or bool(near.all()):
+        raise ValueError("join_acceleration needs frames both at and away from a join")
+    return float(second[near].mean() / second[~near].mean().clamp_min(1e-6))

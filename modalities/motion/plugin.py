@@ -13,8 +13,9 @@ from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
 
 from .actions import ACTIONS, SPEEDS
-from .codecs import Features, Rotations, Tokens
-from .costs import trajectory_cost
+from .codecs import Features, Latent, Rotations, Tokens
+from .costs import joints_cost, trajectory_cost
+from .joints import joints_encoder
 from .trajectory import decode_trajectory, trajectory_encoder
 from .writers import save_gif
 
@@ -26,14 +27,17 @@ class MotionModality(Modality):
 
     name = "motion"
     description = "human motion: procedural 22-joint clips (action, speed, text, trajectory), GIF + BVH"
-    representations = MappingProxyType({"features": Features, "rotations": Rotations, "tokens": Tokens})
+    representations = MappingProxyType({"features": Features, "rotations": Rotations, "tokens": Tokens,
+                                        "latent": Latent})
     datamodules = LazyClasses({"motion": f"{__package__}.data:MotionData"})
     conditions = MappingProxyType({
         "action": " | ".join(ACTIONS), "speed": " | ".join(SPEEDS),
         "text": "a caption (MiniLM embedding)",
-        "trajectory": "root ground path: .npy [T, 2] (x, z) or [T, 3] (x, z, given)"})
-    encoders = MappingProxyType({"trajectory": trajectory_encoder})
-    costs = MappingProxyType({"trajectory": trajectory_cost})
+        "trajectory": "root ground path: .npy [T, 2] (x, z) or [T, 3] (x, z, given)",
+        "joints": "targets for any joints at any frames: .npy [T, 22, 3] (NaN = free) or [T, 22, 4] "
+                  "(x, y, z, given)"})
+    encoders = MappingProxyType({"trajectory": trajectory_encoder, "joints": joints_encoder})
+    costs = MappingProxyType({"trajectory": trajectory_cost, "joints": joints_cost})
     recipes_dir = RECIPES
 
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,

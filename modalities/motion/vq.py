@@ -1,8 +1,12 @@
 """A small motion VQ-VAE (1-D convolutions over time, as in T2M-GPT) on normalised features.
 
-``[B, T, 71]`` → encoder (two stride-2 convolutions: ``T/4`` latents) → nearest codebook entry
-(EMA codebook updates, dead codes restarted from the batch) → decoder → ``[B, T, 71]``.
-Saved as a plain dict (config + tensors) so it loads with ``torch.load(weights_only=True)``.
+``[B, T, D]`` → encoder (two stride-2 convolutions: ``T/4`` latents) → nearest codebook entry
+(EMA codebook updates, dead codes restarted from the batch) → decoder → ``[B, T, D]``, where the
+features are the position features (``features``, ``D = 71``) or the rotation features
+(``rotations``, ``D = 110``, decoded by forward kinematics: constant bone lengths). The decoder
+also takes the continuous latents (before quantisation): the flow model generates those
+(the ``latent`` representation), the masked model the code ids. Saved as a plain dict (config +
+tensors) so it loads with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import nn
 from framework.core.atomic import atomic_write
 
 from .features import DIM
+from .rotations import DIM as ROT_DIM
 
 __all__ = ["MotionVQ", "load_vq", "save_vq"]
 
@@ -40,18 +45,23 @@ class MotionVQ(nn.Module):
         codebook_size: number of codes (the token vocabulary).
         downsample: temporal downsampling (a power of 2).
         decay: EMA decay of the codebook.
+        features: the per-frame features it codes, ``features`` (71) or ``rotations`` (110).
     """
 
     def __init__(self, width: int = 128, code_dim: int = 64, codebook_size: int = 256, downsample: int = 4,
-                 decay: float = 0.99) -> None:
+                 decay: float = 0.99, features: str = "features") -> None:
         super().__init__()
+        if features not in ("features", "rotations"):
+            raise ValueError(f"motion VQ features must be 'features' or 'rotations', got {features!r}")
         self.config = {"width": width, "code_dim": code_dim, "codebook_size": codebook_size,
-                       "downsample": downsample, "decay": decay}
+                       "downsample": downsample, "decay": decay, "features": features}
+        self.features = features
+        dim = ROT_DIM if features == "rotations" else DIM
         self.codebook_size, self.downsample, self.decay = codebook_size, downsample, decay
         n = downsample.bit_length() - 1
         if 2 ** n != downsample:
             raise ValueError(f"downsample must be a power of 2, got {downsample}")
-        enc: list[nn.Module] = [nn.Conv1d(DIM, width, 3, padding=1)]
+        enc: list[nn.Module] = [nn.Conv1d(dim, width, 3, padding=1)]
         for _ in range(n):
             enc += [nn.Conv1d(width, width, 4, stride=2, padding=1), _Res(width, 1), _Res(width, 3)]
         enc += [nn.GELU(), nn.Conv1d(width, code_dim, 3, padding=1)]
@@ -60,14 +70,18 @@ class MotionVQ(nn.Module):
         for _ in range(n):
             dec += [_Res(width, 3), _Res(width, 1), nn.Upsample(scale_factor=2, mode="nearest"),
                     nn.Conv1d(width, width, 3, padding=1)]
-        dec += [nn.GELU(), nn.Conv1d(width, DIM, 3, padding=1)]
+        dec += [nn.GELU(), nn.Conv1d(width, dim, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
         self.register_buffer("codebook", torch.randn(codebook_size, code_dim) * 0.1)
         self.register_buffer("ema_count", torch.ones(codebook_size))
         self.register_buffer("ema_sum", self.codebook.clone())
+        # per-channel mean / std of the continuous latents over training clips (set after training):
+        # the ``latent`` representation normalises by them
+        self.register_buffer("latent_mean", torch.zeros(code_dim))
+        self.register_buffer("latent_std", torch.ones(code_dim))
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, T, 71]`` → latents ``[B, T/d, code_dim]``."""
+        """Features ``[B, T, D]`` → latents ``[B, T/d, code_dim]``."""
         return self.encoder(x.transpose(1, 2)).transpose(1, 2)
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
@@ -76,17 +90,25 @@ class MotionVQ(nn.Module):
         return d.argmin(-1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, T, 71]`` → token ids ``[B, T/d]``."""
+        """Features ``[B, T, D]`` → token ids ``[B, T/d]``."""
         return self.nearest(self.latents(x))
 
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
-        """Token ids ``[B, L]`` → features ``[B, L·d, 71]``."""
+        """Token ids ``[B, L]`` → features ``[B, L·d, D]``."""
         if bool(((ids < 0) | (ids >= self.codebook_size)).any()):
             raise ValueError(f"token ids must lie in 0..{self.codebook_size - 1}")
-        return self.decoder(self.codebook[ids].transpose(1, 2)).transpose(1, 2)
+        return self.decode_latents(self.codebook[ids])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction ``[B, T, 71]``, commitment loss and ids (training also EMA-updates the codebook)."""
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, L, code_dim]`` (codes or continuous) → features ``[B, L·d, D]`` (differentiable)."""
+        return self.decoder(z.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, continuous: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction ``[B, T, D]``, commitment loss and ids (training also EMA-updates the codebook).
+
+        ``continuous`` ``[B]`` (bool) decodes those clips from their continuous latents instead of
+        their codes, so that the decoder serves both (``latent`` and ``tokens`` representations)."""
         z = self.latents(x)
         ids = self.nearest(z)
         q = self.codebook[ids]
@@ -94,7 +116,9 @@ class MotionVQ(nn.Module):
             self._ema_update(z.detach().reshape(-1, z.shape[-1]), ids.reshape(-1))
         commit = F.mse_loss(z, q.detach())
         q = z + (q - z).detach()  # straight-through
-        return self.decoder(q.transpose(1, 2)).transpose(1, 2), commit, ids
+        if continuous is not None:
+            q = torch.where(continuous[:, None, None], z, q)
+        return self.decode_latents(q), commit, ids
 
     @torch.no_grad()
     def _ema_update(self, z: torch.Tensor, ids: torch.Tensor) -> None:
@@ -142,7 +166,11 @@ def load_vq(path: str | Path) -> MotionVQ:
     config = blob["config"]
     down = config.get("downsample", 4)
     depth = down.bit_length() if isinstance(down, int) and not isinstance(down, bool) else None
-    vq = build_within(lambda: MotionVQ(**config), depth=depth, weights=blob["state_dict"],
+    state = dict(blob["state_dict"])
+    code_dim = config.get("code_dim", 64)
+    if isinstance(code_dim, int) and "latent_mean" not in state:  # written before the latent statistics
+        state["latent_mean"], state["latent_std"] = torch.zeros(code_dim), torch.ones(code_dim)
+    vq = build_within(lambda: MotionVQ(**config), depth=depth, weights=state,
                       where=f"motion tokenizer {path}")
-    vq.load_state_dict(blob["state_dict"])
+    vq.load_state_dict(state)
     return vq.eval()

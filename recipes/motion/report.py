@@ -11,7 +11,12 @@ action. Tables (every row with NFE and sampling seconds):
 4. masked (VQ tokens), CFG weight sweep with caption + action;
 5. physics read back from written BVH files (``bvhio``) for real clips and each model's default
    guidance, with the files' deviation from the generated joints;
-6. diversity within a request: 10 requests (one per action) × 8 samples each, per model.
+6. diversity within a request: 10 requests (one per action) × 8 samples each, per model;
+7. control of any joint (flow): targets for a wrist at one frame, the head every 4th frame, or
+   the pelvis and both wrists at two frames, taken from the held-out clip; error at the given
+   frames without control, with the ``joints`` condition (CFG) and with ``cost(joints, w)``;
+8. in-betweening and prefix continuation (flow): key poses at frames 0, 32 and 63, or the first
+   second given; error at the given frames and the acceleration at the joins relative to elsewhere.
 
 Every row also carries the rule-based physics of the decoded joints (``accel``, ``lowest_toe``,
 ``penetration``, ``foot_skating``, ``bone_cv``, ``collapses``; :mod:`modalities.motion.physics`).
@@ -33,8 +38,9 @@ from framework.core.conditions import Conditions
 from framework.evaluation import format_table, score_guidance
 from framework.training.module import load
 from modalities.motion.data import caption_embeddings, load_or_generate, sparsify
+from modalities.motion.joints import encode_joints
 from modalities.motion.metrics import MotionJudge
-from modalities.motion.physics import bvh_physics
+from modalities.motion.physics import bvh_physics, join_acceleration
 from modalities.motion.trajectory import encode_trajectory
 from modalities.motion.writers import save_gif
 
@@ -56,6 +62,54 @@ def requests(n: int, seed: int = 4242, sparse: bool = False) -> tuple[dict[str, 
             "action": torch.from_numpy(data["action"]).long()}, caps
 
 
+CONTROLS = {  # name → (joints, frames) given from the held-out clip
+    "right wrist at frame 40": ([21], [40]),
+    "head every 4th frame": ([15], list(range(0, 64, 4))),
+    "key poses at frames 0, 32, 63": (list(range(22)), [0, 32, 63]),
+    "first second (20 frames) given": (list(range(22)), list(range(20))),
+}
+
+
+def joint_targets(n: int, seed: int, joints: list[int], frames: list[int]) -> torch.Tensor:
+    """``joints`` condition tokens ``[n, T, DIM]``: the held-out clips' own ``joints`` at ``frames``."""
+    pos = torch.from_numpy(load_or_generate(n, seed, None)["positions"])
+    given = torch.zeros(pos.shape[:3])
+    given[:, torch.tensor(frames)[:, None], torch.tensor(joints)[None]] = 1.0
+    return encode_joints(torch.cat([pos * given[..., None], given[..., None]], -1))
+
+
+def control_tables(model, judge, req, steps: int, seed: int, out: Path, captions: list[str],
+                   weights: list[float], request_seed: int) -> tuple[list[dict], list[dict]]:
+    """Tables 7 and 8: joint control and in-betweening on the flow model (text + action + joints)."""
+    control, inbetween = [], []
+    gifs = {"control": 0, "inbetween": 0}
+    base = {k: v for k, v in req.items() if k in ("text", "action")}
+    for name, (joints, frames) in CONTROLS.items():
+        r = {**base, "joints": joint_targets(len(req["action"]), request_seed, joints, frames)}
+        rows = {f"{name}: no control, cfg((text, action), 2)": "cfg((text, action), 2)",
+                f"{name}: cfg((text, action, joints), 2)": "cfg((text, action, joints), 2)"}
+        rows |= {f"{name}: + cost(joints, {w:g})": f"cfg((text, action, joints), 2) + cost(joints, {w:g})"
+                 for w in weights}
+        keyed = name.startswith(("key", "first"))
+        tag = "inbetween" if keyed else "control"
+        for label, g in rows.items():
+            row, sample = score_guidance(model, judge, conditions_for(model, r), r, label, g, steps, seed)
+            row.pop("diversity_request", None)
+            row["joint_error_cm"] = 100 * row.pop("joint_error")
+            if keyed:
+                given = torch.zeros(sample.media.shape[:2], dtype=torch.bool)
+                given[:, frames] = True
+                row["join_accel_ratio"] = join_acceleration(sample.media, given)
+            (inbetween if keyed else control).append(row)
+            print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
+                  flush=True)
+            if label.endswith(f"cost(joints, {weights[0]:g})"):
+                save_gif(sample.media[:8], out / f"motion_{tag}_{gifs[tag]}.gif",
+                         labels=[c[:32] for c in captions[:8]], title=f"{name}: {g}", cols=4, cell=180)
+                gifs[tag] += 1
+    return control, inbetween
+
+
 def per_action(req: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
     """The first request of each action, each repeated ``k`` times (``[A·k]`` rows)."""
     first = [int((req["action"] == a).nonzero()[0]) for a in req["action"].unique().tolist()]
@@ -69,8 +123,11 @@ def bvh_row(label: str, media: torch.Tensor, folder: Path, n: int = 16) -> dict:
 
 
 def conditions_for(model, req: dict[str, torch.Tensor]) -> Conditions:
-    """All of the model's conditions given (the guidance's branches choose which are kept)."""
-    return Conditions({k: req[k] for k in model.specs})
+    """All of the model's conditions that the requests carry (the guidance's branches choose which are
+    kept; a condition the requests lack, e.g. ``joints`` outside the control tables, is absent)."""
+    n = len(req["action"])
+    values = {k: req[k] if k in req else torch.zeros(n, 1, spec.dim) for k, spec in model.specs.items()}
+    return Conditions(values, present={k: torch.full((n,), k in req) for k in model.specs})
 
 
 def run_table(model, judge, req, rows: dict[str, str], steps: int, seed: int, tag: str, out: Path,
@@ -114,6 +171,7 @@ def main() -> None:
     ap.add_argument("--request-seed", type=int, default=4242, help="seed of the held-out request clips")
     ap.add_argument("--tables", default="cfg,multi,cost,masked")
     ap.add_argument("--cost-weights", type=float, nargs="+", default=[5.0, 20.0])
+    ap.add_argument("--joint-weights", type=float, nargs="+", default=[10.0])
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -164,6 +222,12 @@ def main() -> None:
                 out += run_table(flow, judge, r, rows, args.steps, args.seed, f"cost_{kind}", args.out, caps,
                                  gif_rows=shown, keep=keep)
             result["flow_cost"] = out
+    if args.flow.exists() and "control" in tables:
+        flow = load(str(args.flow))
+        if "joints" in flow.specs:
+            result["flow_control"], result["flow_inbetween"] = control_tables(
+                flow, judge, req, args.steps, args.seed, args.out, caps, args.joint_weights,
+                args.request_seed)
     if args.masked.exists() and "masked" in tables:
         masked = load(str(args.masked))
         rows = {"w = 1 (conditional)": "cond(text, action)"}
@@ -181,13 +245,15 @@ def main() -> None:
                               for tag, media in keep.items()]
         for row in result["bvh"]:
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
-    rot, each_n = "Flow on rotation features", "10 requests, one per action, × 8 samples"
+    rot, each_n = "Flow", "10 requests, one per action, × 8 samples"
     titles = {"flow_cfg": f"{rot}: CFG weight (caption + trajectory + action)",
               "flow_multi": f"{rot}: caption + trajectory, one or two guidance directions",
               "flow_cost": f"{rot}: cost-gradient trajectory guidance vs condition-only",
               "masked_cfg": "Masked on VQ tokens: CFG weight (caption + action)",
               "diversity_flow": f"Flow: diversity within a request ({each_n})",
-              "diversity_masked": f"Masked: diversity within a request ({each_n})"}
+              "diversity_masked": f"Masked: diversity within a request ({each_n})",
+              "flow_control": "Flow: control of any joint (caption + action + joint targets)",
+              "flow_inbetween": "Flow: in-betweening and prefix continuation (caption + action + key frames)"}
     for key, title in titles.items():
         if key in result:
             md.append(f"### {title}\n\n{format_table(result[key])}")

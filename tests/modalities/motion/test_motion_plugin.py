@@ -35,7 +35,7 @@ def test_registered_with_its_encoder_and_cost():
     assert "motion" in plugins.available()
     assert motion.codec("features", frames_per_token=2).shape == (32, 142)
     assert motion.codec("rotations", frames_per_token=4).shape == (16, 440)
-    assert set(motion.encoders) == {"trajectory"} and set(motion.costs) == {"trajectory"}
+    assert set(motion.encoders) == {"trajectory", "joints"} and set(motion.costs) == {"trajectory", "joints"}
 
 
 def test_sample_and_write(tiny, tmp_path):
