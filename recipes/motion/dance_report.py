@@ -33,7 +33,7 @@ import torch
 from framework.core.conditions import Conditions
 from framework.training.module import load
 from modalities.motion.dance.beat_align import beat_alignment
-from modalities.motion.dance.data import beat_lists, generate_dances
+from modalities.motion.dance.data import DEFAULT_CACHE, beat_lists, load_or_generate
 from modalities.motion.data import caption_embeddings
 from modalities.motion.metrics import pose_distance
 from modalities.motion.physics import bvh_physics, physics
@@ -84,7 +84,7 @@ def main() -> None:
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    data = generate_dances(args.n, args.data_seed, val=True)
+    data = load_or_generate(args.n, args.data_seed, True, DEFAULT_CACHE)
     real = torch.from_numpy(data["positions"])
     beats = beat_lists(data["beats"])
     mismatched = beats[args.n // 2:] + beats[:args.n // 2]
@@ -110,7 +110,7 @@ def main() -> None:
                 **bvh_physics(kept["independent([music, text], [3, 2])"][:16], Path(tmp) / "gen")}]
 
     # diversity within a request: 8 requests × 8 samples
-    k = 8
+    k = min(8, args.n)
     idx = torch.arange(k).repeat_interleave(k)
     sub = Conditions({n: v[idx] for n, v in conds.values.items()})
     div = model.sample(sub, "independent([music, text], [3, 2])", n=k * k, steps=args.steps,

@@ -33,7 +33,7 @@ from .moves import STYLES, random_dance
 __all__ = ["ENERGY", "DanceData", "caption", "dance_specs", "generate_dances", "score_beats"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "polyguide" / "dance"
-DATA_VERSION = "v1"
+DATA_VERSION = "v2"  # v2: the music starts at a random point of a beat
 BPM = (70.0, 150.0)
 INSTRUMENTS = ("piano", "organ", "guitar", "violin", "trumpet", "flute")
 ENERGY = ("calm", "lively", "energetic")
@@ -83,7 +83,8 @@ def score_beats(notes: np.ndarray) -> float:
 
 def _music_clip(mel, m: int, bpm: float, instrument: str, seconds: float, rng: np.random.Generator
                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Render melody ``m`` from a note on a beat: wave ``[seconds · 16 kHz]``, beat times (s), period (s)."""
+    """Render melody ``m`` from a note on a beat, delayed by a random fraction of a beat (so the
+    first beat is not always at 0): wave ``[seconds · 16 kHz]``, beat times (s), period (s)."""
     from modalities.audio.music import clip_notes, render
 
     notes = mel.melody(m)
@@ -96,8 +97,10 @@ def _music_clip(mel, m: int, bpm: float, instrument: str, seconds: float, rng: n
     start = int(rng.choice(ok)) if len(ok) else int(np.flatnonzero(on_beat)[0]) if on_beat.any() else 0
     period = 60.0 / bpm
     offset = (grid - float(notes[start, 0])) % 1.0  # quarters from the first note to the first beat
-    beats = (offset + np.arange(0, seconds / period + 1)) * period
-    wave = render(clip_notes(notes, start, bpm, instrument, seconds), instrument, seconds)
+    delay = float(rng.uniform(0, period))
+    beats = delay + (offset + np.arange(0, seconds / period + 1)) * period
+    timed = [(o + delay, d, k) for o, d, k in clip_notes(notes, start, bpm, instrument, seconds)]
+    wave = render([x for x in timed if x[0] < seconds], instrument, seconds)
     return wave, beats[beats < seconds].astype(np.float32), period
 
 

@@ -4,9 +4,9 @@ The page draws every sample's skeleton on a ``<canvas>`` from the joint position
 (projected with the GIF's camera) and takes the frame to draw from its ``<audio>`` element's
 clock (``frame = ⌊currentTime · fps⌋``), so motion and music cannot drift apart: pausing,
 seeking and looping move both. A dot flashes on each music beat (estimated from the WAV). The
-page runs no code from outside itself. Opened as ``index.html#selftest`` it plays every clip
-muted and writes, per sample, the audio time and the frame drawn into ``<pre id="selftest">``
-(a headless browser's check that the two are in step).
+page runs no code from outside itself. Opened as ``index.html#selftest`` it seeks every clip's
+audio to 0.5, 1.23 and 2.9 s and writes, per seek, the audio time and the frame drawn into
+``<pre id="selftest">`` (a headless browser's check that the two are in step).
 """
 
 from __future__ import annotations
@@ -61,21 +61,26 @@ function draw(i) {{
 }}
 function loop() {{ DATA.forEach((_, i) => draw(i)); requestAnimationFrame(loop); }}
 requestAnimationFrame(loop);
-if (location.hash === '#selftest') {{
-  const log = document.getElementById('selftest');
-  const rows = [];
-  DATA.forEach((_, i) => {{ const a = document.getElementById('a' + i); a.muted = true;
-    a.play().catch(e => rows.push('play ' + i + ' failed: ' + e)); }});
-  setTimeout(() => {{
-    DATA.forEach((_, i) => {{ draw(i); const a = document.getElementById('a' + i);
-      const c = document.getElementById('c' + i);
+if (location.hash === '#selftest') {{  // seek every clip's audio and check the frame drawn
+  const log = document.getElementById('selftest'), rows = [], times = [0.5, 1.23, 2.9];
+  let pending = DATA.length * times.length;
+  const seek = (i, k) => {{
+    const a = document.getElementById('a' + i), c = document.getElementById('c' + i);
+    a.addEventListener('seeked', function once() {{
+      a.removeEventListener('seeked', once); draw(i);
       rows.push(JSON.stringify({{sample: i, time: a.currentTime, frame: +c.dataset.frame,
                                  expected: Math.min(DATA[i].frames.length - 1,
                                                     Math.floor(a.currentTime * FPS)),
-                                 paused: a.paused, duration: a.duration}}));
+                                 duration: a.duration, motion_seconds: DATA[i].frames.length / FPS}}));
+      if (k + 1 < times.length) seek(i, k + 1);
+      if (--pending === 0) log.textContent = rows.join('\\n');
     }});
-    log.textContent = rows.join('\\n');
-  }}, 1500);
+    a.currentTime = times[k];
+  }};
+  DATA.forEach((_, i) => {{
+    const a = document.getElementById('a' + i);
+    if (a.readyState >= 1) seek(i, 0); else a.addEventListener('loadedmetadata', () => seek(i, 0));
+  }});
 }}
 </script></body></html>
 """
@@ -129,7 +134,7 @@ def write_player(positions: torch.Tensor, waves: Sequence[torch.Tensor | None], 
         beats = [] if wave is None else estimate_beats(onset_envelope(clip[None])[0]).times(T / fps).tolist()
         scr = _camera(pos[i])  # [T, 22, 2]
         lo, hi = scr.reshape(-1, 2).min(0), scr.reshape(-1, 2).max(0)
-        data.append({"frames": np.round(scr, 3).tolist(), "cx": float((lo[0] + hi[0]) / 2),
+        data.append({"frames": np.round(scr.astype(np.float64), 3).tolist(), "cx": float((lo[0] + hi[0]) / 2),
                      "cy": float((lo[1] + hi[1]) / 2), "scale": 220.0 / max(float((hi - lo).max()), 1.2),
                      "side": colours, "beats": [round(b, 3) for b in beats]})
         label = labels[i] if labels is not None and i < len(labels) else f"sample {i}"
