@@ -71,6 +71,16 @@ PURPOSE = {
 KNOWN_CIRCLES = [["modalities.audio.metrics", "modalities.audio.music_data"],
                  ["modalities.motion.data", "modalities.motion.metrics"]]
 
+#: Imports from one modality into another not yet routed through the plugin registry: the dance
+#: models (motion conditioned on music) render their training music and read beats with the audio
+#: plugin's modules. Listed so that any other cross-modality import fails the contract test.
+KNOWN_CROSS_MODAL = {("modalities.motion.dance.data", "modalities.audio.beats"),
+                     ("modalities.motion.dance.data", "modalities.audio.music"),
+                     ("modalities.motion.dance.data", "modalities.audio.music_data"),
+                     ("modalities.motion.dance.judge", "modalities.audio.beats"),
+                     ("modalities.motion.dance.player", "modalities.audio.beats"),
+                     ("modalities.motion.dance.player", "modalities.audio.features")}
+
 
 def layer_of(module: str) -> str | None:
     """The layer of a module (``None``: outside :data:`LAYERS`)."""
@@ -181,7 +191,8 @@ def violations(edges: dict[str, set[str]]) -> list[str]:
                 bad.append(f"{src} → {dst}: outside the layers (add it to LAYERS)")
             elif (ls, ld) in FORBIDDEN:
                 bad.append(f"{src} → {dst}: layer {ls} reaches {ld} only through the plugin registry")
-            elif _modality(src) and _modality(dst) and _modality(src) != _modality(dst):
+            elif (_modality(src) and _modality(dst) and _modality(src) != _modality(dst)
+                  and (src, dst) not in KNOWN_CROSS_MODAL):
                 bad.append(f"{src} → {dst}: a modality imports another modality")
             elif order.index(ld) > order.index(ls):
                 bad.append(f"{src} → {dst}: layer {ls} imports the higher layer {ld}")

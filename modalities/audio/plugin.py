@@ -12,6 +12,8 @@ from framework.core.conditions import ConditionSpec
 from framework.core.plugins import Codec, LazyClasses, Modality
 from framework.core.shipped import recipes_dir
 
+from .beats import beats_encoder, music_encoder, onsets_encoder
+
 # music: imports of the music side (audio-music)
 from .chroma import melody
 from .codec import EncodecCodec
@@ -71,7 +73,9 @@ class AudioModality(Modality):
     #: condition encoders, named ``"audio/<name>"`` in condition specs
     encoders = MappingProxyType({
         # music: encoders (audio-music)
-        "melody": melody})
+        "melody": melody,
+        # music features at the motion frame rate, for other modalities' conditions (dance)
+        "onsets": onsets_encoder, "beats": beats_encoder, "music": music_encoder})
 
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
               title: str | None = None) -> list[Path]:

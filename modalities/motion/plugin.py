@@ -29,13 +29,16 @@ class MotionModality(Modality):
     description = "human motion: procedural 22-joint clips (action, speed, text, trajectory), GIF + BVH"
     representations = MappingProxyType({"features": Features, "rotations": Rotations, "tokens": Tokens,
                                         "latent": Latent})
-    datamodules = LazyClasses({"motion": f"{__package__}.data:MotionData"})
+    datamodules = LazyClasses({"motion": f"{__package__}.data:MotionData",
+                               "dance": f"{__package__}.dance.data:DanceData"})
     conditions = MappingProxyType({
         "action": " | ".join(ACTIONS), "speed": " | ".join(SPEEDS),
         "text": "a caption (MiniLM embedding)",
         "trajectory": "root ground path: .npy [T, 2] (x, z) or [T, 3] (x, z, given)",
         "joints": "targets for any joints at any frames: .npy [T, 22, 3] (NaN = free) or [T, 22, 4] "
-                  "(x, y, z, given)"})
+                  "(x, y, z, given)",
+        "music": "dance models: an audio file (WAV, FLAC, OGG; its first 3.2 s), the audio plugin's "
+                 "'audio/music' encoder"})
     encoders = MappingProxyType({"trajectory": trajectory_encoder, "joints": joints_encoder})
     costs = MappingProxyType({"trajectory": trajectory_cost, "joints": joints_cost})
     recipes_dir = RECIPES
@@ -43,7 +46,9 @@ class MotionModality(Modality):
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
               title: str | None = None, conditions: Conditions | None = None) -> list[Path]:
         """An animated GIF grid of all samples ``[B, T, 22, 3]`` (``motion.gif``; the requested
-        trajectory, if ``conditions`` carries one, drawn on the floor) and one BVH file per sample."""
+        trajectory, if ``conditions`` carries one, drawn on the floor) and one BVH file per sample;
+        with a ``music`` condition also each sample's music cut to the clip and an ``index.html``
+        that plays them together (:func:`~modalities.motion.dance.player.write_player`)."""
         from .bvh import bvh_deviation, write_bvh
 
         out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +61,10 @@ class MotionModality(Modality):
         files = [save_gif(media, out / "motion.gif", labels=rows, title=title, trajectories=trajectories)]
         for i, m in enumerate(media):
             files.append(write_bvh(m, out / f"sample_{i:02d}.bvh"))
+        if conditions is not None and "music" in conditions.values:
+            from .dance.player import music_sources, write_player
+
+            files += write_player(media, music_sources(conditions), out, labels=rows, title=title)
         dev = torch.stack([bvh_deviation(m) for m in media])  # [B, T, 22]
         print(f"BVH files: the stored joints are {100 * float(dev.mean()):.2f} cm (mean; max "
               f"{100 * float(dev.max()):.2f} cm) from the generated ones"
@@ -64,7 +73,12 @@ class MotionModality(Modality):
         return files
 
     def judge(self, specs: Mapping[str, ConditionSpec], codec: Codec, cache_dir: Path):
-        """The motion judge (action classifier + text–motion embedding), cached in ``cache_dir``."""
+        """The motion judge (action classifier + text–motion embedding), cached in ``cache_dir``;
+        for dance models (a ``music`` condition) the dance judge (beat alignment, physics)."""
+        if "music" in specs:
+            from .dance.judge import DanceJudge
+
+            return DanceJudge()
         from .metrics import MotionJudge
 
         return MotionJudge.cached(Path(cache_dir))
