@@ -39,6 +39,8 @@ ROWS = {
     "random": ("masked: random unmasking order", None, {"order": "random"}, SC),
     "choice": ("masked: confidence order, choice temperature 2", None, {"choice_temperature": 2.0}, SC),
     "position": ("position given too", None, {}, ("shape", "color", "position")),
+    "ddpm_position": ("diffusion: DDPM steps and position given", None, {"sampler": "ddpm"},
+                      ("shape", "color", "position")),
 }
 KEEP = ("valid", "acc_all", "rule_valid", "rule_acc_all", "fd", "nfe", "seconds")
 
@@ -73,6 +75,33 @@ def ablate(checkpoint: Path, rows: list[str], n: int, seed: int, done: dict,
         yield key, done[key]
 
 
+def grid(checkpoint: Path, rows: list[str], k: int, seed: int, path: Path, base_steps: int = 30) -> Path:
+    """A labelled PNG of ``k`` samples per row (the same ``k`` requests and noise in every row)."""
+    from framework.core.conditions import Conditions, random_requests
+    from modalities.image.writers import save_grid
+
+    model = load(str(checkpoint))
+    family, media, labels = model.family, [], []
+    for key in rows:
+        label, steps, attrs, names = ROWS[key]
+        if any(not hasattr(family, a) for a in attrs):
+            continue
+        old = {a: getattr(family, a) for a in attrs}
+        for a, v in attrs.items():
+            setattr(family, a, v)
+        try:
+            requested = random_requests(model.specs, list(names), k, seed)
+            conds = Conditions.from_raw(model.specs, dict(requested), k)
+            out = model.sample(conds, f"cond({', '.join(names)})", steps=steps or base_steps, seed=seed)
+        finally:
+            for a, v in old.items():
+                setattr(family, a, v)
+        media.append(out.media.float().clamp(0, 1).cpu())
+        labels.append(label)
+    return save_grid(torch.cat(media), path, rows=labels,
+                     title=f"{checkpoint.stem}: the same {k} (shape, colour) requests per row, seed {seed}")
+
+
 def markdown(results: dict) -> str:
     out = [f"Seed {results['seed']}, {results['n']} random (shape, colour) requests per row, unguided "
            "(`cond(shape, color)`); cells: judge valid, accuracy on valid samples, rules valid, "
@@ -102,12 +131,16 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument("--fresh", action="store_true", help="discard the rows already saved")
+    ap.add_argument("--grid", type=Path, help="also write a PNG of 8 samples per row here (and stop)")
     a = ap.parse_args()
     rows = a.rows.split(",")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         ap.exit(2, f"{ap.prog}: unknown rows {unknown}; valid: {', '.join(ROWS)}\n")
     torch.set_num_threads(1)
+    if a.grid:
+        print(grid(a.checkpoint, rows, 8, a.seed, a.grid, a.steps))
+        return
     a.out.mkdir(parents=True, exist_ok=True)
     saved = a.out / "image_ablation.json"
     results = json.loads(saved.read_text()) if saved.exists() and not a.fresh else {}
