@@ -110,8 +110,8 @@ def markdown(results: dict) -> str:
         out += [f"### {name}", "",
                 "| change | steps | valid | acc_all | rule_valid | rule_acc_all | fd | NFE |",
                 "|---|---|---|---|---|---|---|---|"]
-        for key, r in rows.items():
-            r = {**r, "label": ROWS[key][0] if key in ROWS else r["label"]}
+        for key in sorted(rows, key=lambda k: list(ROWS).index(k) if k in ROWS else len(ROWS)):
+            r = {**rows[key], "label": ROWS[key][0] if key in ROWS else rows[key]["label"]}
             if "error" in r:
                 out.append(f"| {r['label']} | not run: {r['error']} |")
                 continue
