@@ -5,8 +5,10 @@
 
 Each row samples the same ``n`` random (shape, colour) requests unguided (``cond(shape, color)``)
 and changes one thing against the first row: the number of sampler steps, the solver (flow:
-Heun), the sampling-time shift (flow: SD3's shift, sampling only, more steps at high noise), or
-the position given as a condition (so the model need not pick one of four places itself).
+Heun), the sampling-time shift (flow: SD3's shift, sampling only, more steps at high noise), the
+sampler's noise (diffusion: DDPM instead of DDIM), the unmasking order (masked), or the position
+given as a condition (so the model need not pick one of four places itself). A row the family
+cannot run is recorded as not run. ``--grid PNG`` instead writes 8 samples per row as a picture.
 A sampler change that raises validity points at the sampler; one that does not points at the
 model (its training or capacity). Scored by the image judge (``valid``, ``acc_all`` on valid
 samples) and the rule check (``rule_valid``, ``rule_acc_all``). Rows are appended to
@@ -20,6 +22,7 @@ import argparse
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -45,6 +48,19 @@ ROWS = {
 KEEP = ("valid", "acc_all", "rule_valid", "rule_acc_all", "fd", "nfe", "seconds")
 
 
+@contextmanager
+def _changed(family, attrs: dict) -> Iterator[None]:
+    """Set the sampler attributes ``attrs`` on ``family`` for the block, then put them back."""
+    old = {a: getattr(family, a) for a in attrs}
+    for a, v in attrs.items():
+        setattr(family, a, v)
+    try:
+        yield
+    finally:
+        for a, v in old.items():
+            setattr(family, a, v)
+
+
 def ablate(checkpoint: Path, rows: list[str], n: int, seed: int, done: dict,
            base_steps: int = 30) -> Iterator[tuple[str, dict]]:
     """Score each of ``rows`` (keys of :data:`ROWS`) not yet in ``done``, adding it there; yields
@@ -59,18 +75,12 @@ def ablate(checkpoint: Path, rows: list[str], n: int, seed: int, done: dict,
         if any(not hasattr(family, a) for a in attrs):
             done[key] = {"label": label, "error": f"the {family.name} family has no {sorted(attrs)}"}
             continue
-        old = {a: getattr(family, a) for a in attrs}
-        for a, v in attrs.items():
-            setattr(family, a, v)
-        try:
-            expr = f"cond({', '.join(names)})"
+        expr = f"cond({', '.join(names)})"
+        with _changed(family, attrs):
             start = time.perf_counter()
             r = evaluate(model, {label: expr}, n, steps, seed=seed, cache_dir=CHECKPOINTS,
                          names=list(names))[0]
             r["seconds"] = time.perf_counter() - start
-        finally:
-            for a, v in old.items():
-                setattr(family, a, v)
         done[key] = {"label": label, "expression": expr, "steps": steps, **{k: r[k] for k in KEEP}}
         yield key, done[key]
 
@@ -86,16 +96,10 @@ def grid(checkpoint: Path, rows: list[str], k: int, seed: int, path: Path, base_
         label, steps, attrs, names = ROWS[key]
         if any(not hasattr(family, a) for a in attrs):
             continue
-        old = {a: getattr(family, a) for a in attrs}
-        for a, v in attrs.items():
-            setattr(family, a, v)
-        try:
-            requested = random_requests(model.specs, list(names), k, seed)
-            conds = Conditions.from_raw(model.specs, dict(requested), k)
+        requested = random_requests(model.specs, list(names), k, seed)
+        conds = Conditions.from_raw(model.specs, dict(requested), k)
+        with _changed(family, attrs):
             out = model.sample(conds, f"cond({', '.join(names)})", steps=steps or base_steps, seed=seed)
-        finally:
-            for a, v in old.items():
-                setattr(family, a, v)
         media.append(out.media.float().clamp(0, 1).cpu())
         labels.append(label)
     return save_grid(torch.cat(media), path, rows=labels,
