@@ -37,17 +37,41 @@ EXPRESSIONS = {
     # CFG on the shape keeps the circle; a separate, milder term pushes away from red
     "circle CFG w=3, not red w=1": f"{KEEP} + 1*(cond(shape) - cond(shape, color=red))",
     "circle CFG w=3, not red w=2": f"{KEEP} + 2*(cond(shape) - cond(shape, color=red))",
+    # the push without its over-saturation: APG drops the part of the update parallel to the
+    # positive prediction, rescale matches the positive prediction's spread (both in x0 space)
+    "not red: APG w=4": "apg(negative(shape, color, red, 4))",
+    "not red: APG w=2": "apg(negative(shape, color, red, 2))",
+    "not red: rescale w=4": "rescale(negative(shape, color, red, 4), 0.7)",
+    "not red: rescale w=2": "rescale(negative(shape, color, red, 2), 0.7)",
 }
 
 
-def run(out: Path, n: int, steps: int, seed: int = 0, per_row: int = 8) -> dict:
-    """Sample ``n`` circles per expression; score them; write a grid of the first ``per_row`` each."""
-    model = load(str(CHECKPOINTS / "shapes_flow.ckpt"))
+def with_position(expression: str) -> str:
+    """``expression`` with the position added to every branch that names the shape."""
+    return (expression.replace("cond(shape", "cond(shape, position")
+            .replace("cfg(shape,", "cfg((shape, position),")
+            .replace("negative(shape,", "negative((shape, position),"))
+
+
+def run(out: Path, n: int, steps: int, seed: int = 0, per_row: int = 8,
+        checkpoint: Path = CHECKPOINTS / "shapes_flow.ckpt", only: str = "", position: bool = False) -> dict:
+    """Sample ``n`` circles per expression (those whose label contains one of the comma-separated
+    ``only``); score them; write a grid of the first ``per_row`` each. ``position``: each circle's
+    position is drawn uniformly (as in the data) and given to every branch."""
+    model = load(str(checkpoint))
     judge = ImageModality().judge(model.specs, model.codec, CHECKPOINTS)
-    conds = Conditions.from_raw(model.specs, {"shape": "circle"}, n)
+    raw: dict = {"shape": "circle"}
+    if position:
+        labels = model.specs["position"].labels
+        drawn = torch.randint(len(labels), (n,), generator=torch.Generator().manual_seed(seed + 1))
+        raw["position"] = [labels[i] for i in drawn]
+    conds = Conditions.from_raw(model.specs, raw, n)
     circle, red = model.specs["shape"].labels.index("circle"), COLORS.index("red")
     rows, grids = {}, []
     for label, g in EXPRESSIONS.items():
+        if not any(part in label for part in only.split(",")):
+            continue
+        g = with_position(g) if position else g
         res = model.sample(conds, g, steps=steps, seed=seed)
         media = res.media.float().clamp(0, 1)
         with torch.no_grad():
@@ -86,7 +110,14 @@ if __name__ == "__main__":
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint", type=Path, default=CHECKPOINTS / "shapes_flow.ckpt")
+    ap.add_argument("--only", default="", help="only the rows whose label contains one of these "
+                    "comma-separated texts")
+    ap.add_argument("--position", action="store_true",
+                    help="draw each circle's position (uniformly) and give it to every branch")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    run(args.out, args.n, args.steps)
+    run(args.out, args.n, args.steps, args.seed, checkpoint=args.checkpoint, only=args.only,
+        position=args.position)
     print((args.out / "negative_prompt.md").read_text())

@@ -11,6 +11,9 @@ connected components, aspect ratio, holes, colour, outline; no network).
 * **table**: every shipped model (flow, diffusion, masked, the distilled student, text → image)
   without guidance, under the guidance the docs document, and under its shipped default; negative
   prompts at every documented weight.
+* **position**: the same requests with the position drawn too (uniform and independent of shape
+  and colour, as in the data) and given to every branch: an exact way to sample a request that
+  leaves the position free, which spares the model choosing one of four places itself.
 * **frontier**: per family (flow, diffusion, masked), accuracy and validity against the guidance
   weight for CFG, APG, the guidance interval, CFG-Zero* and CFG-rescale (a method a family cannot
   run is recorded with the reason).
@@ -46,6 +49,12 @@ TABLE = {
     "shapes_flow_student": {"w=1": "cond(shape, color, w=1)", "w=4 (documented)": "cond(shape, color, w=4)",
                             "w=2": "cond(shape, color, w=2)"},
 }
+P3 = "(shape, color, position)"
+#: the same guidance with the position drawn (uniformly, as in the data) and given: rows per model
+POSITION = {name: {"no guidance": f"cond{P3}", "cfg w=4": f"cfg({P3}, 4)", "cfg w=2": f"cfg({P3}, 2)",
+                   "interval w=4, τ∈[0.5, 1]": f"interval({P3}, 4, 0.5, 1.0)"}
+            for name in ("shapes_flow", "shapes_diffusion")}
+POSITION["shapes_masked"] = {"no guidance": f"cond{P3}", "cfg w=2 (documented)": f"cfg({P3}, 2)"}
 NEGATIVE = {f"negative w={w}": f"negative(shape, color, red, {w})" for w in (1.5, 2, 4)}
 FRONTIER_W = (1, 2, 3, 4, 6)
 METHODS = {"cfg": f"cfg({P}, {{w}})", "apg (x0)": f"apg({P}, {{w}}, space=x0)",
@@ -89,6 +98,21 @@ def table(results: dict, n: int, steps: int, save) -> None:
         results["text"] = {g: score(model, judge, caps, g, steps, SEED)
                            for g in ("cond(text)", "cfg(text, 3)")}
         print("text", results["text"], flush=True)
+        save()
+
+
+def position(results: dict, n: int, steps: int, save, models: tuple[str, ...]) -> None:
+    """Fill ``results["position"]`` (model → rows): requests draw the position too, and every
+    expression conditions on it; accuracy then counts shape, colour and position."""
+    for name in models:
+        if name in results["position"]:
+            continue
+        model = load(str(CHECKPOINTS / f"{name}.ckpt"))
+        k = STEPS.get(name, steps)
+        size = n if name != "shapes_masked" else max(64, n // 2)
+        rows = _rows(model, POSITION[name], size, k, names=("shape", "color", "position"))
+        results["position"][name] = rows
+        print(name, format_table(results["position"][name]), flush=True)
         save()
 
 
@@ -155,6 +179,15 @@ def markdown(results: dict) -> str:
                 f"{r['rule_valid']:.2f} | {r['rule_acc_all']:.2f} | {r['fd']:.0f} | {r['nfe']} |"
                 for r in rows]
         out.append("")
+    for name, rows in results.get("position", {}).items():
+        out += [f"### {name}, position drawn and given", "",
+                "| guidance | valid | acc_all (shape, colour, position) | rule_valid | rule_acc_all | fd "
+                "| NFE |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['guidance']} (`{r['expression']}`) | {r['valid']:.2f} | {r['acc_all']:.2f} | "
+                f"{r['rule_valid']:.2f} | {r['rule_acc_all']:.2f} | {r['fd']:.0f} | {r['nfe']} |"
+                for r in rows]
+        out.append("")
     if results.get("negative"):
         out += ["### negative prompts (flow, random shapes, away from red)", "",
                 "| guidance | valid | acc_shape | rule_valid | NFE |", "|---|---|---|---|---|"]
@@ -192,6 +225,7 @@ def run(out: Path, n: int, frontier_n: int, steps: int, part: str, resume: bool,
     results.update(n=n, frontier_n=frontier_n, steps=steps, seed=SEED)
     results.setdefault("table", {})
     results.setdefault("frontier", {})
+    results.setdefault("position", {})
 
     def save() -> None:
         saved.write_text(json.dumps(results, indent=2))
@@ -200,6 +234,8 @@ def run(out: Path, n: int, frontier_n: int, steps: int, part: str, resume: bool,
         table(results, n, steps, save)
     if part in ("frontier", "all"):
         frontier(results, frontier_n, steps, save, families)
+    if part in ("position", "all"):
+        position(results, n, steps, save, families)
     save()
     if results["frontier"]:
         plot(results, out / "image_frontier.png")
@@ -213,10 +249,13 @@ if __name__ == "__main__":
     ap.add_argument("--n", type=int, default=256, help="requests per table row")
     ap.add_argument("--frontier-n", type=int, default=512, help="requests per frontier point (masked: half)")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--part", choices=("table", "frontier", "all"), default="all")
+    ap.add_argument("--seed", type=int, default=SEED, help="the requests' and the noise's seed")
+    ap.add_argument("--part", choices=("table", "frontier", "position", "all"), default="all")
     ap.add_argument("--resume", action="store_true", help="keep the parts already in image_validity.json")
-    ap.add_argument("--family", action="append", choices=FAMILIES, help="frontier of these only (repeatable)")
+    ap.add_argument("--family", action="append", choices=FAMILIES,
+                    help="frontier / position rows of these only (repeatable)")
     args = ap.parse_args()
+    SEED = args.seed
     torch.set_num_threads(1)
     run(args.out, args.n, args.frontier_n, args.steps, args.part, args.resume, tuple(args.family or FAMILIES))
     print((args.out / "image_validity.md").read_text())

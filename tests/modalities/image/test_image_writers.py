@@ -50,3 +50,16 @@ def test_titles_wrap_to_the_grid_and_tau_is_a_real_glyph(tmp_path):
     assert im.size[0] < 200 and im.size[1] > len(lines) * 10  # wrapped, not widened nor cut
     assert wrap_text("x" * 50, 40, font) == [line for line in wrap_text("x" * 50, 40, font) if line]
     assert "".join(wrap_text("x" * 50, 40, font)) == "x" * 50  # an over-long word is split, not lost
+
+
+@pytest.mark.parametrize("n", [7, 10, 32, 40])
+def test_any_number_of_images_makes_a_grid_with_a_ragged_last_row(tmp_path, n):
+    """`polyguide sample --n N` writes a grid for any N (it once needed ⌊√N⌋ to divide N)."""
+    from modalities.image.writers import grid_image
+
+    imgs = torch.rand(n, 3, 8, 8)
+    im = grid_image(imgs, scale=1, pad=1)
+    cols = (im.size[0] - 1) // 9
+    rows = (im.size[1] - 1) // 9
+    assert cols * rows >= n > cols * (rows - 1)  # every image has a tile, and no row is empty
+    assert save_grid(imgs, tmp_path / f"g{n}.png").is_file()
