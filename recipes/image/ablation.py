@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from framework.cli.commands import evaluate
+from framework.evaluation import evaluate
 from framework.training.module import load
 from modalities.image.demo import CHECKPOINTS
 
