@@ -166,13 +166,15 @@ def main() -> None:
     args = ap.parse_args()
     results: list[dict] = []
     saved = args.out / "recipe_matrix.json"
+    cells = [(r, s) for r in recipes(args.only) for s in args.strategies]
     if args.resume and saved.exists():
         results = json.loads(saved.read_text())["results"]
-        if args.retry_failed:
-            results = [r for r in results if r["status"] == "ok"]
+        if args.retry_failed:  # the selected cells that did not pass; every other row stays
+            selected = {(f"{r.parent.name}/{r.stem}", s) for r, s in cells}
+            results = [r for r in results
+                       if r["status"] == "ok" or (r["recipe"], r["strategy"]) not in selected]
     done = {(r["recipe"], r["strategy"]) for r in results}
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    cells = [(r, s) for r in recipes(args.only) for s in args.strategies]
     if args.by_strategy:
         cells.sort(key=lambda cell: args.strategies.index(cell[1]))  # stable: recipes keep their order
     for recipe, strategy in cells:
