@@ -66,9 +66,7 @@ class BranchBatching:
                 ts = ts.clamp(*self.converter.time_range)
         # whole-batch conditions first, then the rows: ICG shuffles and prior draws do not
         # depend on which rows a branch runs on
-        parts = [self._branch_conditions(b, conditions, tau, state, shuffle) for b in branches]
-        conds = Conditions.cat([c if r is None else c.index(r)
-                                for c, r in zip(parts, branch_rows, strict=True)])
+        conds = self._packed_conditions(network, branches, branch_rows, conditions, tau, state, shuffle)
         table = tuple(dict.fromkeys(b.perturbation for b in branches
                                     if b.perturbation is not None
                                     and not isinstance(b.perturbation, TimeShift)))
@@ -123,6 +121,25 @@ class BranchBatching:
         if reuse:
             state.last_forward[network] = (inputs, out)
         return out, len(outs)
+
+    def _packed_conditions(self, network: str, branches: list[Branch],
+                           branch_rows: list[torch.Tensor | None], conditions: Conditions, tau: float,
+                           state: GuidanceState, shuffle: dict[int, torch.Tensor]) -> Conditions:
+        """The branches' condition batches, concatenated (``[Σ_b rows_b]``). Every step of a run that
+        passes the same ``conditions`` object with the same branches on all rows, each keeping or
+        nulling its conditions (nothing drawn, replaced or varying with τ), gets the same packed
+        object: built once per run, and networks may cache what they derive from it by identity."""
+        static = all(r is None for r in branch_rows) and all(
+            b.value_of(name) in (None, KEEP) for b in branches for name in conditions.names)
+        key = (network, tuple(branches))
+        if static and key in state.packed and state.packed[key][0] is conditions:
+            return state.packed[key][1]
+        parts = [self._branch_conditions(b, conditions, tau, state, shuffle) for b in branches]
+        conds = Conditions.cat([c if r is None else c.index(r)
+                                for c, r in zip(parts, branch_rows, strict=True)])
+        if static:
+            state.packed[key] = (conditions, conds)
+        return conds
 
     def _branch_conditions(self, branch: Branch, conds: Conditions, tau: float,
                            state: GuidanceState, shuffle: dict[int, torch.Tensor]) -> Conditions:

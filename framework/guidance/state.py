@@ -13,6 +13,7 @@ import torch
 from framework.guidance.branches import Branch, Perturbation
 
 if TYPE_CHECKING:
+    from framework.core.conditions import Conditions
     from framework.guidance.expr import Expr
     from framework.guidance.ops.cost_grad import CostGrad
 
@@ -128,6 +129,9 @@ class GuidanceState:
         self.row_scope: torch.Tensor | None = None
         #: network → (packed inputs, output) of its last forward (``Guider(reuse_unchanged=True)``)
         self.last_forward: dict[str, tuple[tuple, torch.Tensor]] = {}
+        #: (network, branches) → (the step's condition batch, the branches' packed rows): reused while
+        #: the batch is the same object and every branch keeps or nulls its conditions
+        self.packed: dict[tuple[str, tuple[Branch, ...]], tuple[Conditions, Conditions]] = {}
 
     def need_rows(self, branch: Branch, rows: torch.Tensor) -> None:
         """While planning: ``branch`` is needed on the rows of bool mask ``rows`` ``[B]`` (only).

@@ -9,7 +9,7 @@ sample's state looks like (:meth:`sample_shape`) and how samples decode to media
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,31 @@ from framework.guidance.ops.cost_grad import CostFn
 from framework.guidance.syntax import parse
 from framework.pretrained.loading import PretrainedError
 
-__all__ = ["PretrainedModel", "prompt_rows"]
+__all__ = ["LastRows", "PretrainedModel", "last_rows", "prompt_rows"]
+
+
+class LastRows:
+    """What a network derived from the last condition batch it was given, for the next call with the
+    same batch object: the guidance engine passes the same packed batch every step of a run while
+    the branch layout holds (``Guider._packed_conditions``), so a pipeline's prompt rows are
+    assembled once per run instead of once per step."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Conditions, Any, Any] | None = None
+
+    def get(self, conditions: Conditions, key: Any, make: Callable[[], Any]) -> Any:
+        """``make()``, or its value from the last call if that had this ``conditions`` object and ``key``."""
+        last = self._last
+        if last is not None and last[0] is conditions and last[1] == key:
+            return last[2]
+        value = make()
+        self._last = (conditions, key, value)
+        return value
+
+
+def last_rows(owner: Any) -> LastRows:
+    """``owner``'s :class:`LastRows` (made on first use)."""
+    return owner.__dict__.setdefault("_last_rows", LastRows())
 
 
 def prompt_rows(conditions: Conditions, null: torch.Tensor, network: str) -> torch.Tensor:

@@ -34,7 +34,7 @@ from framework.core.conditions import Conditions, ConditionSpec
 from framework.core.errors import one_line
 from framework.generators import Autoregressive
 from framework.nn.adapters import HFCache
-from framework.pretrained.base import PretrainedModel, prompt_rows
+from framework.pretrained.base import PretrainedModel, last_rows, prompt_rows
 from framework.pretrained.loading import PretrainedError, weights_kwargs
 
 __all__ = ["EncoderDecoderRows", "MusicGen", "MusicGenMelody"]
@@ -206,9 +206,12 @@ class MusicGen(PretrainedModel):
         """Keyword arguments of the model's forward for these rows (every call: cross-attention)."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        rows = self._text_rows(conditions)
-        states, mask = rows[..., :-1], rows[..., -1].long()
-        return {"encoder_outputs": BaseModelOutput(last_hidden_state=states), "attention_mask": mask}
+        def make() -> dict[str, Any]:
+            rows = self._text_rows(conditions)
+            states, mask = rows[..., :-1], rows[..., -1].long()
+            return {"encoder_outputs": BaseModelOutput(last_hidden_state=states), "attention_mask": mask}
+
+        return last_rows(self).get(conditions, "decoder", make)  # the same rows every step of a run
 
     def new_cache(self):
         return EncoderDecoderRows()

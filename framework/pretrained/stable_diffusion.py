@@ -26,7 +26,7 @@ import torch
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators.base import Family, progress_tau
 from framework.guidance.spaces import SpaceConverter, VPSpaces
-from framework.pretrained.base import PretrainedModel, prompt_rows
+from framework.pretrained.base import PretrainedModel, last_rows, prompt_rows
 from framework.pretrained.loading import PretrainedError, absent_components, weights_kwargs
 
 __all__ = ["InstructPix2Pix", "SchedulerDiffusion", "StableDiffusion"]
@@ -205,7 +205,8 @@ class StableDiffusion(PretrainedModel):
 
     def prompt_rows(self, conditions: Conditions) -> torch.Tensor:
         """Per row: ``text`` where kept, else ``negative_text`` where kept, else the empty prompt."""
-        return prompt_rows(conditions, self.null_text(), "denoiser")
+        return last_rows(self).get(conditions, "denoiser",
+                                   lambda: prompt_rows(conditions, self.null_text(), "denoiser"))
 
     def guidance_embedding(self, conditions: Conditions) -> torch.Tensor | None:
         """A guidance-distilled UNet's ``timestep_cond`` ``[N, E]``: the pipeline's

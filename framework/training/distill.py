@@ -60,7 +60,7 @@ from framework.guidance.branches import KEEP
 from framework.guidance.expr import PROBE_TAUS, Expr
 from framework.guidance.syntax import parse
 from framework.model.checkpoints import CheckpointError, load_model
-from framework.training.module import GenerativeModule
+from framework.training.module import GenerativeModule, data_parallel_mesh, shard
 
 __all__ = ["GuidanceDistillation", "discrete_kl", "export_student", "student_hparams", "teacher_guider"]
 
@@ -324,6 +324,18 @@ class GuidanceDistillation(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warm, total, cosine))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def configure_model(self) -> None:
+        """Under Lightning's ``ModelParallelStrategy`` (torch's FSDP2): shard the student's backbone as
+        :meth:`GenerativeModule.configure_model` does; the frozen teacher stays whole on every process.
+        A no-op without a device mesh (every other strategy).
+
+        Raises:
+            ArgumentError: a mesh with tensor parallelism (see :func:`data_parallel_mesh`).
+        """
+        mesh = self.device_mesh
+        if mesh is not None:
+            shard(self.student.backbone, data_parallel_mesh(mesh))
+
     # ------------------------------------------------------------------ the student's checkpoint
     def setup(self, stage: str) -> None:
         from framework.training.checkpoint_io import install
@@ -332,16 +344,25 @@ class GuidanceDistillation(L.LightningModule):
 
     def on_train_end(self) -> None:
         # runs after the callbacks' on_train_end: an EMA callback has put the averaged weights in
-        if self.hparams.export and self.trainer.is_global_zero:
-            path = self.save_student(self.hparams.export)
+        if not self.hparams.export:
+            return
+        from framework.training.ema import full_tensor
+
+        # under FSDP2 the student's weights are shards: every process gathers them (a collective)
+        state = {k: full_tensor(v.detach()) for k, v in self.student.state_dict().items()}
+        if self.trainer.is_global_zero:
+            path = self.save_student(self.hparams.export, state=state)
             print(f"wrote the student to {path}")
 
-    def save_student(self, dest: str | Path, steps: int | None = None) -> Path:
+    def save_student(self, dest: str | Path, steps: int | None = None,
+                     state: Mapping[str, torch.Tensor] | None = None) -> Path:
         """Write the student as an ordinary polyguide checkpoint (atomically); returns the path.
-        ``steps``: the training steps behind it (default: the trainer's)."""
+        ``steps``: the training steps behind it (default: the trainer's); ``state``: its weights
+        (default: the student's ``state_dict()``; whole tensors, which FSDP2 shards are not)."""
         if steps is None:
             steps = int(self.trainer.global_step) if self._trainer is not None else 0
-        ckpt = {"state_dict": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
+        state = self.student.state_dict() if state is None else state
+        ckpt = {"state_dict": {k: v.detach().cpu() for k, v in state.items()},
                 "hyper_parameters": dict(self.student.hparams),
                 "pytorch-lightning_version": L.__version__,
                 "distillation": {"teacher": str(self.hparams.teacher), "teacher_sha256": self.teacher_sha256,

@@ -44,8 +44,25 @@ __all__ = ["FAMILIES", "GenerativeModel", "GenerativeModule", "batch_size", "dat
 class GenerativeModule(GenerativeModel, L.LightningModule):
     """A conditional generator of any family on the shared backbone, trainable by Lightning.
 
-    The constructor arguments are :class:`~framework.model.generative.GenerativeModel`'s (see there).
+    The constructor arguments are :class:`~framework.model.generative.GenerativeModel`'s (see there,
+    all by keyword), and:
+
+    Args:
+        extend_dropout: when the dropout is derived from ``guidance`` (no ``dropout`` given), derive it
+            from ``val_guidance``'s expressions too, so that validation evaluates only condition subsets
+            the model trains, instead of stopping before the first step with an error naming the
+            untrained subset. The expressions added are stored in ``guidance`` (``hparams.yaml``,
+            checkpoints), so a reloaded model derives the same dropout; the flag itself is not stored.
     """
+
+    def __init__(self, extend_dropout: bool = False, **kwargs: Any) -> None:
+        guidance = list(kwargs.get("guidance") or ())
+        added = [g for g in (kwargs.get("val_guidance") or {}).values() if g not in guidance]
+        if extend_dropout and kwargs.get("dropout") is None and guidance and added:
+            kwargs["guidance"] = guidance + added
+            rank_zero_info(f"extend_dropout: the condition dropout is derived from val_guidance's "
+                           f"{', '.join(added)} too")
+        super().__init__(**kwargs)
 
     def _store_hparams(self, hparams: dict[str, Any]) -> None:
         self.save_hyperparameters(hparams)  # Lightning's: written into every checkpoint
@@ -104,7 +121,8 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
             try:
                 self.dropout.check(parse(text), self.specs, strict=True)
             except ConditionError as e:
-                raise ConditionError(f"val_guidance {label}: {e}") from None
+                raise ConditionError(f"val_guidance {label}: {e} (model.extend_dropout: true trains it "
+                                     f"too)") from None
 
     @property
     def hparams_initial(self):
@@ -209,27 +227,20 @@ class GenerativeModule(GenerativeModel, L.LightningModule):
 
     def _log_media(self, label: str, out: SampleOutput) -> None:
         """The first :attr:`MEDIA_SAMPLES` validation samples into a ``TensorBoardLogger``, if the
-        run has one: images ``[B, C, H, W]`` in [0, 1] as a grid, mono audio ``[B, 1, T]`` as clips
-        (at the codec's ``sample_rate``, else 16 kHz), text models' samples as text. Other media
-        (motion, points) are not logged."""
+        run has one (:func:`framework.training.media.log_samples`): images ``[B, C, H, W]`` as a grid,
+        mono audio ``[B, 1, T]`` as clips (at the codec's ``sample_rate``, else 16 kHz), text models'
+        samples as text, other media as the modality's writer draws them (motion: its animated GIF)."""
         from lightning.pytorch.loggers import TensorBoardLogger
+
+        from framework.training.media import log_samples
 
         loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
         media, k = out.media, self.MEDIA_SAMPLES
         if not loggers or not isinstance(media, torch.Tensor) or self.trainer.global_rank != 0:
             return
-        tag, step = f"val/{label}", self.global_step
         for lg in loggers:
-            tb = lg.experiment
-            if hasattr(self.codec, "decode_text"):
-                texts = self.codec.decode_text(out.samples[:k].cpu())
-                tb.add_text(tag, "\n\n".join(f"    {t}" for t in texts), step)
-            elif media.ndim == 4 and media.shape[1] in (1, 3):
-                tb.add_images(tag, media[:k].float().clamp(0, 1).cpu(), step)
-            elif media.ndim == 3 and media.shape[1] == 1:
-                rate = int(getattr(self.codec, "sample_rate", 16_000))
-                for i, clip in enumerate(media[:k].float().clamp(-1, 1).cpu()):
-                    tb.add_audio(f"{tag}/{i}", clip, step, sample_rate=rate)
+            log_samples(lg.experiment, f"val/{label}", self.global_step, out.samples[:k], media[:k],
+                        self.codec, self.hparams.get("modality"))
 
     def _validation_scorer(self, dm: Any) -> tuple[Conditions, Callable[[SampleOutput], dict] | None]:
         n = self.hparams.val_samples

@@ -13,8 +13,8 @@ from torch.utils.data import StackDataset
 
 from framework.core import plugins
 from framework.core.conditions import Conditions
-from framework.training.data import SplitData
 from framework.core.plugins import Codec, Modality
+from framework.training.data import SplitData
 from framework.training.module import GenerativeModule
 from modalities.audio.features import SAMPLE_RATE, read_wav, save_wav
 from modalities.audio.music import render

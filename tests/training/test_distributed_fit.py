@@ -3,7 +3,13 @@
 (the trainer and its callbacks are pickled), one recipe per family, a simulated two-node launch, exact
 resumption with two processes, and the loss of two processes against one with the same global batch.
 
-Each run is the real command in a subprocess (as a user runs it), with a timeout so that a hang fails.
+Each run is the real command (``python -m framework.cli fit ...`` in a subprocess, as a user runs it,
+with a timeout so that a hang fails; the one-process and ``ddp_spawn`` runs call the same command's
+``main`` in this process, their training processes being started from it all the same).
+A run is the costly part (every process imports torch and Lightning), so each one is checked for as
+much as it can show: the ``ddp`` and FSDP2 runs of points_flow are made once per session (shared by
+the pytest-xdist workers, see :func:`_shared`) and serve the EMA, resume and loss checks; the
+two-node launch trains the masked family.
 FSDP on CPU is Lightning's ``ModelParallelStrategy`` (torch's FSDP2, ``fully_shard``): its
 ``FSDPStrategy`` (FSDP1) refuses a CPU accelerator (see docs/training.md).
 """
@@ -20,19 +26,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
+from framework.cli.main import main
 from framework.model.checkpoints import read_checkpoint
 from framework.training.ema import state_digest
 from framework.training.module import load
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = ROOT / "recipes" / "toy"
-TIMEOUT = 300  # s; on main the `ddp` run hangs forever (its second process exits at once)
+TIMEOUT = 600  # s; on main the `ddp` run hangs forever (its second process exits at once)
 
 
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     env.pop("PYTEST_XDIST_WORKER", None)
+    for key in [k for k in env if k.startswith("PL_")]:  # what an in-process fit's seed_everything set
+        env.pop(key)
     env.update(extra)
     return env
 
@@ -60,6 +70,15 @@ def _fit(recipe: str, root: Path, *extra: str, devices: int = 2, strategy: str =
     return _last(root)
 
 
+def _fit_here(recipe: str, root: Path, *extra: str, devices: int = 1, strategy: str = "auto", **kw) -> Path:
+    """The same command in this process (``polyguide fit``'s ``main``): for one process and for
+    ``ddp_spawn``, whose processes are started from the command's own (so it imports torch once less
+    than a subprocess); returns the run's ``last.ckpt``."""
+    cmd = _args(recipe, root, "--trainer.devices", str(devices), "--trainer.strategy", strategy, *extra, **kw)
+    assert main(cmd[3:]) == 0
+    return _last(root)
+
+
 def _last(root: Path) -> Path:
     (last,) = root.rglob("last.ckpt")
     return last
@@ -84,12 +103,36 @@ EVERY_2 = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
            "--trainer.callbacks.every_n_train_steps", "2", "--trainer.callbacks.save_top_k", "-1"]
 
 
+def _shared(tmp_path_factory, name: str, make) -> Path:
+    """The folder of run ``name``, made by ``make(folder)`` once per test session.
+
+    pytest-xdist gives every worker its own module-scoped fixtures, so a run whose tests land on both
+    workers of ``make test`` (``-n 2``) would be made twice; here the first worker to ask makes it
+    under a file lock in the session's shared temporary folder and the other waits and reuses it (a
+    failed run fails every test that uses it, with the first failure's message)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder the workers' own temporary folders share
+    root, failed = base / f"shared-{name}", base / f"shared-{name}.failed"
+    with FileLock(f"{root}.lock"):
+        if failed.exists():
+            pytest.fail(f"shared run {name} failed: {failed.read_text()}")
+        if not (root / "made").exists():
+            root.mkdir(exist_ok=True)
+            try:
+                make(root)
+            except BaseException as e:
+                failed.write_text(str(e)[-3000:])
+                raise
+            (root / "made").touch()
+    return root
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory) -> Path:
     """points_flow, 4 steps on 2 processes (``ddp``) with 128 samples each, checkpoints at step 2."""
-    root = tmp_path_factory.mktemp("ddp")
-    _fit("points_flow", root, *EVERY_2, "--trainer.callbacks.dirpath", str(root / "every"), **BIG)
-    return root
+    return _shared(tmp_path_factory, "ddp", lambda root: _fit(
+        "points_flow", root, *EVERY_2, "--trainer.callbacks.dirpath", str(root / "every"), **BIG))
 
 
 def test_ddp_reruns_the_real_command_and_ranks_share_the_ema(ddp_run):
@@ -100,10 +143,12 @@ def test_ddp_reruns_the_real_command_and_ranks_share_the_ema(ddp_run):
 
 
 @pytest.mark.parametrize(("recipe", "strategy", "family"), [("points_diffusion", "ddp_spawn", "diffusion"),
-                                                            ("tokens_masked", "ddp", "masked"),
                                                             ("tokens_ar", "ddp_spawn", "autoregressive")])
-def test_every_family_trains_on_two_processes(recipe, strategy, family, tmp_path):
-    ckpt = read_checkpoint(_fit(recipe, tmp_path, strategy=strategy, steps=2))
+def test_every_family_trains_on_two_processes(recipe, strategy, family, tmp_path, capfd):
+    """flow is :func:`ddp_run`'s family (``ddp``), masked the two-node launch's (``ddp`` too). The
+    command runs in this process; the spawned processes write to its standard error."""
+    ckpt = read_checkpoint(_fit_here(recipe, tmp_path, devices=2, strategy=strategy, steps=2))
+    assert "sync_dist=True" not in capfd.readouterr().err  # every epoch-level metric is reduced
     assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == family
     _check_ema_agrees(ckpt)
 
@@ -130,9 +175,8 @@ def _resumes_exactly(run: Path, tmp_path: Path, strategy: str = "ddp") -> None:
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory) -> Path:
     """points_flow, 4 steps on one process with the global batch of :data:`BIG` (256)."""
-    root = tmp_path_factory.mktemp("single")
-    _fit("points_flow", root, devices=1, strategy="auto", batch=256, n_train=2048)
-    return root
+    return _shared(tmp_path_factory, "single", lambda root: _fit_here(
+        "points_flow", root, batch=256, n_train=2048))
 
 
 def _follows(many: Path, one: Path) -> None:
@@ -160,10 +204,9 @@ FSDP2 = json.dumps({"class_path": "lightning.pytorch.strategies.ModelParallelStr
 def fsdp_run(tmp_path_factory) -> Path:
     """points_flow, 4 steps on 2 processes sharded by FSDP2, with 128 samples each, checkpoints at
     step 2."""
-    root = tmp_path_factory.mktemp("fsdp")
-    _fit("points_flow", root, *EVERY_2, "--trainer.callbacks.dirpath", str(root / "every"), strategy=FSDP2,
-         **BIG)
-    return root
+    return _shared(tmp_path_factory, "fsdp", lambda root: _fit(
+        "points_flow", root, *EVERY_2, "--trainer.callbacks.dirpath", str(root / "every"), strategy=FSDP2,
+        **BIG))
 
 
 def test_fsdp2_ships_the_full_ema_weights_that_sample_loads(fsdp_run, tmp_path):
@@ -174,12 +217,10 @@ def test_fsdp2_ships_the_full_ema_weights_that_sample_loads(fsdp_run, tmp_path):
     model = load(last)  # full tensors of the single-process shapes (loading is strict)
     shapes = {k: v.shape for k, v in ckpt["state_dict"].items()}
     assert {k: v.shape for k, v in model.state_dict().items()} == shapes
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "framework.cli", "sample", "--checkpoint", str(last), "--cond", "shape=star",
-           "--cond", "color=blue", "--guidance", "cfg((shape, color), 3)", "--n", "6", "--steps", "4",
-           "--seed", "3", "--no-progress", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "out"  # `polyguide sample` in this process (a subprocess would only import torch again)
+    assert main(["sample", "--checkpoint", str(last), "--cond", "shape=star", "--cond", "color=blue",
+                 "--guidance", "cfg((shape, color), 3)", "--n", "6", "--steps", "4", "--seed", "3",
+                 "--no-progress", "--out", str(out)]) == 0
     written = torch.load(out / "samples.pt")["samples"]
     expected = model.sample({"shape": "star", "color": "blue"}, "cfg((shape, color), 3)", n=6, steps=4,
                             seed=3)
@@ -220,9 +261,10 @@ def _free_port() -> int:
 
 def test_two_nodes_on_the_loopback_address(tmp_path):
     """Two launcher processes, one per "node", as Lightning documents for a general cluster:
-    ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK`` and ``--trainer.num_nodes 2``."""
+    ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK`` and ``--trainer.num_nodes 2``; the recipe is the
+    masked family's (its ``ddp`` run on two processes)."""
     port = str(_free_port())
-    cmd = _args("points_flow", tmp_path, "--trainer.devices", "1", "--trainer.num_nodes", "2",
+    cmd = _args("tokens_masked", tmp_path, "--trainer.devices", "1", "--trainer.num_nodes", "2",
                 "--trainer.strategy", "ddp", steps=2)
     nodes = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(r)))
@@ -234,6 +276,7 @@ def test_two_nodes_on_the_loopback_address(tmp_path):
             if p.poll() is None:
                 p.kill()
     assert [p.returncode for p in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    assert not any("sync_dist=True" in o[1] for o in outs)
     ckpt = read_checkpoint(_last(tmp_path))
-    assert ckpt["global_step"] == 2
+    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == "masked"
     _check_ema_agrees(ckpt)

@@ -9,7 +9,9 @@ from pathlib import Path
 import yaml
 
 from framework.cli.main import main
+from framework.guidance.syntax import parse
 from framework.model.checkpoints import read_checkpoint
+from framework.training.module import load
 
 RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "toy" / "points_flow.yaml")
 #: cfg over both conditions trains {shape, color} and ∅ only
@@ -53,3 +55,17 @@ def test_dropout_is_printed_stored_and_explained(tmp_path, capsys, caplog):
     out = capsys.readouterr().out
     assert ["color,", "shape", "0.3", "exclusive", "event"] in [line.split() for line in out.splitlines()]
     assert "trained for it: NO" in out and "{shape} (dropping color)" in out
+
+
+def test_extend_dropout_trains_what_val_guidance_needs(tmp_path):
+    """``extend_dropout``: the same untrained expression extends the derived dropout instead."""
+    assert _fit(tmp_path, *ONLY_CFG, "--model.val_guidance", '{s3: "cfg(shape, 3)"}',
+                "--model.extend_dropout", "true") == 0
+    (hparams,) = tmp_path.rglob("hparams.yaml")
+    stored = yaml.safe_load(hparams.read_text())
+    assert stored["guidance"] == ["cfg((shape, color), 3)", "cfg(shape, 3)"]  # what a reload derives from
+    assert set(stored["dropout_trained"]["exclusive"]) == {"color+shape", "color"}  # cfg(shape) drops color
+    (last,) = tmp_path.rglob("last.ckpt")
+    model = load(last)
+    assert model.dropout.record() == stored["dropout_trained"]
+    assert not model.dropout.check(parse("cfg(shape, 3)"), model.specs)  # no untrained subset left
