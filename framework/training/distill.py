@@ -221,7 +221,8 @@ class GuidanceDistillation(L.LightningModule):
             families: normalised log-probabilities) ``[B, ...]``, and the conditions with ``w``.
         """
         teacher, fam = self.teacher, self.student.family
-        if teacher.device != x_in.device:
+        weight = next(teacher.parameters(), None)  # a teacher may hold no weights (exact toy networks)
+        if weight is not None and weight.device != x_in.device:
             teacher.to(x_in.device)
         discrete = isinstance(fam, (Masked, Autoregressive))
         B = x_in.shape[0]
