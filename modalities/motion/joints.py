@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from framework.core.conditions import ConditionError
-from framework.core.files import NUMERIC_KINDS, load_npy
+from framework.core.files import load_npy
 
 from .actions import FRAMES
-from .trajectory import FREQS, SCALE, encode_trajectory
+from .trajectory import FREQS, SCALE, encode_trajectory, float_tensor
 
 __all__ = ["DIM", "decode_joints", "encode_joints", "joints_encoder", "load_joints", "random_targets"]
 
@@ -42,16 +42,7 @@ def load_joints(value: Any, frames: int = FRAMES) -> torch.Tensor:
             raise ConditionError(f"{where}: expected a .npy file of shape [{frames}, 22, 3] (NaN where free) "
                                  f"or [{frames}, 22, 4] (x, y, z, given)")
         value = load_npy(path, "joints file", max_elements=frames * JOINTS * 4, error=ConditionError)
-    if isinstance(value, torch.Tensor):
-        if value.is_complex():
-            raise ConditionError(f"{where}: holds complex numbers, not plain numbers")
-        t = value.detach().float().cpu()
-    else:
-        array = np.asarray(value)
-        if array.dtype.kind not in NUMERIC_KINDS:
-            raise ConditionError(f"{where}: holds {array.dtype} values, not plain numbers")
-        with np.errstate(all="ignore"):
-            t = torch.as_tensor(array.astype(np.float32))
+    t = float_tensor(value, where)
     if t.ndim != 3 or t.shape[1] != JOINTS or t.shape[2] not in (3, 4):
         raise ConditionError(f"{where}: expected shape [{frames}, 22, 3] (NaN where a joint is free) or "
                              f"[{frames}, 22, 4] (x, y, z, given); got {list(t.shape)}")

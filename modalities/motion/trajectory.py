@@ -23,11 +23,26 @@ from framework.core.files import NUMERIC_KINDS, load_npy
 
 from .actions import FRAMES
 
-__all__ = ["DIM", "SCALE", "decode_trajectory", "encode_trajectory", "load_trajectory", "trajectory_encoder"]
+__all__ = ["DIM", "SCALE", "decode_trajectory", "encode_trajectory", "float_tensor", "load_trajectory",
+           "trajectory_encoder"]
 
 SCALE = 4.0  # metres per unit in the encoded tokens
 FREQS = 8
 DIM = 3 + 2 * FREQS
+
+
+def float_tensor(value: Any, where: str) -> torch.Tensor:
+    """``value`` (a tensor, array or nested list) as a float32 CPU tensor of the same shape; anything
+    but plain real numbers is a :class:`ConditionError` naming ``where``."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise ConditionError(f"{where}: holds complex numbers, not plain numbers")
+        return value.detach().float().cpu()
+    array = np.asarray(value)
+    if array.dtype.kind not in NUMERIC_KINDS:
+        raise ConditionError(f"{where}: holds {array.dtype} values, not plain numbers")
+    with np.errstate(all="ignore"):  # an overflow to inf is reported by the caller's checks, not warned
+        return torch.as_tensor(array.astype(np.float32))
 
 
 def load_trajectory(value: Any, frames: int = FRAMES) -> torch.Tensor:
@@ -40,16 +55,7 @@ def load_trajectory(value: Any, frames: int = FRAMES) -> torch.Tensor:
         if path.suffix != ".npy":
             raise ConditionError(f"{where}: expected a .npy file of shape [{frames}, 2] or [{frames}, 3]")
         value = load_npy(path, "trajectory file", max_elements=frames * 3, error=ConditionError)
-    if isinstance(value, torch.Tensor):
-        if value.is_complex():
-            raise ConditionError(f"{where}: holds complex numbers, not plain numbers")
-        t = value.detach().float().cpu()
-    else:
-        array = np.asarray(value)
-        if array.dtype.kind not in NUMERIC_KINDS:
-            raise ConditionError(f"{where}: holds {array.dtype} values, not plain numbers")
-        with np.errstate(all="ignore"):  # an overflow to inf is reported below, not warned about
-            t = torch.as_tensor(array.astype(np.float32))
+    t = float_tensor(value, where)
     if t.ndim != 2 or t.shape[1] not in (2, 3):
         raise ConditionError(f"{where}: expected shape [{frames}, 2] (x, z per frame) or [{frames}, 3] "
                              f"(x, z, given); got {list(t.shape)}")

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report_pitch import CHECKPOINTS, median_f0, report_args, target_f0, words_scores
+from report_pitch import CHECKPOINTS, median_f0, report_args, requests, target_f0, words_scores
 
 from framework.core.conditions import Conditions
 from framework.training.module import load
@@ -74,12 +74,7 @@ def run(n: int, seed: int, steps: int,
     matcher = TemplateMatcher(refs.audio, refs.word)
     held = load_words(500, 1001)
     targets = target_f0(held)
-    g = torch.Generator().manual_seed(seed)
-    raw = {"word": torch.randint(0, 10, (n,), generator=g),
-           "speaker": torch.randint(0, 15, (n,), generator=g),
-           "pitch": torch.randint(0, 3, (n,), generator=g)}
-    want = torch.tensor([targets.get((int(s), int(p)), targets[(int(s), -1)])
-                         for s, p in zip(raw["speaker"], raw["pitch"], strict=True)])
+    raw, want = requests(n, seed, targets)
     model = load(CHECKPOINTS / "words_world.ckpt").eval()
     conds = Conditions.from_raw(model.specs, dict(raw), n)
     rows, media = [], {}

@@ -107,13 +107,21 @@ def target_f0(held) -> dict[tuple[int, int], float]:
     return out
 
 
-def model_rows(judge, matcher, targets, n: int, seed: int, steps: int) -> tuple[list[dict], dict]:
+def requests(n: int, seed: int, targets: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``n`` random (word, speaker, pitch) requests (seed ``seed``) as label indices ``[n]`` each, and
+    the F0 each should have ``[n]`` Hz (``targets``: :func:`target_f0`; the speaker's median when
+    the held-out clips have too few of that speaker at that pitch)."""
     g = torch.Generator().manual_seed(seed)
     raw = {"word": torch.randint(0, 10, (n,), generator=g),
            "speaker": torch.randint(0, 15, (n,), generator=g),
            "pitch": torch.randint(0, 3, (n,), generator=g)}
     want = torch.tensor([targets.get((int(s), int(p)), targets[(int(s), -1)])
                          for s, p in zip(raw["speaker"], raw["pitch"], strict=True)])
+    return raw, want
+
+
+def model_rows(judge, matcher, targets, n: int, seed: int, steps: int) -> tuple[list[dict], dict]:
+    raw, want = requests(n, seed, targets)
     rows, media = [], {}
     for name, exprs in MODELS.items():
         path = CHECKPOINTS / f"{name}.ckpt"
