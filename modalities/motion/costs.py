@@ -36,6 +36,22 @@ def path_error(path: torch.Tensor, request: torch.Tensor) -> torch.Tensor:
     return (dist * given).sum(-1) / given.sum(-1).clamp_min(1.0)
 
 
+def _requested_cost(name: str, error: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                    missing: str) -> Callable[[torch.Tensor, Conditions], torch.Tensor]:
+    """A cost ``(x0 [B, ...], conditions) → [B]``: ``error(x0, request)`` on the rows that give
+    condition ``name``, 0 on the others; ``missing`` is the error when no row gives it."""
+
+    def cost(x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
+        request = conditions.values[name].to(x0)
+        present = conditions.present[name].to(x0.device)
+        if not bool(present.any()):
+            raise CostError(missing)
+        err = error(x0, request)
+        return torch.where(present, err, torch.zeros_like(err))
+
+    return cost
+
+
 def trajectory_cost(codec: Any, specs: Mapping[str, Any]
                     ) -> Callable[[torch.Tensor, Conditions], torch.Tensor]:
     """The ``trajectory`` cost factory (``Modality.costs``): needs the ``features`` codec and a
@@ -48,16 +64,9 @@ def trajectory_cost(codec: Any, specs: Mapping[str, Any]
         raise CostError(f"cost(trajectory, w) needs a model with a 'trajectory' condition; "
                         f"this one has {', '.join(sorted(specs))}")
 
-    def cost(x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
-        request = conditions.values["trajectory"].to(x0)
-        present = conditions.present["trajectory"].to(x0.device)
-        if not bool(present.any()):
-            raise CostError("cost(trajectory, w) needs a trajectory to follow: give one with "
-                            "--cond trajectory=path.npy (none of the samples has one)")
-        err = path_error(codec.root_path(x0), request)
-        return torch.where(present, err, torch.zeros_like(err))
-
-    return cost
+    return _requested_cost("trajectory", lambda x0, request: path_error(codec.root_path(x0), request),
+                           "cost(trajectory, w) needs a trajectory to follow: give one with "
+                           "--cond trajectory=path.npy (none of the samples has one)")
 
 
 def joint_error(positions: torch.Tensor, request: torch.Tensor) -> torch.Tensor:
@@ -80,13 +89,6 @@ def joints_cost(codec: Any, specs: Mapping[str, Any]) -> Callable[[torch.Tensor,
         raise CostError(f"cost(joints, w) needs a model with a 'joints' condition; this one has "
                         f"{', '.join(sorted(specs))}")
 
-    def cost(x0: torch.Tensor, conditions: Conditions) -> torch.Tensor:
-        request = conditions.values["joints"].to(x0)
-        present = conditions.present["joints"].to(x0.device)
-        if not bool(present.any()):
-            raise CostError("cost(joints, w) needs joint targets: give them with --cond joints=targets.npy "
-                            "(none of the samples has any)")
-        err = joint_error(codec.decode(x0), request)
-        return torch.where(present, err, torch.zeros_like(err))
-
-    return cost
+    return _requested_cost("joints", lambda x0, request: joint_error(codec.decode(x0), request),
+                           "cost(joints, w) needs joint targets: give them with --cond joints=targets.npy "
+                           "(none of the samples has any)")
