@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,8 @@ def _check_eval_args(model, args: argparse.Namespace, guidances: dict[str, Any])
     for name in args.conditions or []:
         if name not in model.specs:
             raise ConditionError(f"unknown condition {name!r}; this model has {sorted(model.specs)}")
+    if args.conditions is not None:  # a guidance on a condition not asked for fails before the judge is built
+        _check_guidances_given(model, guidances, args.conditions)
     _check_steps(model, args.steps)
     for text, expr in guidances.items():
         if expr is not None and any(b.network != "main" for b in expr.branches()):
@@ -249,18 +252,23 @@ def _check_eval_args(model, args: argparse.Namespace, guidances: dict[str, Any])
 def _eval_conditions(model, judge, args: argparse.Namespace, guidances: dict[str, Any]) -> list[str]:
     """The conditions eval requests: ``--conditions``, or every one the judge scores; each other
     condition is named in a note (never dropped silently). The guidances are checked against them."""
-    from framework.core.conditions import Conditions
-    from framework.guidance.given import check_given
-
     scored, unscored = scored_conditions(model.specs, judge, args.conditions)
     for name, why in unscored.items():
         print(f"note: condition {name!r} is not scored: {why}")
-    present = {k: torch.tensor([k in scored]) for k in model.specs}  # check_given reads presence only
+    _check_guidances_given(model, guidances, scored)
+    return scored
+
+
+def _check_guidances_given(model, guidances: dict[str, Any], given: Collection[str]) -> None:
+    """Each guidance uses only conditions in ``given`` (the requests eval will draw)."""
+    from framework.core.conditions import Conditions
+    from framework.guidance.given import check_given
+
+    present = {k: torch.tensor([k in given]) for k in model.specs}  # check_given reads presence only
     probe = Conditions({k: torch.zeros(1) for k in model.specs}, present)
     for expr in guidances.values():
         if expr is not None:
             check_given(expr, probe)
-    return scored
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -374,7 +374,10 @@ def test_guidance_on_a_condition_not_given_is_refused(conds, guidance, problem, 
 
 
 @WRONG
-def test_eval_refuses_guidance_on_conditions_it_does_not_request(capsys, no_sampling):
+def test_eval_refuses_guidance_on_conditions_it_does_not_request(capsys, no_sampling, monkeypatch):
+    from modalities.image.plugin import ImageModality
+
+    monkeypatch.setattr(ImageModality, "judge", _forbid("building the judge"))
     code, err = run_cli(
         ["eval", "--checkpoint", IMAGE, "--guidance", "cfg(color, 3)", "--conditions", "shape"], capsys
     )
