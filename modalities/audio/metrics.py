@@ -286,9 +286,10 @@ COARSE = {"n_fft": 2048, "hop": 500, "n_mels": 128}
 
 def music_judge(cache_dir: Path | str, *, n_train: int = 2048, n_val: int = 384, per_style: int = 120,
                 epochs: int = 16, melody_cache: Path | str | None = None, coarse: bool = False) -> AudioJudge:
-    """The judge of music models: ``style`` and ``instrument`` heads trained on real
-    :class:`~.music_data.MusicData` renders (seed 1000, apart from the recipes' seed 0; validation
-    clips from the held-out melodies), cached as ``cache_dir/judge-music.pt``.
+    """The judge of music models: ``style`` and ``instrument`` heads trained on real renders
+    (:func:`~.music_clips.render_clips`, stored as :class:`~.music_data.MusicData` stores them; seed
+    1000, apart from the recipes' seed 0; validation clips from the held-out melodies), cached as
+    ``cache_dir/judge-music.pt``.
 
     ``coarse``: the classifier reads log-mels at the music model's own resolution (:data:`COARSE`)
     instead of 10-ms frames of 64 bands; cached as ``judge-music-coarse.pt``. It is the judge of
@@ -299,17 +300,21 @@ def music_judge(cache_dir: Path | str, *, n_train: int = 2048, n_val: int = 384,
     (A ``tempo`` head, tried with 8 epochs, stayed near chance on held-out clips — 0.36 for 3
     bins — so the judge does not score tempo.)
     """
-    from .music_data import MusicData
+    from .music import load_melodies
+    from .music_clips import render_clips
 
     heads = {"style": 4, "instrument": 6}
-    data = MusicData(n_train=n_train, n_val=n_val, per_style=per_style, text=False, melody=False,
-                     cache_dir=str(melody_cache) if melody_cache else None, seed=1000)
+    melodies = load_melodies(per_style, Path(melody_cache) if melody_cache else None)
+
+    def split(n: int, seed: int, val: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clips ``[n, 1, 64000]`` after the 16-bit round trip the music data module stores them
+        in (so the figures are those of its splits), and their labels."""
+        waves, labels, _ = render_clips(melodies, n, seed, val=val)
+        return (waves.clamp(-1, 1) * 32767).round().short().float() / 32767, labels
+
     cache = Path(cache_dir) / ("judge-music-coarse.pt" if coarse else "judge-music.pt")
     model_kw = COARSE if coarse else {}
-    if cache.exists():  # the 2048 training clips are only rendered when the judge must be trained
-        clf = cached_classifier(cache, heads, (torch.zeros(0, 1, 64_000), {}), epochs=epochs, **model_kw)
-        waves, labels = data.clips(n_val, data.seed + 1, True)
-        # the 16-bit round trip the data module's split applies, so the figures stay the same
-        return AudioJudge(clf, ((waves.clamp(-1, 1) * 32767).round().short().float() / 32767, labels))
-    clf = cached_classifier(cache, heads, data.split("train"), epochs=epochs, **model_kw)
-    return AudioJudge(clf, data.split("val"))
+    # the 2048 training clips (seed 1000) are only rendered when the judge must be trained
+    train = split(n_train, 1000, False) if not cache.exists() else (torch.zeros(0, 1, 64_000), {})
+    clf = cached_classifier(cache, heads, train, epochs=epochs, **model_kw)
+    return AudioJudge(clf, split(n_val, 1001, True))
