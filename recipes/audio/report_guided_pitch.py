@@ -33,7 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report_pitch import CHECKPOINTS, median_f0, report_args, requests, target_f0, words_scores
+from report import report_args
+from report_pitch import CHECKPOINTS, median_f0, requests, target_f0, words_scores
 
 from framework.core.conditions import Conditions
 from framework.training.module import load
@@ -120,7 +121,7 @@ def markdown(rows: list[dict], n: int, seed: int) -> str:
 
 
 def main() -> None:
-    p = report_args(__doc__.splitlines()[0], 60, 7301)
+    p = report_args(__doc__.splitlines()[0], 60, seed=7301)
     p.add_argument("--forms", type=int, nargs="*", help="indices into FORMS (default: all)")
     p.add_argument("--tag", default="", help="suffix of the output files' names")
     args = p.parse_args()
