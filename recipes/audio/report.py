@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from framework.core.atomic import atomic_write
 from framework.core.conditions import Conditions
 from framework.evaluation import markdown_table, random_requests, score_guidance
 from framework.evaluation.tables import number
@@ -233,16 +234,21 @@ def report_args(description: str, n: int, seed: int | None = None, steps: int | 
     return p
 
 
+def write_report(out: Path, name: str, results: Any, md: str, indent: int = 2) -> None:
+    """Write ``out/<name>.json`` and ``out/<name>.md`` (each atomically) and print the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(results, indent=indent)))
+    atomic_write(out / f"{name}.md", lambda tmp: tmp.write_text(md))
+    print(md)
+
+
 def main() -> None:
     p = report_args(__doc__.splitlines()[0], 120, seed=0)
     p.add_argument("--music", action="store_true", help="add the music section (report_music.py)")
     args = p.parse_args()
     torch.set_num_threads(1)
     results = run(args.out, args.n, args.steps, args.seed, args.music)
-    (args.out / "audio.json").write_text(json.dumps(results, indent=2))
-    md = markdown(results)
-    (args.out / "audio.md").write_text(md)
-    print(md)
+    write_report(args.out, "audio", results, markdown(results))
 
 
 if __name__ == "__main__":

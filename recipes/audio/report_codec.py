@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from report import TABLE as WORD_TABLE
 from report import (  # beside this script (run as a script)
     guidance_rows,
     guidance_table,
@@ -26,6 +27,7 @@ from report import (  # beside this script (run as a script)
     reconstruction_table,
     report_args,
     sweep_table,
+    write_report,
 )
 
 from framework.core.conditions import Conditions
@@ -40,13 +42,8 @@ CHECKPOINTS = HERE / "checkpoints"
 CODEC = "recipes/audio/checkpoints/codec"
 AR = CHECKPOINTS / "words_ar.ckpt"
 SWEEP_W = (1, 2, 3, 4, 6, 8)
-TABLE = {
-    "no guidance (w=1)": "cond(word, speaker)",
-    "cfg word only, w=3": "cfg(word, 3)",
-    "cfg joint (word, speaker), w=3": "cfg((word, speaker), 3)",
-    "independent word 3, speaker 2": "independent([word, speaker], [3, 2])",
-    "nested word 3, speaker 2": "nested([word, speaker], [3, 2])",
-}
+# the word report's guidance table without its interval row
+TABLE = {k: v for k, v in WORD_TABLE.items() if not v.startswith("interval")}
 PICTURE_WORDS = ("zero", "three", "seven", "nine")
 
 
@@ -133,10 +130,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     results = run(args.out, args.n, args.seed)
-    (args.out / "audio_codec.json").write_text(json.dumps(results, indent=2))
-    md = markdown(results)
-    (args.out / "audio_codec.md").write_text(md)
-    print(md)
+    write_report(args.out, "audio_codec", results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Writes ``audio_guided_pitch<tag>.{json,md,png}`` into ``--out``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import report_args
+from report import report_args, write_report
 from report_pitch import CHECKPOINTS, median_f0, requests, target_f0, words_scores
 
 from framework.core.conditions import Conditions
@@ -128,17 +127,14 @@ def main() -> None:
     torch.manual_seed(args.seed)
     forms = [FORMS[i] for i in args.forms] if args.forms else FORMS
     rows, media = run(args.n, args.seed, args.steps, forms)
-    args.out.mkdir(parents=True, exist_ok=True)
     res = {"n": args.n, "seed": args.seed, "rows": rows}
-    (args.out / f"audio_guided_pitch{args.tag}.json").write_text(json.dumps(res, indent=1))
     text = markdown(rows, args.n, args.seed)
-    (args.out / f"audio_guided_pitch{args.tag}.md").write_text(text)
+    write_report(args.out, f"audio_guided_pitch{args.tag}", res, text, indent=1)
     from modalities.audio.writers import spectrogram_grid
 
     spectrogram_grid(torch.cat([v[:4] for v in media.values()]), rows=list(media),
                      title="words_world: the first 4 requests under each guidance form").save(
         args.out / f"audio_guided_pitch{args.tag}.png")
-    print(text)
 
 
 if __name__ == "__main__":

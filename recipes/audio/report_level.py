@@ -26,7 +26,7 @@ from modalities.audio.features import PEAK_TARGET, clipped_fraction, limit_peak
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from report import NEGATIVE, SWEEP_W, TABLE, report_args  # noqa: E402  (the word report's expressions)
+from report import NEGATIVE, SWEEP_W, TABLE, report_args, write_report  # noqa: E402  (the word report's expressions)
 from report_music import GUIDANCE as MUSIC_GUIDANCE  # noqa: E402
 from report_music import NEGATIVE as MUSIC_NEGATIVE  # noqa: E402
 from report_music import requests as music_requests  # noqa: E402
@@ -104,10 +104,7 @@ def main() -> None:
     for name in args.models:
         rows += (music_rows(args.n, args.seed, 30) if name == "music_flow"
                  else word_rows(name, args.n, args.seed, args.steps))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audio_level.json").write_text(json.dumps(rows, indent=1))
-    (args.out / "audio_level.md").write_text(markdown(rows))
-    print(markdown(rows))
+    write_report(args.out, "audio_level", rows, markdown(rows), indent=1)
 
 
 if __name__ == "__main__":

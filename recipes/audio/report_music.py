@@ -19,7 +19,6 @@ clips (the row "real clips through the mel representation"). Writes
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import report_args  # beside this script (run as a script)
+from report import report_args, write_report  # beside this script (run as a script)
 
 from framework.core.conditions import Conditions
 from framework.evaluation import markdown_table, score_guidance
@@ -175,9 +174,7 @@ def main() -> None:
     torch.set_num_threads(1)
     results, md = music_section(args.out, n=args.n, steps=args.steps, checkpoint=args.checkpoint,
                                 samples=args.samples)
-    (args.out / "audio_music.json").write_text(json.dumps(results, indent=2))
-    (args.out / "audio_music.md").write_text(md)
-    print(md)
+    write_report(args.out, "audio_music", results, md)
 
 
 if __name__ == "__main__":

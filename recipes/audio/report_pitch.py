@@ -19,7 +19,6 @@ Writes ``audio_pitch.json``, ``audio_pitch.md`` and ``audio_pitch.png`` into ``-
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import report_args  # beside this script (run as a script)
+from report import report_args, write_report  # beside this script (run as a script)
 
 from framework.core.conditions import Conditions
 from framework.evaluation import markdown_table
@@ -189,9 +188,7 @@ def main() -> None:
     decoders, decoded = decoder_rows(held, judge, matcher, args.n)
     models, media = model_rows(judge, matcher, target_f0(held), args.n, args.seed, args.steps)
     res = {"n": args.n, "decoders": decoders, "models": models}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audio_pitch.json").write_text(json.dumps(res, indent=1))
-    (args.out / "audio_pitch.md").write_text(markdown(res))
+    write_report(args.out, "audio_pitch", res, markdown(res), indent=1)
     from modalities.audio.writers import spectrogram_grid
 
     rows = [*decoded.items(), *[(f"{m}, {e}", v) for (m, e), v in media.items() if not e.startswith("cond")]]
