@@ -6,6 +6,8 @@
 * **fd**: Fréchet distance between that CNN's penultimate features of generated and held-out real
   clips (a Fréchet audio distance whose feature network was trained on this data);
 * **diversity**: spread of samples per request relative to real clips (1 ≈ as varied as real);
+  only when some request has two samples (otherwise there is no spread within a request to
+  measure, and the metric is left out rather than reported as NaN);
 * **speaker_sim**: cosine similarity between the pretrained speaker encoder's embedding
   (resemblyzer's ``VoiceEncoder``, weights shipped in its wheel) of a generated clip and the mean
   embedding of the requested speaker's real clips;
@@ -20,6 +22,7 @@ Trained judges are cached as ``state_dict`` files written atomically and loaded 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -269,7 +272,10 @@ class AudioJudge:
         known = {k: v for k, v in cats.items() if k in self._real_keys}
         groups = _group_ids(known, len(wave))
         real_groups = _group_ids({k: self._real_keys[k] for k in known}, len(self.real_features))
-        out["diversity"] = _group_spread(feats, groups) / _group_spread(self.real_features, real_groups)
+        # NaN when no request (or no real clips' label set) has two clips: then it is not measured
+        within, real = _group_spread(feats, groups), _group_spread(self.real_features, real_groups)
+        if not (math.isnan(within) or math.isnan(real)):
+            out["diversity"] = within / real
         if "speaker" in cats and self.speaker_centroids:
             emb = speaker_embed(wave, self.classifier.sample_rate)
             ref = torch.stack([self.speaker_centroids[int(s)] for s in cats["speaker"]])
