@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import Any
 
 from framework.cli.args import MAX_N, MAX_SEED, MAX_STEPS, MAX_TOKENS, Parser, bounded_int, non_empty
 
@@ -43,6 +44,52 @@ _STEPS_HELP = (f"sampling steps (at most {MAX_STEPS:,}); default: 30 for diffusi
 _DEVICE_HELP = "where to sample: cpu, cuda, cuda:N or mps (default: cpu); an unavailable device is an error"
 
 
+#: Each command's one-line help (``polyguide --help``) and description (``polyguide <command> --help``).
+_ABOUT: dict[str, tuple[str, str]] = {
+    "demo": ("the main job: guided sampling from the shipped shapes checkpoint",
+             "Sample the shipped shapes flow checkpoint under several guidance "
+             "expressions: a labelled PNG grid per expression and a summary table "
+             "(accuracy, Fréchet distance, NFE, seconds) in summary.md/.json. "
+             "--toy: an analytic 2-D toy instead, written to <out>/toy/ so the two "
+             "never overwrite each other."),
+    "explain": ("show the branches, coefficients and NFE plan of a guidance",
+                "Parse a guidance expression and show what it evaluates: its branches "
+                "per network, its coefficients at τ = 0, 0.5, 1, the forward passes of "
+                "each step, and the condition subsets training must cover."),
+    "sample": ("sample from a checkpoint with any guidance and write the media",
+               "Sample from a trained checkpoint and write the modality's media to --out:\n"
+               "  samples.pt      the sampled representation, the conditions, guidance and seed\n"
+               "  image           grid.png (all, labelled) and sample_000.png … (one per image)\n"
+               "  text            samples.txt (all passages) and sample_000.txt … (one per passage)\n"
+               "  audio           sample_000.wav …, grid.png (spectrograms), index.html (players)\n"
+               "  motion          motion.gif (all clips) and sample_00.bvh … (one per clip)\n"
+               "  other plugins   what the plugin's writer writes (default: media.pt)\n"
+               "Text models stream instead with --prompt or --max-tokens."),
+    "eval": ("score guided samples with the modality's metrics",
+             "Sample random requests under each guidance and score them with the "
+             "modality's judge (e.g. per-condition accuracy, Fréchet distance, "
+             "diversity); prints a table with NFE and seconds per guidance."),
+    "export": ("strip a training checkpoint to weights + config for shipping",
+               "Keep what sampling needs (hyper-parameters and weights, the EMA "
+               "weights if trained with EMA); drop the optimizer state and callbacks. "
+               "Written atomically; about a third of the training checkpoint's size."),
+    "modalities": ("list the installed modality plugins",
+                   "List the installed modality plugins: representations, data modules, "
+                   "conditions, condition encoders and shipped recipes (absolute paths)."),
+    "new-modality": ("write a working modality plugin to start from",
+                     "Write the project folder DIR/polyguide_NAME: a modality plugin (codec, "
+                     "data module, judge, recipe, pyproject.toml, tests) that installs with "
+                     "`pip install -e`, trains, samples and evaluates as it is; replace its "
+                     "data, codec and judge with your own (docs/plugins.md)."),
+}
+
+
+def _command(sub: argparse._SubParsersAction, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """The sub-parser of command ``name``, with its help and description from :data:`_ABOUT`."""
+    short, description = _ABOUT[name]
+    return sub.add_parser(name, help=short, description=description, **kwargs)
+
+
 def _runs(p: argparse.ArgumentParser, handler: str, device_help: str = _DEVICE_HELP) -> None:
     """The options of the commands that sample (``--device``, ``--no-progress``) and their handler."""
     p.add_argument("--device", type=non_empty, default=None, help=device_help)
@@ -62,12 +109,7 @@ class Handler:
 
 
 def _demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    d = sub.add_parser("demo", help="the main job: guided sampling from the shipped shapes checkpoint",
-                       description="Sample the shipped shapes flow checkpoint under several guidance "
-                                   "expressions: a labelled PNG grid per expression and a summary table "
-                                   "(accuracy, Fréchet distance, NFE, seconds) in summary.md/.json. "
-                                   "--toy: an analytic 2-D toy instead, written to <out>/toy/ so the two "
-                                   "never overwrite each other.")
+    d = _command(sub, "demo")
     d.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
     d.add_argument("--n", type=bounded_int(1, MAX_N), default=None,
                    help="samples per request (image; default 8) or per expression (toy; default 400)")
@@ -80,10 +122,7 @@ def _demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _explain(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    e = sub.add_parser("explain", help="show the branches, coefficients and NFE plan of a guidance",
-                       description="Parse a guidance expression and show what it evaluates: its branches "
-                                   "per network, its coefficients at τ = 0, 0.5, 1, the forward passes of "
-                                   "each step, and the condition subsets training must cover.")
+    e = _command(sub, "explain")
     e.add_argument("guidance", type=non_empty, nargs="?",
                    help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
     e.add_argument("--checkpoint", type=Path, default=None,
@@ -97,17 +136,7 @@ def _explain(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    s = sub.add_parser(
-        "sample", help="sample from a checkpoint with any guidance and write the media",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Sample from a trained checkpoint and write the modality's media to --out:\n"
-                    "  samples.pt      the sampled representation, the conditions, guidance and seed\n"
-                    "  image           grid.png (all, labelled) and sample_000.png … (one per image)\n"
-                    "  text            samples.txt (all passages) and sample_000.txt … (one per passage)\n"
-                    "  audio           sample_000.wav …, grid.png (spectrograms), index.html (players)\n"
-                    "  motion          motion.gif (all clips) and sample_00.bvh … (one per clip)\n"
-                    "  other plugins   what the plugin's writer writes (default: media.pt)\n"
-                    "Text models stream instead with --prompt or --max-tokens.")
+    s = _command(sub, "sample", formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--checkpoint", type=Path, default=None,
                    help="a checkpoint from polyguide fit or export, "
                         "e.g. recipes/image/checkpoints/shapes_flow.ckpt")
@@ -145,10 +174,7 @@ def _sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    e = sub.add_parser("eval", help="score guided samples with the modality's metrics",
-                       description="Sample random requests under each guidance and score them with the "
-                                   "modality's judge (e.g. per-condition accuracy, Fréchet distance, "
-                                   "diversity); prints a table with NFE and seconds per guidance.")
+    e = _command(sub, "eval")
     e.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint from polyguide fit or export")
     e.add_argument("--guidance", type=non_empty, action="append", default=[],
                    help="a guidance to score (repeatable: one row each); " + _GUIDANCE_DEFAULT)
@@ -168,10 +194,7 @@ def _eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _export(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    x = sub.add_parser("export", help="strip a training checkpoint to weights + config for shipping",
-                       description="Keep what sampling needs (hyper-parameters and weights, the EMA "
-                                   "weights if trained with EMA); drop the optimizer state and callbacks. "
-                                   "Written atomically; about a third of the training checkpoint's size.")
+    x = _command(sub, "export")
     x.add_argument("checkpoint", type=Path, help="a training checkpoint (e.g. .../checkpoints/last.ckpt)")
     x.add_argument("dest", type=Path, help="the file to write (an existing polyguide checkpoint is replaced)")
     x.add_argument("--force", action="store_true",
@@ -180,11 +203,7 @@ def _export(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _new_modality(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    n = sub.add_parser("new-modality", help="write a working modality plugin to start from",
-                       description="Write the project folder DIR/polyguide_NAME: a modality plugin (codec, "
-                                   "data module, judge, recipe, pyproject.toml, tests) that installs with "
-                                   "`pip install -e`, trains, samples and evaluates as it is; replace its "
-                                   "data, codec and judge with your own (docs/plugins.md).")
+    n = _command(sub, "new-modality")
     n.add_argument("name", type=non_empty, help="the modality's name: lower-case letters, digits and _")
     n.add_argument("--out", type=Path, default=Path("."), help="where to write the project (default: .)")
     return n
@@ -198,10 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     # each command's handler; the sampling ones also take --device and --no-progress
     _runs(_demo(sub), "framework.cli.main:_demo", _DEVICE_HELP + " (not with --toy)")
     _explain(sub).set_defaults(run=Handler("framework.cli.main:_explain"))
-    sub.add_parser("modalities", help="list the installed modality plugins",
-                   description="List the installed modality plugins: representations, data modules, "
-                               "conditions, condition encoders and shipped recipes (absolute paths)."
-                   ).set_defaults(run=Handler("framework.cli.plugin_commands:_modalities"))
+    _command(sub, "modalities").set_defaults(run=Handler("framework.cli.plugin_commands:_modalities"))
     _new_modality(sub).set_defaults(run=Handler("framework.cli.plugin_commands:_new_modality"))
     _runs(_sample(sub), "framework.cli.commands:_sample")
     _runs(_eval(sub), "framework.cli.commands:_eval")
