@@ -46,6 +46,9 @@ def test_a_modality_reaches_another_through_its_shared_api():
     from modalities.audio import music
 
     assert plugins.api("audio/render") is music.render
+    shared = plugins.get("audio").api
+    assert {"render", "music_features", "estimate_beats", "sample_rate"} <= set(shared)
+    assert all(plugins.api(f"audio/{name}") is not None for name in shared)  # every target imports
     with pytest.raises(plugins.PluginError, match=r"shares no 'nope'; it shares .*'render'"):
         plugins.api("audio/nope")
     with pytest.raises(plugins.PluginError, match="not of the form"):
