@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, main, write
 
+from framework.evaluation import markdown_table
 from framework.training.module import GenerativeModule
 
 PAIR = ("shape", "color")
@@ -76,16 +77,14 @@ def run(out: Path, quick: bool = False, threads: int = 2, batch: int = 64) -> di
 
 
 def table(payload: dict) -> str:
-    lines = [f"Samples/s per family × guidance (batch {payload['batch']}; backbone width 64, 2 blocks)", "",
-             "| family | guidance | steps | NFE | NFE/step | forwards/step | samples/s | vs unguided "
-             "| samples/CPU-s | vs unguided (CPU) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in payload["rows"]:
-        lines.append(f"| {r['family']} | {r['guidance']} | {r['steps']} | {r['nfe']} | "
-                     f"{r['nfe_per_step']:.2f} | {r['forward_calls_per_step']:.0f} | "
-                     f"{r['samples_per_s']:.0f} | {r['relative_to_unguided']:.2f} | "
-                     f"{r['samples_per_cpu_s']:.0f} | {r['relative_to_unguided_cpu']:.2f} |")
-    return "\n".join(lines) + "\n"
+    header = ["family", "guidance", "steps", "NFE", "NFE/step", "forwards/step", "samples/s", "vs unguided",
+              "samples/CPU-s", "vs unguided (CPU)"]
+    rows = [[r["family"], r["guidance"], r["steps"], r["nfe"], f"{r['nfe_per_step']:.2f}",
+             f"{r['forward_calls_per_step']:.0f}", f"{r['samples_per_s']:.0f}",
+             f"{r['relative_to_unguided']:.2f}", f"{r['samples_per_cpu_s']:.0f}",
+             f"{r['relative_to_unguided_cpu']:.2f}"] for r in payload["rows"]]
+    return (f"Samples/s per family × guidance (batch {payload['batch']}; backbone width 64, 2 blocks)\n\n"
+            + markdown_table(header, rows, fmt=str))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, main, write
 
+from framework.evaluation import markdown_table
 from framework.training.module import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,15 +68,13 @@ def run(out: Path, quick: bool = False, threads: int = 2, n: int = 8,
 
 
 def table(payload: dict) -> str:
-    lines = ["Masked sampling with and without output reuse (CFG; same seed; median of interleaved runs)", "",
-             "| model | tokens | steps | NFE without → with reuse | identical samples | s without | s with | "
-             "speed-up |", "|---|---|---|---|---|---|---|---|"]
-    for r in payload["rows"]:
-        lines.append(f"| {r['model']} | {r['length']} | {r['steps']} | {r['nfe_plain']} → {r['nfe_reuse']} | "
-                     f"{'yes' if r['identical'] else 'NO'} | {r['seconds_plain']:.2f} | "
-                     f"{r['seconds_reuse']:.2f} | "
-                     f"{r['speedup']:.2f}× |")
-    return "\n".join(lines) + "\n"
+    header = ["model", "tokens", "steps", "NFE without → with reuse", "identical samples", "s without",
+              "s with", "speed-up"]
+    rows = [[r["model"], r["length"], r["steps"], f"{r['nfe_plain']} → {r['nfe_reuse']}",
+             "yes" if r["identical"] else "NO", f"{r['seconds_plain']:.2f}", f"{r['seconds_reuse']:.2f}",
+             f"{r['speedup']:.2f}×"] for r in payload["rows"]]
+    return ("Masked sampling with and without output reuse (CFG; same seed; median of interleaved runs)\n\n"
+            + markdown_table(header, rows, fmt=str))
 
 
 if __name__ == "__main__":

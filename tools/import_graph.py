@@ -7,9 +7,9 @@ each is a dependency of the code. The contract:
 * the layers, bottom first (:data:`LAYERS`); a module imports only from its own layer or the ones
   below it, so the framework under the modalities never imports one (it reaches a modality through
   the plugin registry, :mod:`framework.core.plugins`), nor does the CLI (:data:`FORBIDDEN`);
-* no modality imports another;
-* no import circle (a strongly connected component of more than one module) but the
-  :data:`KNOWN_CIRCLES` not broken yet.
+* no modality imports another (one uses another's public API by name through the registry,
+  :func:`framework.core.plugins.api`);
+* no import circle (a strongly connected component of more than one module).
 
 ``python tools/import_graph.py`` prints the violations and circles (exit 1 if any) and
 ``--diagram`` the layer diagram of ``docs/architecture.md`` (mermaid), generated from the imports.
@@ -63,23 +63,6 @@ PURPOSE = {
     "modalities": "the built-in plugins: image, text, audio, motion (none imports another)",
     "cli": "the polyguide command line",
 }
-
-
-#: Circles not broken yet, each a data module whose validation ``score`` builds the modality's judge
-#: while the judge trains on that data module's clips (lazy imports both ways). Listed so that any
-#: other circle fails the contract test, and so that breaking one must remove it here.
-KNOWN_CIRCLES = [["modalities.audio.metrics", "modalities.audio.music_data"],
-                 ["modalities.motion.data", "modalities.motion.metrics"]]
-
-#: Imports from one modality into another not yet routed through the plugin registry: the dance
-#: models (motion conditioned on music) render their training music and read beats with the audio
-#: plugin's modules. Listed so that any other cross-modality import fails the contract test.
-KNOWN_CROSS_MODAL = {("modalities.motion.dance.data", "modalities.audio.beats"),
-                     ("modalities.motion.dance.data", "modalities.audio.music"),
-                     ("modalities.motion.dance.data", "modalities.audio.music_data"),
-                     ("modalities.motion.dance.judge", "modalities.audio.beats"),
-                     ("modalities.motion.dance.player", "modalities.audio.beats"),
-                     ("modalities.motion.dance.player", "modalities.audio.features")}
 
 
 def layer_of(module: str) -> str | None:
@@ -191,8 +174,7 @@ def violations(edges: dict[str, set[str]]) -> list[str]:
                 bad.append(f"{src} → {dst}: outside the layers (add it to LAYERS)")
             elif (ls, ld) in FORBIDDEN:
                 bad.append(f"{src} → {dst}: layer {ls} reaches {ld} only through the plugin registry")
-            elif (_modality(src) and _modality(dst) and _modality(src) != _modality(dst)
-                  and (src, dst) not in KNOWN_CROSS_MODAL):
+            elif _modality(src) and _modality(dst) and _modality(src) != _modality(dst):
                 bad.append(f"{src} → {dst}: a modality imports another modality")
             elif order.index(ld) > order.index(ls):
                 bad.append(f"{src} → {dst}: layer {ls} imports the higher layer {ld}")
@@ -244,11 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in bad:
         print(line)
     for loop in loops:
-        print(("known " if loop in KNOWN_CIRCLES else "") + "circle: " + " ↔ ".join(loop))
-    new = [loop for loop in loops if loop not in KNOWN_CIRCLES]
+        print("circle: " + " ↔ ".join(loop))
     print(f"{len(edges)} modules, {sum(map(len, edges.values()))} imports: {len(bad)} layer violations, "
-          f"{len(loops)} circles ({len(loops) - len(new)} known)")
-    return 1 if bad or new or len(loops) != len(KNOWN_CIRCLES) else 0
+          f"{len(loops)} circles")
+    return 1 if bad or loops else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import Any
 
 from framework.cli.args import MAX_N, MAX_SEED, MAX_STEPS, MAX_TOKENS, Parser, bounded_int, non_empty
 
@@ -43,6 +44,59 @@ _STEPS_HELP = (f"sampling steps (at most {MAX_STEPS:,}); default: 30 for diffusi
 _DEVICE_HELP = "where to sample: cpu, cuda, cuda:N or mps (default: cpu); an unavailable device is an error"
 
 
+#: Each command's one-line help (``polyguide --help``) and description (``polyguide <command> --help``).
+_ABOUT: dict[str, tuple[str, str]] = {
+    "demo": ("the main job: guided sampling from the shipped shapes checkpoint",
+             "Sample the shipped shapes flow checkpoint under several guidance "
+             "expressions: a labelled PNG grid per expression and a summary table "
+             "(accuracy, Fréchet distance, NFE, seconds) in summary.md/.json. "
+             "--toy: an analytic 2-D toy instead, written to <out>/toy/ so the two "
+             "never overwrite each other."),
+    "explain": ("show the branches, coefficients and NFE plan of a guidance",
+                "Parse a guidance expression and show what it evaluates: its branches "
+                "per network, its coefficients at τ = 0, 0.5, 1, the forward passes of "
+                "each step, and the condition subsets training must cover."),
+    "sample": ("sample from a checkpoint with any guidance and write the media",
+               "Sample from a trained checkpoint and write the modality's media to --out:\n"
+               "  samples.pt      the sampled representation, the conditions, guidance and seed\n"
+               "  image           grid.png (all, labelled) and sample_000.png … (one per image)\n"
+               "  text            samples.txt (all passages) and sample_000.txt … (one per passage)\n"
+               "  audio           sample_000.wav …, grid.png (spectrograms), index.html (players)\n"
+               "  motion          motion.gif (all clips) and sample_00.bvh … (one per clip)\n"
+               "  other plugins   what the plugin's writer writes (default: media.pt)\n"
+               "Text models stream instead with --prompt or --max-tokens."),
+    "eval": ("score guided samples with the modality's metrics",
+             "Sample random requests under each guidance and score them with the "
+             "modality's judge (e.g. per-condition accuracy, Fréchet distance, "
+             "diversity); prints a table with NFE and seconds per guidance."),
+    "export": ("strip a training checkpoint to weights + config for shipping",
+               "Keep what sampling needs (hyper-parameters and weights, the EMA "
+               "weights if trained with EMA); drop the optimizer state and callbacks. "
+               "Written atomically; about a third of the training checkpoint's size."),
+    "modalities": ("list the installed modality plugins",
+                   "List the installed modality plugins: representations, data modules, "
+                   "conditions, condition encoders and shipped recipes (absolute paths)."),
+    "new-modality": ("write a working modality plugin to start from",
+                     "Write the project folder DIR/polyguide_NAME: a modality plugin (codec, "
+                     "data module, judge, recipe, pyproject.toml, tests) that installs with "
+                     "`pip install -e`, trains, samples and evaluates as it is; replace its "
+                     "data, codec and judge with your own (docs/plugins.md)."),
+}
+
+
+def _command(sub: argparse._SubParsersAction, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """The sub-parser of command ``name``, with its help and description from :data:`_ABOUT`."""
+    short, description = _ABOUT[name]
+    return sub.add_parser(name, help=short, description=description, **kwargs)
+
+
+def _runs(p: argparse.ArgumentParser, handler: str, device_help: str = _DEVICE_HELP) -> None:
+    """The options of the commands that sample (``--device``, ``--no-progress``) and their handler."""
+    p.add_argument("--device", type=non_empty, default=None, help=device_help)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=Handler(handler))
+
+
 class Handler:
     """A sub-command's function, imported on first call from ``"module:function"``."""
 
@@ -54,13 +108,8 @@ class Handler:
         return getattr(importlib.import_module(module), name)(args)
 
 
-def _demo(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("demo", help="the main job: guided sampling from the shipped shapes checkpoint",
-                       description="Sample the shipped shapes flow checkpoint under several guidance "
-                                   "expressions: a labelled PNG grid per expression and a summary table "
-                                   "(accuracy, Fréchet distance, NFE, seconds) in summary.md/.json. "
-                                   "--toy: an analytic 2-D toy instead, written to <out>/toy/ so the two "
-                                   "never overwrite each other.")
+def _demo(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    d = _command(sub, "demo")
     d.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
     d.add_argument("--n", type=bounded_int(1, MAX_N), default=None,
                    help="samples per request (image; default 8) or per expression (toy; default 400)")
@@ -69,16 +118,11 @@ def _demo(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0,
                    help="random seed (default 0: the demo's published table is reproducible)")
     d.add_argument("--toy", action="store_true", help="the analytic toy instead (no checkpoint needed)")
-    d.add_argument("--device", type=non_empty, default=None, help=_DEVICE_HELP + " (not with --toy)")
-    d.add_argument("--no-progress", action="store_true", help="no progress bar")
-    d.set_defaults(run=Handler("framework.cli.main:_demo"))
+    return d
 
 
-def _explain(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser("explain", help="show the branches, coefficients and NFE plan of a guidance",
-                       description="Parse a guidance expression and show what it evaluates: its branches "
-                                   "per network, its coefficients at τ = 0, 0.5, 1, the forward passes of "
-                                   "each step, and the condition subsets training must cover.")
+def _explain(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    e = _command(sub, "explain")
     e.add_argument("guidance", type=non_empty, nargs="?",
                    help='e.g. "uncond + 4*(cond(shape) - uncond) + 3*(cond(color) - uncond)"')
     e.add_argument("--checkpoint", type=Path, default=None,
@@ -88,21 +132,11 @@ def _explain(sub: argparse._SubParsersAction) -> None:
                    help=f"sampling steps to plan (default 10, at most {MAX_EXPLAIN_STEPS:,}: one line each)")
     e.add_argument("--pretrained", type=non_empty, default=None, metavar="PATH_OR_ID",
                    help="also list the passes of a diffusers / transformers pipeline (docs/pretrained.md)")
-    e.set_defaults(run=Handler("framework.cli.main:_explain"))
+    return e
 
 
-def _sample(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser(
-        "sample", help="sample from a checkpoint with any guidance and write the media",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Sample from a trained checkpoint and write the modality's media to --out:\n"
-                    "  samples.pt      the sampled representation, the conditions, guidance and seed\n"
-                    "  image           grid.png (all, labelled) and sample_000.png … (one per image)\n"
-                    "  text            samples.txt (all passages) and sample_000.txt … (one per passage)\n"
-                    "  audio           sample_000.wav …, grid.png (spectrograms), index.html (players)\n"
-                    "  motion          motion.gif (all clips) and sample_00.bvh … (one per clip)\n"
-                    "  other plugins   what the plugin's writer writes (default: media.pt)\n"
-                    "Text models stream instead with --prompt or --max-tokens.")
+def _sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    s = _command(sub, "sample", formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--checkpoint", type=Path, default=None,
                    help="a checkpoint from polyguide fit or export, "
                         "e.g. recipes/image/checkpoints/shapes_flow.ckpt")
@@ -124,7 +158,6 @@ def _sample(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint of the 'weak' network for .on(weak) branches (autoguidance, contrastive)")
     s.add_argument("--out", type=Path, default=None,
                    help="output folder (default: samples; streamed text is written only when given)")
-    s.add_argument("--device", type=non_empty, default=None, help=_DEVICE_HELP)
     s.add_argument("--prompt", type=non_empty, default=None,
                    help="text models: a prefix to continue, taken as whole words (streams the text, "
                         "which begins with the prompt)")
@@ -137,15 +170,11 @@ def _sample(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--continue", dest="keep_going", action="store_true",
                    help="text models: at the end of a speech, start another one (same conditions) until "
                         "--max-tokens; without it, generation stops at the first end-of-speech token")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.set_defaults(run=Handler("framework.cli.commands:_sample"))
+    return s
 
 
-def _eval(sub: argparse._SubParsersAction) -> None:
-    e = sub.add_parser("eval", help="score guided samples with the modality's metrics",
-                       description="Sample random requests under each guidance and score them with the "
-                                   "modality's judge (e.g. per-condition accuracy, Fréchet distance, "
-                                   "diversity); prints a table with NFE and seconds per guidance.")
+def _eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    e = _command(sub, "eval")
     e.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint from polyguide fit or export")
     e.add_argument("--guidance", type=non_empty, action="append", default=[],
                    help="a guidance to score (repeatable: one row each); " + _GUIDANCE_DEFAULT)
@@ -161,32 +190,23 @@ def _eval(sub: argparse._SubParsersAction) -> None:
                         "the modality's shipped checkpoints folder, else ~/.cache/polyguide/judges)")
     e.add_argument("--out", type=Path, default=None,
                    help="also write eval.json and eval.md to this folder (default: print only)")
-    e.add_argument("--device", type=non_empty, default=None, help=_DEVICE_HELP)
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.set_defaults(run=Handler("framework.cli.commands:_eval"))
+    return e
 
 
-def _export(sub: argparse._SubParsersAction) -> None:
-    x = sub.add_parser("export", help="strip a training checkpoint to weights + config for shipping",
-                       description="Keep what sampling needs (hyper-parameters and weights, the EMA "
-                                   "weights if trained with EMA); drop the optimizer state and callbacks. "
-                                   "Written atomically; about a third of the training checkpoint's size.")
+def _export(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    x = _command(sub, "export")
     x.add_argument("checkpoint", type=Path, help="a training checkpoint (e.g. .../checkpoints/last.ckpt)")
     x.add_argument("dest", type=Path, help="the file to write (an existing polyguide checkpoint is replaced)")
     x.add_argument("--force", action="store_true",
                    help="overwrite dest even if it is not a polyguide checkpoint")
-    x.set_defaults(run=Handler("framework.cli.commands:_export"))
+    return x
 
 
-def _new_modality(sub: argparse._SubParsersAction) -> None:
-    n = sub.add_parser("new-modality", help="write a working modality plugin to start from",
-                       description="Write the project folder DIR/polyguide_NAME: a modality plugin (codec, "
-                                   "data module, judge, recipe, pyproject.toml, tests) that installs with "
-                                   "`pip install -e`, trains, samples and evaluates as it is; replace its "
-                                   "data, codec and judge with your own (docs/plugins.md).")
+def _new_modality(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    n = _command(sub, "new-modality")
     n.add_argument("name", type=non_empty, help="the modality's name: lower-case letters, digits and _")
     n.add_argument("--out", type=Path, default=Path("."), help="where to write the project (default: .)")
-    n.set_defaults(run=Handler("framework.cli.plugin_commands:_new_modality"))
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,16 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="polyguide", description=_DESCRIPTION,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command")
-    _demo(sub)
-    _explain(sub)
-    m = sub.add_parser("modalities", help="list the installed modality plugins",
-                       description="List the installed modality plugins: representations, data modules, "
-                                   "conditions, condition encoders and shipped recipes (absolute paths).")
-    m.set_defaults(run=Handler("framework.cli.plugin_commands:_modalities"))
-    _new_modality(sub)
-    _sample(sub)
-    _eval(sub)
-    _export(sub)
+    # each command's handler; the sampling ones also take --device and --no-progress
+    _runs(_demo(sub), "framework.cli.main:_demo", _DEVICE_HELP + " (not with --toy)")
+    _explain(sub).set_defaults(run=Handler("framework.cli.main:_explain"))
+    _command(sub, "modalities").set_defaults(run=Handler("framework.cli.plugin_commands:_modalities"))
+    _new_modality(sub).set_defaults(run=Handler("framework.cli.plugin_commands:_new_modality"))
+    _runs(_sample(sub), "framework.cli.commands:_sample")
+    _runs(_eval(sub), "framework.cli.commands:_eval")
+    _export(sub).set_defaults(run=Handler("framework.cli.commands:_export"))
     sub.add_parser("fit", help="train a recipe: polyguide fit --config recipes/<modality>/<name>.yaml "
                                "(polyguide fit --help: LightningCLI's options)", add_help=False)
     return p

@@ -24,7 +24,7 @@ import torch
 
 from framework.core.errors import UserError
 
-__all__ = ["Codec", "LazyClasses", "Modality", "PluginError", "available", "get", "judge_cache",
+__all__ = ["Codec", "LazyClasses", "Modality", "PluginError", "api", "available", "get", "judge_cache",
            "plugin_modules", "refresh"]
 
 GROUP = "polyguide.modalities"
@@ -35,9 +35,9 @@ class PluginError(UserError, LookupError):
 
 
 class LazyClasses(Mapping[str, Any]):
-    """A read-only name → class mapping whose classes are given as ``"module:attribute"`` and
-    imported on first access, e.g. a modality's ``datamodules``: a data module imports Lightning
-    (seconds), which sampling never needs."""
+    """A read-only name → class (or any module attribute) mapping whose values are given as
+    ``"module:attribute"`` and imported on first access, e.g. a modality's ``datamodules``: a data
+    module imports Lightning (seconds), which sampling never needs; or its :attr:`Modality.api`."""
 
     def __init__(self, targets: Mapping[str, str]) -> None:
         self._targets = dict(targets)
@@ -105,6 +105,10 @@ class Modality:
             costs by name at sampling time, under any the caller supplies; a factory is built
             only when a guidance names it, and may raise :class:`PluginError` when the model's
             conditions do not support it.
+        api: the public API this modality shares with other plugins, name → function or constant
+            (a :class:`LazyClasses` of ``"module:attribute"``, imported on first use); another
+            plugin reaches it by name with :func:`api` (``api("audio/render")``) instead of
+            importing this modality's modules, so no modality imports another.
     """
 
     name: ClassVar[str] = ""
@@ -116,6 +120,7 @@ class Modality:
     encoders: ClassVar[Mapping[str, Callable[[Sequence[Any]], torch.Tensor]]] = {}
     #: ``(codec, condition specs) -> cost``; a cost is ``(x0 [B, *shape], conditions) -> [B]``
     costs: ClassVar[Mapping[str, Callable[[Codec, Mapping[str, Any]], Callable[..., torch.Tensor]]]] = {}
+    api: ClassVar[Mapping[str, Any]] = {}
 
     def codec(self, representation: str, **kwargs: Any) -> Codec:
         """Build the codec of one representation, e.g. ``codec("patches", size=16, patch=2)``."""
@@ -209,6 +214,20 @@ def get(name: str) -> Modality:
     if cls.name != name:
         raise PluginError(f"entry point {name!r} loads a modality named {cls.name!r}; they must match")
     return cls()
+
+
+def api(name: str) -> Any:
+    """The object a modality plugin shares under ``"<modality>/<name>"`` in its :attr:`Modality.api`
+    (e.g. ``api("audio/render")``, the audio plugin's instrument renderer); a clear error names the
+    modality's shared names."""
+    modality, _, local = name.partition("/")
+    if not modality or not local:
+        raise PluginError(f"shared name {name!r} is not of the form '<modality>/<name>'")
+    shared = get(modality).api
+    if local not in shared:
+        raise PluginError(f"modality {modality!r} shares no {local!r}; "
+                          f"it shares {sorted(shared) or 'nothing'}")
+    return shared[local]
 
 
 def judge_cache(modality: Modality) -> Path:

@@ -9,7 +9,10 @@ __all__ = ["format_table", "markdown_table", "number"]
 
 
 def number(v: Any) -> str:
-    """A metric as the tables print it: one decimal from 10 up, two below; text as it is."""
+    """A metric as the tables print it: one decimal from 10 up, two below; ``None`` (not measured)
+    as "–"; text as it is."""
+    if v is None:
+        return "–"
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return str(v)
     return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"

@@ -9,26 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from framework.guidance.branches import (
-    AttnBlur,
-    AttnIdentity,
-    Branch,
-    Perturbation,
-    SkipLayers,
-    TimeShift,
-)
-from framework.guidance.branches import (
-    cond as _cond,
-)
-from framework.guidance.branches import (
-    independent as _independent,
-)
-from framework.guidance.branches import (
-    noised as _noised,
-)
-from framework.guidance.branches import (
-    uncond as _uncond,
-)
+from framework.guidance.branches import AttnBlur, AttnIdentity, Branch, Perturbation, SkipLayers, TimeShift
+from framework.guidance.branches import cond as _cond
+from framework.guidance.branches import independent as _independent
+from framework.guidance.branches import noised as _noised
+from framework.guidance.branches import uncond as _uncond
 from framework.guidance.expr import PROBE_TAUS, Expr
 from framework.guidance.ops import Adaptive, CostGrad, PlausibilityMask, Project, Renoised, Rescale, ZeroStar
 from framework.guidance.schedules import WeightLike, as_weight, schedule, window

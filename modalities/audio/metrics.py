@@ -6,6 +6,8 @@
 * **fd**: Fréchet distance between that CNN's penultimate features of generated and held-out real
   clips (a Fréchet audio distance whose feature network was trained on this data);
 * **diversity**: spread of samples per request relative to real clips (1 ≈ as varied as real);
+  only when some request has two samples (otherwise there is no spread within a request to
+  measure, and the metric is left out rather than reported as NaN);
 * **speaker_sim**: cosine similarity between the pretrained speaker encoder's embedding
   (resemblyzer's ``VoiceEncoder``, weights shipped in its wheel) of a generated clip and the mean
   embedding of the requested speaker's real clips;
@@ -20,6 +22,7 @@ Trained judges are cached as ``state_dict`` files written atomically and loaded 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -269,7 +272,10 @@ class AudioJudge:
         known = {k: v for k, v in cats.items() if k in self._real_keys}
         groups = _group_ids(known, len(wave))
         real_groups = _group_ids({k: self._real_keys[k] for k in known}, len(self.real_features))
-        out["diversity"] = _group_spread(feats, groups) / _group_spread(self.real_features, real_groups)
+        # NaN when no request (or no real clips' label set) has two clips: then it is not measured
+        within, real = _group_spread(feats, groups), _group_spread(self.real_features, real_groups)
+        if not (math.isnan(within) or math.isnan(real)):
+            out["diversity"] = within / real
         if "speaker" in cats and self.speaker_centroids:
             emb = speaker_embed(wave, self.classifier.sample_rate)
             ref = torch.stack([self.speaker_centroids[int(s)] for s in cats["speaker"]])
@@ -286,9 +292,10 @@ COARSE = {"n_fft": 2048, "hop": 500, "n_mels": 128}
 
 def music_judge(cache_dir: Path | str, *, n_train: int = 2048, n_val: int = 384, per_style: int = 120,
                 epochs: int = 16, melody_cache: Path | str | None = None, coarse: bool = False) -> AudioJudge:
-    """The judge of music models: ``style`` and ``instrument`` heads trained on real
-    :class:`~.music_data.MusicData` renders (seed 1000, apart from the recipes' seed 0; validation
-    clips from the held-out melodies), cached as ``cache_dir/judge-music.pt``.
+    """The judge of music models: ``style`` and ``instrument`` heads trained on real renders
+    (:func:`~.music_clips.render_clips`, stored as :class:`~.music_data.MusicData` stores them; seed
+    1000, apart from the recipes' seed 0; validation clips from the held-out melodies), cached as
+    ``cache_dir/judge-music.pt``.
 
     ``coarse``: the classifier reads log-mels at the music model's own resolution (:data:`COARSE`)
     instead of 10-ms frames of 64 bands; cached as ``judge-music-coarse.pt``. It is the judge of
@@ -299,17 +306,21 @@ def music_judge(cache_dir: Path | str, *, n_train: int = 2048, n_val: int = 384,
     (A ``tempo`` head, tried with 8 epochs, stayed near chance on held-out clips — 0.36 for 3
     bins — so the judge does not score tempo.)
     """
-    from .music_data import MusicData
+    from .music import load_melodies
+    from .music_clips import render_clips
 
     heads = {"style": 4, "instrument": 6}
-    data = MusicData(n_train=n_train, n_val=n_val, per_style=per_style, text=False, melody=False,
-                     cache_dir=str(melody_cache) if melody_cache else None, seed=1000)
+    melodies = load_melodies(per_style, Path(melody_cache) if melody_cache else None)
+
+    def split(n: int, seed: int, val: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Clips ``[n, 1, 64000]`` after the 16-bit round trip the music data module stores them
+        in (so the figures are those of its splits), and their labels."""
+        waves, labels, _ = render_clips(melodies, n, seed, val=val)
+        return (waves.clamp(-1, 1) * 32767).round().short().float() / 32767, labels
+
     cache = Path(cache_dir) / ("judge-music-coarse.pt" if coarse else "judge-music.pt")
     model_kw = COARSE if coarse else {}
-    if cache.exists():  # the 2048 training clips are only rendered when the judge must be trained
-        clf = cached_classifier(cache, heads, (torch.zeros(0, 1, 64_000), {}), epochs=epochs, **model_kw)
-        waves, labels = data.clips(n_val, data.seed + 1, True)
-        # the 16-bit round trip the data module's split applies, so the figures stay the same
-        return AudioJudge(clf, ((waves.clamp(-1, 1) * 32767).round().short().float() / 32767, labels))
-    clf = cached_classifier(cache, heads, data.split("train"), epochs=epochs, **model_kw)
-    return AudioJudge(clf, data.split("val"))
+    # the 2048 training clips (seed 1000) are only rendered when the judge must be trained
+    train = split(n_train, 1000, False) if not cache.exists() else (torch.zeros(0, 1, 64_000), {})
+    clf = cached_classifier(cache, heads, train, epochs=epochs, **model_kw)
+    return AudioJudge(clf, split(n_val, 1001, True))

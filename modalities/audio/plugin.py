@@ -76,6 +76,21 @@ class AudioModality(Modality):
         "melody": melody,
         # music features at the motion frame rate, for other modalities' conditions (dance)
         "onsets": onsets_encoder, "beats": beats_encoder, "music": music_encoder})
+    #: the public API other plugins reach by name (``plugins.api("audio/<name>")``), imported on
+    #: first use: rendering melodies and reading their beats, for motion conditioned on music (dance)
+    api = LazyClasses({
+        "sample_rate": f"{__package__}.features:SAMPLE_RATE",  # Hz of every waveform below
+        "save_wav": f"{__package__}.features:save_wav",  # (path, wave [S]) -> path, 16-bit mono
+        "load_melodies": f"{__package__}.music:load_melodies",  # (per_style, cache) -> Melodies
+        "split_melodies": f"{__package__}.music_clips:split_melodies",  # training/held-out melodies
+        "clip_notes": f"{__package__}.music:clip_notes",  # a melody's notes timed at a tempo
+        "render": f"{__package__}.music:render",  # timed notes -> wave [S] on an instrument
+        "music_features": f"{__package__}.beats:music_features",  # waves [B, S] -> [B, T, music_dim]
+        "music_dim": f"{__package__}.beats:MUSIC_DIM",  # channels of the audio/music encoder
+        "tempo_scale": f"{__package__}.beats:TEMPO_SCALE",  # bpm = tempo channel × tempo_scale
+        "source_of": f"{__package__}.beats:source_of",  # encoded features -> their waveform or None
+        "onset_envelope": f"{__package__}.beats:onset_envelope",  # waves [B, S] -> envelopes
+        "estimate_beats": f"{__package__}.beats:estimate_beats"})  # an envelope -> its beat grid
 
     def write(self, media: torch.Tensor, out: Path, *, rows: Sequence[str] | None = None,
               title: str | None = None) -> list[Path]:

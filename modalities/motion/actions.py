@@ -3,8 +3,9 @@
 A clip is one or two :class:`Segment` s. Each segment drives a few per-frame *channels* — the
 pelvis ground path and heading, the pelvis height/shift/lean, footsteps, arm directions — and
 the legs follow by analytic two-bone inverse kinematics, so a foot in stance stays exactly where
-it landed (contact labels come from the footstep plan, and the data has no foot sliding). Joint
-rotations go through :func:`~modalities.motion.skeleton.forward_kinematics`.
+it landed (contact labels come from the footstep plan, and the data has no foot sliding). The
+channels live in :mod:`.channels`; :mod:`.pose` turns them into joint rotations and positions
+(:func:`~modalities.motion.skeleton.forward_kinematics`).
 
 Every clip starts with the pelvis over the origin, facing ``+z``. ``generate_clip(rng)`` draws
 a random clip (deterministic for a seeded ``numpy.random.Generator``).
@@ -19,21 +20,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from .skeleton import ANKLE_HEIGHT, OFFSETS, SHIN, THIGH, forward_kinematics, rot_x, rot_y, rotation_between
+from .channels import (
+    FPS,
+    FRAMES,
+    Channels,
+    blend_after,
+    body_direction,
+    heading_vector,
+    ramp_window,
+    smoother,
+    unit,
+)
+from .pose import channels_to_pose
 
 __all__ = ["ACTIONS", "FPS", "FRAMES", "SPEEDS", "Clip", "Segment", "generate_clip", "render_segments"]
 
-FPS = 20
-FRAMES = 64  # 3.2 s
 ACTIONS: tuple[str, ...] = ("walk", "run", "jump", "wave", "kick", "squat", "side_step", "turn", "punch",
                             "sit_down")
 SPEEDS: tuple[str, ...] = ("slow", "normal", "fast")
 PATHS: tuple[str, ...] = ("straight", "curve_left", "curve_right", "circle_left", "circle_right")
 LOCOMOTION = ("walk", "run", "side_step", "turn")
 FOOT_W = 0.09  # lateral distance of each ankle from the pelvis line
-REACH = 0.995 * (THIGH + SHIN)
-BLEND = 0.3  # seconds of cross-fade between segments' poses
-DIP_RATE = 0.02  # metres a frame: how fast the pelvis may dip to keep a planted foot in reach
 ACCELERATION = 3.0  # m/s²: the pelvis's largest change of ground speed when starting or stopping
 
 
@@ -79,58 +86,10 @@ class Clip:
         return self.segments[0].params.get("speed", "normal")
 
 
-def _smoother(s: np.ndarray) -> np.ndarray:
-    s = np.clip(s, 0.0, 1.0)
-    return s * s * s * (s * (6 * s - 15) + 10)
-
-
-def _ramp(t: np.ndarray, t0: float, t1: float, width: float) -> np.ndarray:
-    """1 inside ``[t0, t1]`` with smooth ``width``-second ramps at both ends, 0 outside."""
-    up = _smoother((t - t0) / width)
-    down = _smoother((t1 - t) / width)
-    return up * down
-
-
-def _heading(theta: float) -> np.ndarray:
-    """Unit ground vector ``(x, z)`` of heading ``theta`` (0 = ``+z``, positive turns left to ``+x``)."""
-    return np.array([math.sin(theta), math.cos(theta)])
-
-
-def _dir(yaw_deg: float | np.ndarray, pitch_deg: float | np.ndarray) -> np.ndarray:
-    """Body-frame unit direction from a yaw (about ``y``, 0 = forward, 90 = left) and pitch (up +)."""
-    yaw, pitch = np.radians(yaw_deg), np.radians(pitch_deg)
-    return np.stack(np.broadcast_arrays(np.sin(yaw) * np.cos(pitch), np.sin(pitch),
-                                        np.cos(yaw) * np.cos(pitch)), -1)
-
-
-class _State:
-    """Per-frame channels of a clip being built (all numpy arrays of length ``T``)."""
-
-    def __init__(self, T: int) -> None:
-        self.T = T
-        self.t = np.arange(T) / FPS
-        self.ground = np.zeros((T, 2))  # pelvis ground path (x, z)
-        self.theta = np.zeros(T)  # heading
-        self.height = np.full(T, 0.92)  # desired pelvis height (reach-limited later)
-        self.shift = np.zeros(T)  # pelvis shift along the heading (squat, sit)
-        self.lean = np.zeros(T)  # spine pitch forward (+) in radians
-        self.pelvis_pitch = np.zeros(T)
-        self.arms = {s: (np.tile(_dir(90 * sgn, -75), (T, 1)), np.tile(_dir(20 * sgn, -60), (T, 1)))
-                     for s, sgn in (("left", 1), ("right", -1))}  # upper arm, forearm body-frame dirs
-        self.swing_arms = np.zeros(T)  # amplitude of gait-driven arm swing
-        self.elbow_bend = np.zeros(T)  # extra forearm pitch during the gait (running arms)
-        # feet: ground (x, z), yaw, lift height, contact
-        self.foot = {s: np.zeros((T, 2)) for s in ("left", "right")}
-        self.foot_yaw = {s: np.zeros(T) for s in ("left", "right")}
-        self.lift = {s: np.zeros(T) for s in ("left", "right")}
-        self.forward = {s: np.zeros(T) for s in ("left", "right")}  # kick: ankle pushed forward
-        self.contact = {s: np.ones(T, dtype=bool) for s in ("left", "right")}
-
-
 _SPEED_SCALE = {"slow": 0.65, "normal": 1.0, "fast": 1.4}
 
 
-def _plan_steps(st: _State, lo: int, hi: int, *, period: float, swing: float, lift: float, first: str,
+def _plan_steps(st: Channels, lo: int, hi: int, *, period: float, swing: float, lift: float, first: str,
                 ground_at, yaw_at, end_time: float) -> None:
     """Alternating footsteps from frame ``lo`` to ``hi``: each foot lifts, swings for ``swing`` s and
     lands where ``ground_at(τ)`` says for the middle of its next stance (τ clamped to ``end_time``)."""
@@ -146,7 +105,7 @@ def _plan_steps(st: _State, lo: int, hi: int, *, period: float, swing: float, li
             tau = end_time  # the last step of the pair brings the feet together
         target = ground_at(tau, side)
         yaw = yaw_at(tau)
-        _swing_foot(st, side, lift_t, land_t, target, yaw, lift)
+        swing_foot(st, side, lift_t, land_t, target, yaw, lift)
         k += 1
         lift_t += period
     # a foot that has not stepped since the pelvis stopped takes one more step beside the other
@@ -154,11 +113,11 @@ def _plan_steps(st: _State, lo: int, hi: int, *, period: float, swing: float, li
         end_target = ground_at(end_time, side)
         i_end = min(hi, st.T) - 1
         if np.linalg.norm(st.foot[side][i_end] - end_target) > 0.03 and lift_t + swing <= t1 + 1e-9:
-            _swing_foot(st, side, lift_t, lift_t + swing, end_target, yaw_at(end_time), lift)
+            swing_foot(st, side, lift_t, lift_t + swing, end_target, yaw_at(end_time), lift)
             lift_t += period
 
 
-def _swing_foot(st: _State, side: str, t_lift: float, t_land: float, target: np.ndarray, yaw: float,
+def swing_foot(st: Channels, side: str, t_lift: float, t_land: float, target: np.ndarray, yaw: float,
                 lift: float, kind: str = "step") -> None:
     """Move ``side``'s foot from where it is at ``t_lift`` to ``target`` by ``t_land``; it stays there."""
     i0 = math.ceil(t_lift * FPS - 1e-9)
@@ -171,7 +130,7 @@ def _swing_foot(st: _State, side: str, t_lift: float, t_land: float, target: np.
         h = np.clip(s, 0, 1)
         prog, up = h, lift * 4 * h * (1 - h) + 0.08 * np.sin(np.pi * h)
     else:
-        prog, up = _smoother(s), lift * np.sqrt(np.clip(np.sin(np.pi * np.clip(s, 0, 1)), 0, 1))
+        prog, up = smoother(s), lift * np.sqrt(np.clip(np.sin(np.pi * np.clip(s, 0, 1)), 0, 1))
     dyaw = (yaw - yaw0 + np.pi) % (2 * np.pi) - np.pi
     st.foot[side][i0:] = start + prog[:, None] * (target - start)
     st.foot_yaw[side][i0:] = yaw0 + prog * dyaw
@@ -179,31 +138,31 @@ def _swing_foot(st: _State, side: str, t_lift: float, t_land: float, target: np.
     st.contact[side][i0:] = ~flying
 
 
-def _integrate_path(st: _State, lo: int, hi: int, speed: float, omega: float, direction: float) -> None:
+def _integrate_path(st: Channels, lo: int, hi: int, speed: float, omega: float, direction: float) -> None:
     """Pelvis ground path over frames ``lo..hi`` with smooth start/stop: speed ``speed`` (m/s) along
     heading + ``direction``, heading rate ``omega`` (rad/s)."""
     t = st.t[lo:hi]
     # speed up and slow down at most ~3 m/s² (at least 0.35 s): a faster start would leave the
     # planted foot out of the leg's reach and drop the pelvis for a frame
-    ramp = _ramp(t, t[0], t[-1], max(0.35, speed / ACCELERATION))
+    ramp = ramp_window(t, t[0], t[-1], max(0.35, speed / ACCELERATION))
     dt = 1.0 / FPS
     for i in range(lo, hi):
         prev_th = st.theta[i - 1] if i > 0 else st.theta[0]
         prev_g = st.ground[i - 1] if i > 0 else st.ground[0]
         r = ramp[i - lo]
         st.theta[i] = prev_th + omega * r * dt if i > lo else prev_th
-        st.ground[i] = prev_g + speed * r * dt * _heading(st.theta[i] + direction) if i > lo else prev_g
+        st.ground[i] = prev_g + speed * r * dt * heading_vector(st.theta[i] + direction) if i > lo else prev_g
     st.theta[hi:] = st.theta[hi - 1]
     st.ground[hi:] = st.ground[hi - 1]
 
 
-def _side_point(st: _State, tau: float, side: str) -> np.ndarray:
+def _side_point(st: Channels, tau: float, side: str) -> np.ndarray:
     i = min(round(tau * FPS), st.T - 1)
     sgn = 1.0 if side == "left" else -1.0
-    return st.ground[i] + FOOT_W * sgn * _heading(st.theta[i] + np.pi / 2)
+    return st.ground[i] + FOOT_W * sgn * heading_vector(st.theta[i] + np.pi / 2)
 
 
-def _segment(st: _State, seg: Segment, lo: int, hi: int, rng: np.random.Generator) -> None:
+def _segment(st: Channels, seg: Segment, lo: int, hi: int, rng: np.random.Generator) -> None:
     """Write one segment's channels over frames ``lo..hi`` (the feet continue from frame ``lo-1``)."""
     p = seg.params
     k = _SPEED_SCALE[p.get("speed", "normal")]
@@ -244,7 +203,7 @@ def _segment(st: _State, seg: Segment, lo: int, hi: int, rng: np.random.Generato
             first = hand
         _plan_steps(st, lo, hi, period=period, swing=swing, lift=lift, first=first, ground_at=ground_at,
                     yaw_at=yaw_at, end_time=end_time)
-        ramp = _ramp(t, t[0], t[-1], 0.35)
+        ramp = ramp_window(t, t[0], t[-1], 0.35)
         st.swing_arms[lo:hi] = amp * ramp * p.get("arm_swing", 1.0)
         if a == "run":
             st.height[lo:hi] = 0.92 - 0.04 * ramp
@@ -260,13 +219,14 @@ def _segment(st: _State, seg: Segment, lo: int, hi: int, rng: np.random.Generato
     base_up, base_fa = st.arms[hand]
     if a == "wave":
         freq = 2.0 * k
-        raise_t = _smoother(tl / 0.4) * _smoother((tl[-1] - tl) / 0.4)
+        raise_t = smoother(tl / 0.4) * smoother((tl[-1] - tl) / 0.4)
         wiggle = 35 * p.get("amplitude", 1.0) * np.sin(2 * np.pi * freq * tl)
-        up = _dir(90 * sgn, 40 * raise_t - 75 * (1 - raise_t))
-        fa = _dir((90 - 20 * raise_t) * sgn + wiggle * raise_t * sgn, 80 * raise_t - 60 * (1 - raise_t))
-        base_up[lo:hi], base_fa[lo:hi] = _norm(up), _norm(fa)
+        up = body_direction(90 * sgn, 40 * raise_t - 75 * (1 - raise_t))
+        fa = body_direction((90 - 20 * raise_t) * sgn + wiggle * raise_t * sgn,
+                            80 * raise_t - 60 * (1 - raise_t))
+        base_up[lo:hi], base_fa[lo:hi] = unit(up), unit(fa)
     elif a == "punch":
-        guard = _smoother(tl / 0.3) * _smoother((tl[-1] - tl) / 0.3)
+        guard = smoother(tl / 0.3) * smoother((tl[-1] - tl) / 0.3)
         n = p.get("reps", 3)
         punch_t = np.zeros_like(tl)
         hands = np.zeros_like(tl, dtype=int)
@@ -283,11 +243,11 @@ def _segment(st: _State, seg: Segment, lo: int, hi: int, rng: np.random.Generato
             ext = np.where(mine, punch_t, 0.0)
             if not p.get("alternate", True) and s_name != hand:
                 ext = np.zeros_like(ext)
-            up = _dir(s_sgn * (60 * (1 - ext) + 8 * ext),
+            up = body_direction(s_sgn * (60 * (1 - ext) + 8 * ext),
                       -70 * (1 - guard) + (-30 * (1 - ext) + 5 * ext) * guard)
-            fa = _dir(s_sgn * (20 * (1 - ext) + 5 * ext),
+            fa = body_direction(s_sgn * (20 * (1 - ext) + 5 * ext),
                       -60 * (1 - guard) + (45 * (1 - ext) + 5 * ext) * guard)
-            up_arr[lo:hi], fa_arr[lo:hi] = _norm(up), _norm(fa)
+            up_arr[lo:hi], fa_arr[lo:hi] = unit(up), unit(fa)
         st.lean[lo:hi] = 0.1 * guard
     elif a == "squat":
         reps = p.get("reps", 1)
@@ -299,17 +259,17 @@ def _segment(st: _State, seg: Segment, lo: int, hi: int, rng: np.random.Generato
         st.lean[lo:hi] = 0.45 * down
         for s_name, s_sgn in (("left", 1.0), ("right", -1.0)):
             up_arr, fa_arr = st.arms[s_name]
-            up_arr[lo:hi] = _norm(_dir(s_sgn * (90 - 80 * down), -75 + 75 * down))
-            fa_arr[lo:hi] = _norm(_dir(s_sgn * (20 - 15 * down), -60 + 60 * down))
+            up_arr[lo:hi] = unit(body_direction(s_sgn * (90 - 80 * down), -75 + 75 * down))
+            fa_arr[lo:hi] = unit(body_direction(s_sgn * (20 - 15 * down), -60 + 60 * down))
     elif a == "sit_down":
-        s = _smoother((tl - 0.2) / 1.3)
+        s = smoother((tl - 0.2) / 1.3)
         st.height[lo:hi] = 0.92 - 0.42 * s
         st.shift[lo:hi] = -0.3 * s
         st.lean[lo:hi] = 0.5 * np.sin(np.pi * s) + 0.1 * s
         for s_name, s_sgn in (("left", 1.0), ("right", -1.0)):
             up_arr, fa_arr = st.arms[s_name]
-            up_arr[lo:hi] = _norm(_dir(s_sgn * (90 - 75 * s), -75 + 10 * s))
-            fa_arr[lo:hi] = _norm(_dir(s_sgn * (20 - 15 * s), -60 + 30 * s))
+            up_arr[lo:hi] = unit(body_direction(s_sgn * (90 - 75 * s), -75 + 10 * s))
+            fa_arr[lo:hi] = unit(body_direction(s_sgn * (20 - 15 * s), -60 + 30 * s))
     elif a == "jump":
         dist = p.get("distance", 0.0)
         h = 0.25 * k ** 0.5
@@ -322,23 +282,23 @@ def _segment(st: _State, seg: Segment, lo: int, hi: int, rng: np.random.Generato
         st.height[lo:hi] = 0.92 - crouch + np.where((t > t_off) & (t < t_land), h * 4 * air * (1 - air), 0)
         st.lean[lo:hi] = 1.6 * crouch
         g0 = st.ground[lo].copy()
-        heading = _heading(st.theta[lo])
-        st.ground[lo:hi] = g0 + dist * _smoother(air)[:, None] * heading
+        heading = heading_vector(st.theta[lo])
+        st.ground[lo:hi] = g0 + dist * smoother(air)[:, None] * heading
         st.ground[hi:] = st.ground[hi - 1]
         for side in ("left", "right"):
             target = st.foot[side][max(lo - 1, 0)] + dist * heading
-            _swing_foot(st, side, t_off, t_land, target, st.foot_yaw[side][max(lo - 1, 0)], h, kind="jump")
+            swing_foot(st, side, t_off, t_land, target, st.foot_yaw[side][max(lo - 1, 0)], h, kind="jump")
         swing_up = np.exp(-((t - t_off) / 0.25) ** 2)
         for s_name, s_sgn in (("left", 1.0), ("right", -1.0)):
             up_arr, fa_arr = st.arms[s_name]
-            up_arr[lo:hi] = _norm(_dir(s_sgn * (90 - 70 * swing_up), -75 + 110 * swing_up))
-            fa_arr[lo:hi] = _norm(_dir(s_sgn * (20 - 10 * swing_up), -60 + 120 * swing_up))
+            up_arr[lo:hi] = unit(body_direction(s_sgn * (90 - 70 * swing_up), -75 + 110 * swing_up))
+            fa_arr[lo:hi] = unit(body_direction(s_sgn * (20 - 10 * swing_up), -60 + 120 * swing_up))
     elif a == "kick":
         t_k = t[0] + 0.5
         dur = 0.8 / k ** 0.3
         foot = hand
         i0 = max(lo - 1, 0)
-        _swing_foot(st, foot, t_k, t_k + dur, st.foot[foot][i0].copy(), st.foot_yaw[foot][i0], 0.0)
+        swing_foot(st, foot, t_k, t_k + dur, st.foot[foot][i0].copy(), st.foot_yaw[foot][i0], 0.0)
         s = np.clip((st.t - t_k) / dur, 0, 1)
         kick = np.sin(np.pi * s) ** 1.5
         active = (s > 0) & (s < 1)
@@ -348,130 +308,8 @@ def _segment(st: _State, seg: Segment, lo: int, hi: int, rng: np.random.Generato
         st.lean[lo:hi] = -0.25 * ks
         for s_name, s_sgn in (("left", 1.0), ("right", -1.0)):
             up_arr, fa_arr = st.arms[s_name]
-            up_arr[lo:hi] = _norm(_dir(s_sgn * 90, -75 + 60 * ks))
-            fa_arr[lo:hi] = _norm(_dir(s_sgn * (20 + 40 * ks), -60 + 50 * ks))
-
-
-def _norm(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _blend_after(st: _State, lo: int) -> None:
-    """Cross-fade pose channels from their value at ``lo - 1`` into the new segment's values."""
-    n = int(BLEND * FPS)
-    w = _smoother((np.arange(st.T - lo) + 1) / (n + 1))[:n]
-    if lo <= 0 or len(w) == 0:
-        return
-    sl = slice(lo, lo + len(w))
-    for arr in (st.height, st.shift, st.lean, st.swing_arms, st.elbow_bend):
-        arr[sl] = arr[lo - 1] + w * (arr[sl] - arr[lo - 1])
-    for up, fa in st.arms.values():
-        for v in (up, fa):
-            v[sl] = _norm(v[lo - 1] + w[:, None] * (v[sl] - v[lo - 1]))
-
-
-def _two_bone(hip: torch.Tensor, target: torch.Tensor, pole: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Analytic leg IK: global rotations ``[T, 3, 3]`` of hip and knee so that the ankle reaches
-    ``target`` (clamped to the leg's reach), the knee bending towards ``pole`` (``[T, 3]`` each)."""
-    a = target - hip
-    dist = a.norm(dim=-1, keepdim=True).clamp(0.05, REACH)
-    a_hat = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    s = torch.cross(pole, a_hat, dim=-1)
-    s = s / s.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    u = torch.cross(a_hat, s, dim=-1)
-    cos_a = ((THIGH ** 2 + dist ** 2 - SHIN ** 2) / (2 * THIGH * dist)).clamp(-1, 1)
-    knee = hip + THIGH * (cos_a * a_hat + (1 - cos_a ** 2).sqrt() * u)
-    ankle = hip + dist * a_hat
-    d1 = (knee - hip) / THIGH
-    d2 = (ankle - knee) / (ankle - knee).norm(dim=-1, keepdim=True)
-
-    def frame(d: torch.Tensor) -> torch.Tensor:
-        y = -d
-        x = s - (s * y).sum(-1, keepdim=True) * y
-        x = x / x.norm(dim=-1, keepdim=True)
-        return torch.stack([x, y, torch.cross(x, y, dim=-1)], -1)  # columns
-
-    return frame(d1), frame(d2)
-
-
-def _pose(st: _State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Channels → local rotations ``[T, 22, 3, 3]``, root positions ``[T, 3]`` and positions."""
-    T = st.T
-    f = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    theta = f(st.theta)
-    yaw = rot_y(theta)
-    pelvis_rot = yaw @ rot_x(f(st.pelvis_pitch))
-    fwd = torch.stack([torch.sin(theta), torch.zeros(T), torch.cos(theta)], -1)
-    ground = f(st.ground)
-    root_xz = ground + f(st.shift)[:, None] * fwd[:, [0, 2]]
-    targets, poles = {}, {}
-    for side in ("left", "right"):
-        g, lift, fw = f(st.foot[side]), f(st.lift[side]), f(st.forward[side])
-        fyaw = f(st.foot_yaw[side])
-        ffwd = torch.stack([torch.sin(fyaw), torch.zeros(T), torch.cos(fyaw)], -1)
-        targets[side] = torch.stack([g[:, 0], ANKLE_HEIGHT + lift, g[:, 1]], -1) + fw[:, None] * ffwd
-        p = fwd + ffwd
-        poles[side] = p / p.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    # pelvis height: as wished, but low enough that every planted foot is within the leg's reach
-    hip_off = {side: (pelvis_rot @ OFFSETS[j][:, None])[..., 0] for side, j in (("left", 1), ("right", 2))}
-    height = f(st.height)
-    for side in ("left", "right"):
-        hip_xz = root_xz + hip_off[side][:, [0, 2]]
-        horiz = (targets[side][:, [0, 2]] - hip_xz).norm(dim=-1)
-        reach_up = (REACH ** 2 - horiz.clamp(max=REACH * 0.999) ** 2).sqrt()
-        limit = targets[side][:, 1] + reach_up - hip_off[side][:, 1]
-        planted = f(st.contact[side]).bool()
-        height = torch.where(planted, torch.minimum(height, limit - 0.002), height)
-    # the pelvis dips and recovers at most DIP_RATE a frame: widen each dip (lowering is always in reach)
-    dip = f(st.height) - height
-    for i in range(1, T):
-        dip[i] = torch.maximum(dip[i], dip[i - 1] - DIP_RATE)
-    for i in range(T - 2, -1, -1):
-        dip[i] = torch.maximum(dip[i], dip[i + 1] - DIP_RATE)
-    height = f(st.height) - dip
-    root = torch.stack([root_xz[:, 0], height, root_xz[:, 1]], -1)
-    local = torch.eye(3).repeat(T, 22, 1, 1)
-    local[:, 0] = pelvis_rot
-    lean = f(st.lean)
-    for j in (3, 6, 9):
-        local[:, j] = rot_x(lean / 3)
-    local[:, 12] = rot_x(-lean * 0.4)
-    local[:, 15] = rot_x(-lean * 0.3)
-    glob_spine3 = pelvis_rot @ local[:, 3] @ local[:, 6] @ local[:, 9]
-    # legs
-    for side, (hj, kj, aj) in (("left", (1, 4, 7)), ("right", (2, 5, 8))):
-        hip = root + hip_off[side]
-        r_hip, r_knee = _two_bone(hip, targets[side], poles[side])
-        r_foot = rot_y(f(st.foot_yaw[side]))
-        local[:, hj] = pelvis_rot.transpose(-1, -2) @ r_hip
-        local[:, kj] = r_hip.transpose(-1, -2) @ r_knee
-        local[:, aj] = r_knee.transpose(-1, -2) @ r_foot
-    # arms: gait-driven swing (opposite to the same-side leg) on top of the channel directions
-    left_fwd = _ankle_forward(targets["left"], root, theta)
-    right_fwd = _ankle_forward(targets["right"], root, theta)
-    for side, (sj, ej), sgn, other in (("left", (16, 18), 1.0, right_fwd),
-                                       ("right", (17, 19), -1.0, left_fwd)):
-        up, fa = (f(x) for x in st.arms[side])
-        swing = f(st.swing_arms) * (other / 0.3).clamp(-1, 1) * 0.5  # radians
-        up = (rot_x(-swing) @ up[..., None])[..., 0]  # forward swing: rotate the arm towards +z
-        bend = torch.deg2rad(f(st.elbow_bend) + 25 * f(st.swing_arms).clamp(max=1)) * 0.6
-        fa = (rot_x(-(swing + bend)) @ fa[..., None])[..., 0]
-        w_up = (yaw @ up[..., None])[..., 0]
-        w_fa = (yaw @ fa[..., None])[..., 0]
-        rest = torch.tensor([sgn, 0.0, 0.0]).expand(T, 3)
-        g_sh = rotation_between(rest, w_up)
-        g_el = rotation_between(rest, w_fa)
-        local[:, sj] = glob_spine3.transpose(-1, -2) @ g_sh  # collars keep the identity
-        local[:, ej] = g_sh.transpose(-1, -2) @ g_el
-    positions, _ = forward_kinematics(local, root)
-    return local, root, positions
-
-
-def _ankle_forward(target: torch.Tensor, root: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """How far an ankle target is ahead of the pelvis along the heading ``[T]``."""
-    d = target - root
-    return d[:, 0] * torch.sin(theta) + d[:, 2] * torch.cos(theta)
+            up_arr[lo:hi] = unit(body_direction(s_sgn * 90, -75 + 60 * ks))
+            fa_arr[lo:hi] = unit(body_direction(s_sgn * (20 + 40 * ks), -60 + 50 * ks))
 
 
 def render_segments(segments: list[Segment], frames: int = FRAMES) -> Clip:
@@ -479,7 +317,7 @@ def render_segments(segments: list[Segment], frames: int = FRAMES) -> Clip:
     total = sum(s.frames for s in segments)
     if total != frames:
         raise ValueError(f"segments cover {total} frames, the clip has {frames}")
-    st = _State(frames)
+    st = Channels(frames)
     for side, sgn in (("left", 1.0), ("right", -1.0)):
         st.foot[side][:] = np.array([FOOT_W * sgn, 0.0])
     rng = np.random.default_rng(0)
@@ -487,9 +325,9 @@ def render_segments(segments: list[Segment], frames: int = FRAMES) -> Clip:
     for seg in segments:
         hi = lo + seg.frames
         _segment(st, seg, lo, hi, rng)
-        _blend_after(st, lo)
+        blend_after(st, lo)
         lo = hi
-    local, root, positions = _pose(st)
+    local, root, positions = channels_to_pose(st)
     contacts = torch.stack([torch.as_tensor(st.contact[s]) for s in ("left", "right")], -1)
     return Clip(positions, local, root, contacts, segments)
 

@@ -35,7 +35,7 @@ STD_FLOOR = 0.01  # features that barely vary (e.g. the hips' lateral offset) ar
 def compute_stats(n: int = 2048, seed: int = 12345, rotations: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std (``[71]``, or ``[110]`` for the rotation features) over ``n``
     generated clips (std floored at ``STD_FLOOR``; contact features keep mean 0, std 1)."""
-    from .data import generate
+    from .clips import generate
 
     encode = positions_to_rotation_features if rotations else positions_to_features
     feats = encode(torch.from_numpy(generate(n, seed)["positions"]))

@@ -1,4 +1,4 @@
-"""Procedural motion data: clips, captions, conditions; cached atomically as ``.npz``.
+"""Procedural motion data: the clips (:mod:`.clips`, cached atomically as ``.npz``) as a data module.
 
 Batches are ``{"media": [B, T, 22, 3] joint positions, "conditions": {...}}`` with the
 conditions ``action`` and ``speed`` (label ids), ``text`` (the caption's MiniLM embedding
@@ -19,22 +19,22 @@ import numpy as np
 import torch
 from torch.utils.data import StackDataset
 
-from framework.core.atomic import atomic_write
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.core.shipped import recipes_dir
 from framework.training.data import SplitData
 
-from .actions import ACTIONS, FRAMES, SPEEDS, generate_clip
-from .captions import caption
+from .actions import ACTIONS, FRAMES, SPEEDS
+from .clips import DATA_VERSION, caption_embeddings, generate, load_or_generate
 from .joints import DIM as JOINTS_DIM
 from .joints import encode_joints, random_targets
 from .trajectory import DIM as TRAJ_DIM
 from .trajectory import encode_trajectory
 
-__all__ = ["MotionData", "generate", "motion_specs", "sparsify"]
+# generate, load_or_generate, caption_embeddings and DATA_VERSION live in .clips (re-exported here)
+__all__ = ["DATA_VERSION", "MotionData", "caption_embeddings", "generate", "load_or_generate", "motion_specs",
+           "sparsify"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "polyguide" / "motion"
-DATA_VERSION = "v2"  # bumped when the generator changes (v2: no one-frame pelvis drops), so caches renew
 CONDITIONS = ("action", "speed", "text", "trajectory")  # the default; "joints" on request
 JUDGED = ("action", "text", "trajectory", "joints")  # the conditions the judge has a metric for (not speed)
 
@@ -51,60 +51,6 @@ def motion_specs(names: Sequence[str] = CONDITIONS) -> dict[str, ConditionSpec]:
     if unknown:
         raise ValueError(f"unknown motion conditions {sorted(unknown)}; choose from {sorted(all_specs)}")
     return {n: all_specs[n] for n in names}
-
-
-def generate(n: int, seed: int) -> dict[str, np.ndarray]:
-    """``n`` clips from seed ``seed``: positions ``[n, T, 22, 3]``, ``action``/``speed`` ids ``[n]``,
-    ``caption`` strings ``[n]`` and contacts ``[n, T, 2]``."""
-    rng = np.random.default_rng(seed)
-    pos, act, spd, cap, con = [], [], [], [], []
-    for _ in range(n):
-        clip = generate_clip(rng)
-        pos.append(clip.positions.numpy())
-        con.append(clip.contacts.numpy())
-        act.append(ACTIONS.index(clip.action))
-        spd.append(SPEEDS.index(clip.speed))
-        cap.append(caption(clip.segments, rng))
-    return {"positions": np.stack(pos).astype(np.float32), "action": np.array(act), "speed": np.array(spd),
-            "caption": np.array(cap), "contacts": np.stack(con)}
-
-
-def load_or_generate(n: int, seed: int, cache_dir: Path | None) -> dict[str, np.ndarray]:
-    """:func:`generate`, cached as ``cache_dir/clips-<version>-<T>-<n>-<seed>.npz`` (written atomically)."""
-    if cache_dir is None:
-        return generate(n, seed)
-    path = Path(cache_dir) / f"clips-{DATA_VERSION}-{FRAMES}-{n}-{seed}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    data = generate(n, seed)
-    atomic_write(path, lambda tmp: _savez(tmp, data))
-    return data
-
-
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path
-        np.savez(f, **arrays)
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a path
-        np.save(f, array)
-
-
-def caption_embeddings(captions: np.ndarray, cache: Path | None) -> torch.Tensor:
-    """MiniLM embeddings ``[n, 384]`` of ``captions``; cached as ``.npy`` (atomically) if ``cache`` is set."""
-    if cache is not None and cache.exists():
-        emb = np.load(cache, allow_pickle=False)
-        if emb.shape == (len(captions), 384):
-            return torch.from_numpy(emb)
-    from framework.core.minilm import minilm_model  # the core "minilm" encoder's model, batched
-
-    unique, inverse = np.unique(np.asarray(captions, dtype=str), return_inverse=True)
-    emb = minilm_model().encode(list(unique), batch_size=64)[torch.from_numpy(inverse.reshape(-1))]
-    if cache is not None:
-        atomic_write(cache, lambda tmp: _save(tmp, emb.numpy()))
-    return emb
 
 
 def sparsify(given: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

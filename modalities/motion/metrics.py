@@ -177,7 +177,7 @@ class MotionJudge:
     def cached(cls, cache_dir: Path, n_train: int = 4000, n_held: int = 512) -> MotionJudge:
         """The standard judge: trained on ``n_train`` clips (seed 777), referenced on ``n_held`` (seed 778),
         cached as ``cache_dir/motion-judge.pt``."""
-        from .data import caption_embeddings, load_or_generate
+        from .clips import caption_embeddings, load_or_generate
 
         def split(n: int, seed: int):
             d = load_or_generate(n, seed, None)

@@ -23,8 +23,10 @@ from typing import Any
 
 import torch
 
+from framework.core.atomic import atomic_write
 from framework.core.conditions import Conditions
-from framework.evaluation import random_requests, score_guidance
+from framework.evaluation import markdown_table, random_requests, score_guidance
+from framework.evaluation.tables import number
 from framework.training.module import load
 from modalities.audio.plugin import words_judge
 from modalities.audio.speech import SPEAKERS, WORDS, load_words
@@ -155,45 +157,50 @@ def reconstruction(judge, n: int) -> dict[str, Any]:
     return {"n": n, "rows": rows, "judge_real_accuracy": judge.real_accuracy}
 
 
-def _f(v: Any) -> str:
-    if v is None:
-        return "–"
-    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+def reconstruction_table(rows: list[dict[str, Any]], word: str = ".2f") -> str:
+    """The judge on real clips and their reconstructions; ``word``: the format of ``acc_word``."""
+    header = ["clips", "acc_word", "acc_speaker", "fd", "SI-SNR (dB)", "mel distance", "bitrate (bit/s)",
+              "s/clip"]
+    return markdown_table(header, [[r["clips"], format(r["acc_word"], word), number(r["acc_speaker"]),
+                                    number(r["fd"]), number(r.get("si_snr_db")),
+                                    number(r.get("mel_distance")), r.get("bitrate_bps") or "–",
+                                    number(r.get("seconds_per_clip"))] for r in rows], fmt=str)
+
+
+def sweep_table(rows: list[dict[str, Any]], seconds: str = ".2f") -> str:
+    """A CFG weight sweep on the word; ``seconds``: the format of seconds per clip."""
+    return markdown_table(["CFG weight on word", "acc_word", "fd", "diversity", "NFE", "s/clip"],
+                          [[r["w"], f"{r['acc_word']:.2f}", number(r["fd"]), number(r["diversity"]), r["nfe"],
+                            format(r["seconds_per_clip"], seconds)] for r in rows], fmt=str)
+
+
+def guidance_table(rows: list[dict[str, Any]], seconds: str = ".2f") -> str:
+    """One row per guidance expression; ``seconds``: the format of seconds per clip."""
+    header = ["guidance", "expression", "acc_word", "acc_speaker", "acc_all", "speaker_sim", "fd", "NFE",
+              "s/clip"]
+    return markdown_table(header, [[r["guidance"], f"`{r['expression']}`", f"{r['acc_word']:.2f}",
+                                    f"{r['acc_speaker']:.2f}", f"{r['acc_all']:.2f}",
+                                    number(r.get("speaker_sim")), number(r["fd"]), r["nfe"],
+                                    format(r["seconds_per_clip"], seconds)] for r in rows], fmt=str)
 
 
 def markdown(results: dict[str, Any]) -> str:
     """The tables of docs/audio.md."""
     rec = results["reconstruction"]
-    lines = [f"### Judge and representations ({rec['n']} held-out real clips)", "",
-             "| clips | acc_word | acc_speaker | fd | SI-SNR (dB) | mel distance | bitrate (bit/s) "
-             "| s/clip |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rec["rows"]:
-        lines.append(f"| {r['clips']} | {_f(r['acc_word'])} | {_f(r['acc_speaker'])} | {_f(r['fd'])} | "
-                     f"{_f(r.get('si_snr_db'))} | {_f(r.get('mel_distance'))} | "
-                     f"{r.get('bitrate_bps') or '–'} | {_f(r.get('seconds_per_clip'))} |")
+    parts = [f"### Judge and representations ({rec['n']} held-out real clips)\n\n"
+             + reconstruction_table(rec["rows"])]
     for name, sec in results["models"].items():
-        lines += ["", f"### {name} ({results['n']} random requests, {sec['steps']} steps)", "",
-                  "| CFG weight on word | acc_word | fd | diversity | NFE | s/clip |",
-                  "|---|---|---|---|---|---|"]
-        for r in sec["sweep"]:
-            lines.append(f"| {r['w']} | {r['acc_word']:.2f} | {_f(r['fd'])} | {_f(r['diversity'])} | "
-                         f"{r['nfe']} | {r['seconds_per_clip']:.2f} |")
-        lines += ["", "| guidance | expression | acc_word | acc_speaker | acc_all | speaker_sim | fd | "
-                  "NFE | s/clip |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in sec["rows"]:
-            lines.append(f"| {r['guidance']} | `{r['expression']}` | {r['acc_word']:.2f} | "
-                         f"{r['acc_speaker']:.2f} | {r['acc_all']:.2f} | {_f(r.get('speaker_sim'))} | "
-                         f"{_f(r['fd'])} | {r['nfe']} | {r['seconds_per_clip']:.2f} |")
-        lines += ["", f"| negative speaker | judged as {NEG_SPEAKER} | speaker similarity to {NEG_SPEAKER} | "
-                  "acc_word | NFE | s/clip |", "|---|---|---|---|---|---|"]
-        for r in sec["negative"]:
-            lines.append(f"| `{r['expression']}` | {r['judged_speaker_en']:.2f} | "
-                         f"{r['similarity_to_en']:.3f} | {r['acc_word']:.2f} | {r['nfe']} | "
-                         f"{r['seconds_per_clip']:.2f} |")
+        negative = markdown_table(
+            ["negative speaker", f"judged as {NEG_SPEAKER}", f"speaker similarity to {NEG_SPEAKER}",
+             "acc_word", "NFE", "s/clip"],
+            [[f"`{r['expression']}`", f"{r['judged_speaker_en']:.2f}", f"{r['similarity_to_en']:.3f}",
+              f"{r['acc_word']:.2f}", r["nfe"], f"{r['seconds_per_clip']:.2f}"] for r in sec["negative"]],
+            fmt=str)
+        parts += [f"### {name} ({results['n']} random requests, {sec['steps']} steps)\n\n"
+                  + sweep_table(sec["sweep"]), guidance_table(sec["rows"]), negative]
     if results.get("music_markdown"):
-        lines += ["", "### Music", "", results["music_markdown"]]
-    return "\n".join(lines) + "\n"
+        parts += ["### Music\n\n" + results["music_markdown"] + "\n"]
+    return "\n".join(parts)
 
 
 def run(out: Path, n: int, steps: int, seed: int = 0, music: bool = False) -> dict[str, Any]:
@@ -213,20 +220,35 @@ def run(out: Path, n: int, steps: int, seed: int = 0, music: bool = False) -> di
     return results
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=120)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+def report_args(description: str, n: int, seed: int | None = None, steps: int | None = 20
+                ) -> argparse.ArgumentParser:
+    """The options the audio reports share: ``--n`` requests, ``--seed`` and sampling ``--steps``
+    (each only if it has a default here), and ``--out`` (default ``docs/results``)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--n", type=int, default=n)
+    if seed is not None:
+        p.add_argument("--seed", type=int, default=seed)
+    if steps is not None:
+        p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--out", type=Path, default=Path("docs/results"))
+    return p
+
+
+def write_report(out: Path, name: str, results: Any, md: str, indent: int = 2) -> None:
+    """Write ``out/<name>.json`` and ``out/<name>.md`` (each atomically) and print the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(results, indent=indent)))
+    atomic_write(out / f"{name}.md", lambda tmp: tmp.write_text(md))
+    print(md)
+
+
+def main() -> None:
+    p = report_args(__doc__.splitlines()[0], 120, seed=0)
     p.add_argument("--music", action="store_true", help="add the music section (report_music.py)")
     args = p.parse_args()
     torch.set_num_threads(1)
     results = run(args.out, args.n, args.steps, args.seed, args.music)
-    (args.out / "audio.json").write_text(json.dumps(results, indent=2))
-    md = markdown(results)
-    (args.out / "audio.md").write_text(md)
-    print(md)
+    write_report(args.out, "audio", results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,21 @@ codec-reconstructed, generated) into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from report import _f, guidance_rows, reconstruction_row  # beside this script (run as a script)
+from report import TABLE as WORD_TABLE
+from report import (  # beside this script (run as a script)
+    guidance_rows,
+    guidance_table,
+    reconstruction_row,
+    reconstruction_table,
+    report_args,
+    sweep_table,
+    write_report,
+)
 
 from framework.core.conditions import Conditions
 from framework.evaluation import random_requests
@@ -34,13 +42,8 @@ CHECKPOINTS = HERE / "checkpoints"
 CODEC = "recipes/audio/checkpoints/codec"
 AR = CHECKPOINTS / "words_ar.ckpt"
 SWEEP_W = (1, 2, 3, 4, 6, 8)
-TABLE = {
-    "no guidance (w=1)": "cond(word, speaker)",
-    "cfg word only, w=3": "cfg(word, 3)",
-    "cfg joint (word, speaker), w=3": "cfg((word, speaker), 3)",
-    "independent word 3, speaker 2": "independent([word, speaker], [3, 2])",
-    "nested word 3, speaker 2": "nested([word, speaker], [3, 2])",
-}
+# the word report's guidance table without its interval row
+TABLE = {k: v for k, v in WORD_TABLE.items() if not v.startswith("interval")}
 PICTURE_WORDS = ("zero", "three", "seven", "nine")
 
 
@@ -99,32 +102,14 @@ def picture(path: Path, model, seed: int) -> Path:
 def markdown(results: dict[str, Any]) -> str:
     """The tables of the codec section of docs/audio.md."""
     c = results["codec"]
-    lines = [f"#### Codec reconstruction ({c['n']} held-out real clips)", "",
-             "| clips | acc_word | acc_speaker | fd | SI-SNR (dB) | mel distance | bitrate (bit/s) "
-             "| s/clip |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in c["rows"]:
-        lines.append(f"| {r['clips']} | {r['acc_word']:.3f} | {r['acc_speaker']:.2f} | {_f(r['fd'])} | "
-                     f"{_f(r.get('si_snr_db'))} | {_f(r.get('mel_distance'))} | "
-                     f"{r.get('bitrate_bps') or '–'} | "
-                     f"{_f(r.get('seconds_per_clip'))} |")
+    parts = [f"#### Codec reconstruction ({c['n']} held-out real clips)\n\n"
+             + reconstruction_table(c["rows"], word=".3f")]
     if "ar" in results:
         a = results["ar"]
-        lines += ["", f"#### words_ar ({results['n']} random requests, {a['steps']} frames = "
-                  f"{a['decoding_steps']} decoding steps)", "",
-                  "| CFG weight on word | acc_word | fd | diversity | NFE | s/clip |",
-                  "|---|---|---|---|---|---|"]
-        for r in a["sweep"]:
-            lines.append(f"| {r['w']} | {r['acc_word']:.2f} | {_f(r['fd'])} | {_f(r['diversity'])} | "
-                         f"{r['nfe']} | {r['seconds_per_clip']:.3f} |")
-        lines += ["", "| guidance | expression | acc_word | acc_speaker | acc_all | speaker_sim | fd | NFE "
-                  "| s/clip |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in a["rows"]:
-            lines.append(f"| {r['guidance']} | `{r['expression']}` | {r['acc_word']:.2f} | "
-                         f"{r['acc_speaker']:.2f} | {r['acc_all']:.2f} | {_f(r.get('speaker_sim'))} | "
-                         f"{_f(r['fd'])} | {r['nfe']} | {r['seconds_per_clip']:.3f} |")
-    return "\n".join(lines) + "\n"
+        parts += [f"#### words_ar ({results['n']} random requests, {a['steps']} frames = "
+                  f"{a['decoding_steps']} decoding steps)\n\n" + sweep_table(a["sweep"], seconds=".3f"),
+                  guidance_table(a["rows"], seconds=".3f")]
+    return "\n".join(parts)
 
 
 def run(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
@@ -141,17 +126,11 @@ def run(out: Path, n: int, seed: int = 0) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p = report_args(__doc__.splitlines()[0], 100, seed=0, steps=None)
     args = p.parse_args()
     torch.set_num_threads(1)
     results = run(args.out, args.n, args.seed)
-    (args.out / "audio_codec.json").write_text(json.dumps(results, indent=2))
-    md = markdown(results)
-    (args.out / "audio_codec.md").write_text(md)
-    print(md)
+    write_report(args.out, "audio_codec", results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Writes ``audio_guided_pitch<tag>.{json,md,png}`` into ``--out``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report_pitch import CHECKPOINTS, median_f0, report_args, requests, target_f0, words_scores
+from report import report_args, write_report
+from report_pitch import CHECKPOINTS, median_f0, requests, target_f0, words_scores
 
 from framework.core.conditions import Conditions
 from framework.training.module import load
@@ -120,24 +120,21 @@ def markdown(rows: list[dict], n: int, seed: int) -> str:
 
 
 def main() -> None:
-    p = report_args(__doc__.splitlines()[0], 60, 7301)
+    p = report_args(__doc__.splitlines()[0], 60, seed=7301)
     p.add_argument("--forms", type=int, nargs="*", help="indices into FORMS (default: all)")
     p.add_argument("--tag", default="", help="suffix of the output files' names")
     args = p.parse_args()
     torch.manual_seed(args.seed)
     forms = [FORMS[i] for i in args.forms] if args.forms else FORMS
     rows, media = run(args.n, args.seed, args.steps, forms)
-    args.out.mkdir(parents=True, exist_ok=True)
     res = {"n": args.n, "seed": args.seed, "rows": rows}
-    (args.out / f"audio_guided_pitch{args.tag}.json").write_text(json.dumps(res, indent=1))
     text = markdown(rows, args.n, args.seed)
-    (args.out / f"audio_guided_pitch{args.tag}.md").write_text(text)
+    write_report(args.out, f"audio_guided_pitch{args.tag}", res, text, indent=1)
     from modalities.audio.writers import spectrogram_grid
 
     spectrogram_grid(torch.cat([v[:4] for v in media.values()]), rows=list(media),
                      title="words_world: the first 4 requests under each guidance form").save(
         args.out / f"audio_guided_pitch{args.tag}.png")
-    print(text)
 
 
 if __name__ == "__main__":

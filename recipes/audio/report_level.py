@@ -13,7 +13,6 @@ Writes ``audio_level.json`` and ``audio_level.md`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,12 +20,13 @@ from pathlib import Path
 import torch
 
 from framework.core.conditions import Conditions
+from framework.evaluation import markdown_table
 from framework.training.module import load
 from modalities.audio.features import PEAK_TARGET, clipped_fraction, limit_peak
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from report import NEGATIVE, SWEEP_W, TABLE  # noqa: E402  (the word report's expressions)
+from report import NEGATIVE, SWEEP_W, TABLE, report_args, write_report  # noqa: E402  (the word report's expressions)
 from report_music import GUIDANCE as MUSIC_GUIDANCE  # noqa: E402
 from report_music import NEGATIVE as MUSIC_NEGATIVE  # noqa: E402
 from report_music import requests as music_requests  # noqa: E402
@@ -76,26 +76,19 @@ def music_rows(n: int, seed: int, steps: int) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | guidance | clips | worst clip at full scale | same, hard cut at ±1 (before) | "
-             "clips at full scale before | clips scaled down | largest raw peak |",
-             "|---|---|---|---|---|---|---|---|"]
-    seen = set()
-    for r in rows:
-        if (r["model"], r["expression"]) in seen:  # an expression listed twice was sampled twice alike
-            continue
-        seen.add((r["model"], r["expression"]))
-        lines.append(f"| {r['model']} | `{r['expression']}` | {r['n']} | {100 * r['clipped_max']:.3f} % | "
-                     f"{100 * r['old_clipped_max']:.3f} % | {r['old_full_scale_clips']} | "
-                     f"{r['limited_clips']} | {r['raw_peak_max']:.2f} |")
-    return "\n".join(lines) + "\n"
+    # an expression listed twice was sampled twice alike: its first row only
+    first = {(r["model"], r["expression"]): r for r in reversed(rows)}
+    unique = [r for r in rows if first[(r["model"], r["expression"])] is r]
+    return markdown_table(
+        ["model", "guidance", "clips", "worst clip at full scale", "same, hard cut at ±1 (before)",
+         "clips at full scale before", "clips scaled down", "largest raw peak"],
+        [[r["model"], f"`{r['expression']}`", r["n"], f"{100 * r['clipped_max']:.3f} %",
+          f"{100 * r['old_clipped_max']:.3f} %", r["old_full_scale_clips"], r["limited_clips"],
+          f"{r['raw_peak_max']:.2f}"] for r in unique], fmt=str)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=32)
-    p.add_argument("--seed", type=int, default=4242)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p = report_args(__doc__.splitlines()[0], 32, seed=4242)
     p.add_argument("--markdown-only", action="store_true", help="rewrite the table from the JSON")
     p.add_argument("--models", nargs="*", default=[*WORD_MODELS, "music_flow"],
                    help="models to measure; the rows of others already in the JSON are kept")
@@ -111,10 +104,7 @@ def main() -> None:
     for name in args.models:
         rows += (music_rows(args.n, args.seed, 30) if name == "music_flow"
                  else word_rows(name, args.n, args.seed, args.steps))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audio_level.json").write_text(json.dumps(rows, indent=1))
-    (args.out / "audio_level.md").write_text(markdown(rows))
-    print(markdown(rows))
+    write_report(args.out, "audio_level", rows, markdown(rows), indent=1)
 
 
 if __name__ == "__main__":

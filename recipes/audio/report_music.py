@@ -19,22 +19,25 @@ clips (the row "real clips through the mel representation"). Writes
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import report_args, write_report  # beside this script (run as a script)
+
 from framework.core.conditions import Conditions
-from framework.evaluation import score_guidance
+from framework.evaluation import markdown_table, score_guidance
+from framework.evaluation.tables import number
 from framework.training.module import load
 from modalities.audio.chroma import chromagram
 from modalities.audio.features import as_mono
 from modalities.audio.metrics import AudioJudge, music_judge
 from modalities.audio.music import INSTRUMENTS, STYLES
-from modalities.audio.music_data import render_clips
+from modalities.audio.music_clips import render_clips
 from modalities.audio.writers import write_audio
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
@@ -142,49 +145,36 @@ def music_section(out: Path | str, *, n: int = 48, steps: int = 30, seed: int = 
     return results, markdown(results)
 
 
-def _f(v: Any) -> str:
-    return "–" if v is None else (f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}")
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The music section's tables."""
     judge = ", ".join(f"{k} {v:.2f}" for k, v in results["judge_real_accuracy"].items())
-    lines = [f"{results['n']} held-out requests, {results['steps']} Euler steps; judge accuracy on real "
-             f"held-out clips: {judge}",
-             "", "| guidance | acc_style | acc_instrument | acc_all | melody_sim | fd | diversity | NFE | "
-             "s/clip |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in results["rows"]:
-        lines.append(f"| {r['guidance']} | {_f(r.get('acc_style'))} | {_f(r.get('acc_instrument'))} | "
-                     f"{_f(r.get('acc_all'))} | {_f(r.get('melody_sim'))} | {_f(r.get('fd'))} | "
-                     f"{_f(r.get('diversity'))} | {r['nfe'] or '–'} | {_f(r.get('seconds_per_clip'))} |")
+    scores = ["acc_style", "acc_instrument", "acc_all", "melody_sim", "fd", "diversity"]
+    main = markdown_table(["guidance", *scores, "NFE", "s/clip"],
+                          [[r["guidance"], *(number(r.get(k)) for k in scores), r["nfe"] or "–",
+                            number(r.get("seconds_per_clip"))] for r in results["rows"]], fmt=str)
     cj = ", ".join(f"{k} {v:.2f}" for k, v in results["coarse_judge_real_accuracy"].items())
-    lines += ["", f"Coarse judge (log-mels at the model's resolution; accuracy on real held-out clips: {cj})",
-              "", "| guidance | acc_style | acc_instrument | acc_all |", "|---|---|---|---|"]
-    for r in results["coarse"]:
-        lines.append(f"| {r['guidance']} | {_f(r['acc_style'])} | {_f(r['acc_instrument'])} | "
-                     f"{_f(r['acc_all'])} |")
-    lines += ["", "| negative instrument (requests that are not piano) | judged piano | acc_instrument "
-              "| NFE | s/clip |", "|---|---|---|---|---|"]
-    for r in results["negative"]:
-        lines.append(f"| {r['guidance']} | {r['piano']:.2f} | {r['acc_instrument']:.2f} | {r['nfe']} | "
-                     f"{r['seconds_per_clip']:.2f} |")
-    return "\n".join(lines) + "\n"
+    coarse = markdown_table(["guidance", *scores[:3]],
+                            [[r["guidance"], *(r[k] for k in scores[:3])] for r in results["coarse"]])
+    negative = markdown_table(
+        ["negative instrument (requests that are not piano)", "judged piano", "acc_instrument", "NFE",
+         "s/clip"],
+        [[r["guidance"], f"{r['piano']:.2f}", f"{r['acc_instrument']:.2f}", r["nfe"],
+          f"{r['seconds_per_clip']:.2f}"] for r in results["negative"]], fmt=str)
+    return (f"{results['n']} held-out requests, {results['steps']} Euler steps; judge accuracy on real "
+            f"held-out clips: {judge}\n\n{main}\n"
+            f"Coarse judge (log-mels at the model's resolution; accuracy on real held-out clips: {cj})\n\n"
+            f"{coarse}\n{negative}")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=48)
-    p.add_argument("--steps", type=int, default=30)
+    p = report_args(__doc__.splitlines()[0], 48, steps=30)
     p.add_argument("--checkpoint", type=Path, default=CHECKPOINTS / "music_flow.ckpt")
-    p.add_argument("--out", type=Path, default=Path("docs/results"))
     p.add_argument("--samples", type=Path, default=Path("outputs/music"))
     args = p.parse_args()
     torch.set_num_threads(1)
     results, md = music_section(args.out, n=args.n, steps=args.steps, checkpoint=args.checkpoint,
                                 samples=args.samples)
-    (args.out / "audio_music.json").write_text(json.dumps(results, indent=2))
-    (args.out / "audio_music.md").write_text(md)
-    print(md)
+    write_report(args.out, "audio_music", results, md)
 
 
 if __name__ == "__main__":

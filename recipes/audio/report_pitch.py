@@ -19,15 +19,18 @@ Writes ``audio_pitch.json``, ``audio_pitch.md`` and ``audio_pitch.png`` into ``-
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import report_args, write_report  # beside this script (run as a script)
+
 from framework.core.conditions import Conditions
+from framework.evaluation import markdown_table
 from framework.training.module import load
 from modalities.audio.codec import EncodecCodec
 from modalities.audio.mel import LogMel
@@ -149,43 +152,30 @@ def _f(v: float) -> str:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    lines = [f"Decoders on {res['n']} real held-out clips (render seed 1001)", "",
-             "| decoder | harmonic spacing vs the clip's F0 (median error) | clips on a decoder rate | "
-             "F0 error (median) | resemblyzer similarity | words: judge | words: DTW |",
-             "|---|---|---|---|---|---|---|"]
-    for r in res["decoders"]:
-        lines.append(f"| {r['decoder']} | {100 * r['spacing_error']:.1f} % | {r['on_decoder_rate']:.2f} | "
-                     f"{100 * r['f0_error']:.1f} % | {r['speaker_sim']:.3f} | {r['acc_word_judge']:.2f} | "
-                     f"{r['acc_word_dtw']:.2f} |")
-    lines += ["", f"Generated speech, {res['n']} random (word, speaker, pitch) requests",
-              "", "| model | guidance | median spacing (Hz) | spacing vs the speaker's real F0 "
-              "(median error) | within 15 % | on a decoder rate | words: judge | words: DTW |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r in res["models"]:
-        lines.append(f"| {r['model']} | `{r['expression']}` | {r['spacing_median_hz']:.0f} | "
-                     f"{100 * r['spacing_error']:.0f} % | {r['within_15']:.2f} | "
-                     f"{r['on_decoder_rate']:.2f} | {r['acc_word_judge']:.2f} | {r['acc_word_dtw']:.2f} |")
-    lines += ["", "Word accuracy per word (judge / DTW)", "",
-              "| clips | " + " | ".join(WORDS) + " |", "|---|" + "---|" * len(WORDS)]
-    for r in [*res["decoders"], *res["models"]]:
-        name = r.get("decoder") or f"{r['model']} `{r['expression']}`"
-        cells = [f"{_f(a)} / {_f(b)}" for a, b in zip(r["per_word_judge"], r["per_word_dtw"], strict=True)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def report_args(description: str, n: int, seed: int) -> argparse.ArgumentParser:
-    """The options every speech report shares: ``--n`` requests, ``--seed``, flow ``--steps``, ``--out``."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--n", type=int, default=n)
-    p.add_argument("--seed", type=int, default=seed)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--out", type=Path, default=Path("docs/results"))
-    return p
+    decoders = markdown_table(
+        ["decoder", "harmonic spacing vs the clip's F0 (median error)", "clips on a decoder rate",
+         "F0 error (median)", "resemblyzer similarity", "words: judge", "words: DTW"],
+        [[r["decoder"], f"{100 * r['spacing_error']:.1f} %", f"{r['on_decoder_rate']:.2f}",
+          f"{100 * r['f0_error']:.1f} %", f"{r['speaker_sim']:.3f}", f"{r['acc_word_judge']:.2f}",
+          f"{r['acc_word_dtw']:.2f}"] for r in res["decoders"]], fmt=str)
+    models = markdown_table(
+        ["model", "guidance", "median spacing (Hz)", "spacing vs the speaker's real F0 (median error)",
+         "within 15 %", "on a decoder rate", "words: judge", "words: DTW"],
+        [[r["model"], f"`{r['expression']}`", f"{r['spacing_median_hz']:.0f}",
+          f"{100 * r['spacing_error']:.0f} %", f"{r['within_15']:.2f}", f"{r['on_decoder_rate']:.2f}",
+          f"{r['acc_word_judge']:.2f}", f"{r['acc_word_dtw']:.2f}"] for r in res["models"]], fmt=str)
+    per_word = markdown_table(
+        ["clips", *WORDS],
+        [[r.get("decoder") or f"{r['model']} `{r['expression']}`",
+          *(f"{_f(a)} / {_f(b)}" for a, b in zip(r["per_word_judge"], r["per_word_dtw"], strict=True))]
+         for r in [*res["decoders"], *res["models"]]], fmt=str)
+    return (f"Decoders on {res['n']} real held-out clips (render seed 1001)\n\n{decoders}\n"
+            f"Generated speech, {res['n']} random (word, speaker, pitch) requests\n\n{models}\n"
+            f"Word accuracy per word (judge / DTW)\n\n{per_word}")
 
 
 def main() -> None:
-    p = report_args(__doc__.splitlines()[0], 48, 5151)
+    p = report_args(__doc__.splitlines()[0], 48, seed=5151)
     p.add_argument("--models", nargs="*", default=list(MODELS), help="word models to generate from")
     args = p.parse_args()
     for m in set(MODELS) - set(args.models):
@@ -198,9 +188,7 @@ def main() -> None:
     decoders, decoded = decoder_rows(held, judge, matcher, args.n)
     models, media = model_rows(judge, matcher, target_f0(held), args.n, args.seed, args.steps)
     res = {"n": args.n, "decoders": decoders, "models": models}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audio_pitch.json").write_text(json.dumps(res, indent=1))
-    (args.out / "audio_pitch.md").write_text(markdown(res))
+    write_report(args.out, "audio_pitch", res, markdown(res), indent=1)
     from modalities.audio.writers import spectrogram_grid
 
     rows = [*decoded.items(), *[(f"{m}, {e}", v) for (m, e), v in media.items() if not e.startswith("cond")]]

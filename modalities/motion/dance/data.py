@@ -24,10 +24,11 @@ from torch.utils.data import StackDataset
 
 from framework.core.atomic import atomic_write
 from framework.core.conditions import Conditions, ConditionSpec
+from framework.core.plugins import api
 from framework.training.data import SplitData
 
 from ..actions import FPS, FRAMES
-from ..data import caption_embeddings
+from ..clips import caption_embeddings
 from .moves import STYLES, random_dance
 
 __all__ = ["ENERGY", "DanceData", "caption", "dance_specs", "generate_dances", "score_beats"]
@@ -50,10 +51,8 @@ _TEMPLATES = ("{energy} dance", "a {energy} dance with {leg} and {arm}", "someon
 def dance_specs(names: Sequence[str] = CONDITIONS) -> dict[str, ConditionSpec]:
     """Condition specs of the dance data: ``music`` declares the audio plugin's ``audio/music``
     encoder (a cross-modal condition), ``text`` the core MiniLM, ``style`` the music styles."""
-    from modalities.audio.beats import MUSIC_DIM
-
-    specs = {"music": ConditionSpec("music", kind="sequence", dim=MUSIC_DIM, encoder="audio/music",
-                                    positions=True),
+    specs = {"music": ConditionSpec("music", kind="sequence", dim=api("audio/music_dim"),
+                                    encoder="audio/music", positions=True),
              "text": ConditionSpec("text", kind="vector", dim=384, encoder="minilm"),
              "style": ConditionSpec("style", labels=STYLES)}
     unknown = set(names) - set(specs)
@@ -85,8 +84,7 @@ def _music_clip(mel, m: int, bpm: float, instrument: str, seconds: float, rng: n
                 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Render melody ``m`` from a note on a beat, delayed by a random fraction of a beat (so the
     first beat is not always at 0): wave ``[seconds · 16 kHz]``, beat times (s), period (s)."""
-    from modalities.audio.music import clip_notes, render
-
+    clip_notes, render = api("audio/clip_notes"), api("audio/render")
     notes = mel.melody(m)
     grid = score_beats(notes)
     phase = np.mod(notes[:, 0] - grid, 1.0)
@@ -115,12 +113,9 @@ def generate_dances(n: int, seed: int, *, val: bool = False, per_style: int = PE
     ``period``/``bpm`` ``[n]``, ``style``/``energy``/``instrument`` ids ``[n]``, ``caption`` and
     ``moves`` strings ``[n]``. Validation clips (``val``) use melodies no training clip uses.
     ``melodies`` (a :class:`~modalities.audio.music.Melodies`) replaces the corpus (tests)."""
-    from modalities.audio.beats import music_features
-    from modalities.audio.music import load_melodies
-    from modalities.audio.music_data import _split_melodies
-
-    mel = melodies if melodies is not None else load_melodies(per_style, melody_cache)
-    pool = _split_melodies(mel, val)
+    music_features = api("audio/music_features")
+    mel = melodies if melodies is not None else api("audio/load_melodies")(per_style, melody_cache)
+    pool = api("audio/split_melodies")(mel, val)
     seconds = FRAMES / FPS
     rng = np.random.default_rng(seed)
     styles = rng.permutation(np.arange(n) % len(STYLES))

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from framework.core.plugins import api
+
 from ..actions import FPS
 from ..physics import physics
 from .beat_align import beat_alignment
@@ -24,12 +26,11 @@ __all__ = ["DanceJudge", "feature_beats"]
 def feature_beats(music: torch.Tensor, fps: int = FPS) -> list[np.ndarray]:
     """Beat times (s) ``B × [K]`` encoded in ``audio/music`` or ``audio/beats`` features
     ``[B, T, ≥5]``: phase from frame 0's cos/sin, period from the tempo channel (bpm / 120)."""
-    from modalities.audio.beats import TEMPO_SCALE
-
+    tempo_scale = api("audio/tempo_scale")
     out = []
     T = music.shape[1]
     for row in music.detach().float().cpu():
-        period = 60.0 / (float(row[0, 4]) * TEMPO_SCALE)
+        period = 60.0 / (float(row[0, 4]) * tempo_scale)
         angle = math.atan2(float(row[0, 3]), float(row[0, 2]))  # = 2π (0 − phase) / period
         phase = (-angle / (2 * math.pi) * period) % period
         out.append(np.arange(phase, T / fps, period))

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..actions import FOOT_W, FPS, FRAMES, _dir, _norm, _pose, _State, _swing_foot
+from ..actions import FOOT_W
+from ..actions import swing_foot as _swing_foot
+from ..channels import FPS, FRAMES
+from ..channels import Channels as _State
+from ..channels import body_direction as _dir
+from ..channels import unit as _norm
+from ..pose import channels_to_pose as _pose
 
 __all__ = ["ARM_MOVES", "LEG_MOVES", "STYLES", "VOCABULARY", "Dance", "dance_clip", "random_dance"]
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from framework.core.atomic import atomic_write
+from framework.core.plugins import api
 
 from ..actions import FPS
 from ..skeleton import PARENTS
@@ -95,9 +96,8 @@ _RIGHT = {2, 5, 8, 11, 14, 17, 19, 21}
 def music_sources(conditions) -> list[torch.Tensor | None]:
     """Per sample of a :class:`~framework.core.conditions.Conditions` batch, the waveform ``[S]``
     its ``music`` features were encoded from in this process
-    (:func:`modalities.audio.beats.source_of`), or ``None`` (absent, or given as features)."""
-    from modalities.audio.beats import source_of
-
+    (the audio plugin's ``source_of``), or ``None`` (absent, or given as features)."""
+    source_of = api("audio/source_of")
     values, present = conditions.values["music"], conditions.present["music"]
     return [source_of(values[i]) if bool(present[i]) else None for i in range(values.shape[0])]
 
@@ -116,13 +116,12 @@ def write_player(positions: torch.Tensor, waves: Sequence[torch.Tensor | None], 
     Returns:
         the WAV files and the page.
     """
-    from modalities.audio.beats import estimate_beats, onset_envelope
-    from modalities.audio.features import SAMPLE_RATE, save_wav
-
+    estimate_beats, onset_envelope = api("audio/estimate_beats"), api("audio/onset_envelope")
+    save_wav, sample_rate = api("audio/save_wav"), api("audio/sample_rate")
     out.mkdir(parents=True, exist_ok=True)
     pos = positions.detach().cpu().float().numpy()
     B, T = pos.shape[:2]
-    samples = round(T / fps * SAMPLE_RATE)
+    samples = round(T / fps * sample_rate)
     files, cells, data = [], [], []
     colours = ["#1e5ac8" if j in _LEFT else "#c85a28" if j in _RIGHT else "#1e1e1e"
                for j in range(len(PARENTS))]

@@ -101,10 +101,10 @@ def test_music_data_is_deterministic_and_validates_on_unseen_melodies(tiny_data,
     torch.testing.assert_close(w1, w2)
     for k in c1:
         torch.testing.assert_close(c1[k], c2[k])
-    from modalities.audio.music_data import _split_melodies
+    from modalities.audio.music_clips import split_melodies
 
     mel = fake_melodies(3)
-    train, val = set(_split_melodies(mel, False)), set(_split_melodies(mel, True))
+    train, val = set(split_melodies(mel, False)), set(split_melodies(mel, True))
     assert train.isdisjoint(val) and len(val) == len(STYLES)
 
 
