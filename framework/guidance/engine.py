@@ -40,7 +40,7 @@ from framework.guidance.ops.cfg_pp import Renoised
 from framework.guidance.ops.cost_grad import CostError, CostFn, find_costs
 from framework.guidance.ops.cost_grad import unknown_cost as _unknown_cost
 from framework.guidance.spaces import SpaceConverter, SpaceError
-from framework.guidance.state import GuidanceState, GuidedOutput, Perturbations, StepStats
+from framework.guidance.state import GuidanceState, GuidedOutput, Perturbations, StepStats, statistics_enabled
 
 __all__ = ["GuidanceState", "GuidedOutput", "Guider", "Perturbations", "StepStats"]
 
@@ -98,6 +98,13 @@ class Guider(BranchBatching):
                 expr = Linear.of((1.0, expr), (0.0, self._reference))
             dropout.check(expr, self.specs, strict=strict)
         self._replacements: dict[tuple[str, Replace], torch.Tensor] = {}
+        self._names: dict[Branch, str] = {}  # repr of each branch, made once (plans sort by it)
+
+    def _name(self, branch: Branch) -> str:
+        name = self._names.get(branch)
+        if name is None:
+            name = self._names[branch] = repr(branch)
+        return name
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
@@ -186,7 +193,7 @@ class Guider(BranchBatching):
         finally:
             state.planned_costs, state.planned_rows = None, None
         groups: dict[str, list[Branch]] = {}
-        for b in sorted(needed | frozenset(partial), key=repr):
+        for b in sorted(needed | frozenset(partial), key=self._name):
             groups.setdefault(b.network, []).append(b)
         return groups, costs, partial
 
@@ -274,6 +281,7 @@ class Guider(BranchBatching):
                 with torch.no_grad() if needs_graph else contextlib.nullcontext():
                     out, n_calls = self._forward(network, plain, x, t, tau, conditions, state, shuffle,
                                                  **compact)
+                self._check_outputs(out, plain, rows, B, state, tau)
                 calls += n_calls
                 if n_calls == 0:
                     cached.update(plain)
@@ -291,15 +299,13 @@ class Guider(BranchBatching):
                 with torch.enable_grad():
                     xg = x.detach().requires_grad_(True)
                     out, n_calls = self._forward(network, graph, xg, t, tau, conditions, state, shuffle)
+                    self._check_outputs(out.detach(), graph, [None] * len(graph), B, state, tau)
                     for i, b in enumerate(graph):  # sliced under autograd: a slice keeps the graph
                         graphs[b] = (out[i * B:(i + 1) * B], xg)
                         preds[b] = graphs[b][0].detach()
                 calls += n_calls
 
         excluding = self.converter.allows_neg_inf  # logits: -inf marks a token never to choose
-        for b, p in preds.items():
-            check_branch_output(b, p if b not in evaluated else p[evaluated[b]], excluding,
-                                 state.step, tau)
         ctx = StepContext(x, t, tau, state, self.converter, self.native, preds, conditions,
                            self.costs, graphs, evaluated)
         guided = self.expr.value(ctx, self.output_space)
@@ -313,13 +319,13 @@ class Guider(BranchBatching):
                     f"between spaces or combining {self.expr!r} overflowed at t={t[0].item():g}")
             check_some_token_left(guided, f"the guided prediction of {self.expr!r}", state.step, tau)
         stats = StepStats(step=state.step, tau=float(tau),
-                          branches=tuple(repr(b) for bs in groups.values() for b in bs),
+                          branches=tuple(self._name(b) for bs in groups.values() for b in bs),
                           nfe=len(preds) - len(cached), forward_calls=calls, backward=ctx.backward,
                           cost_evals=ctx.cost_evals, extras=ctx.records,
                           row_evals=sum(B if b not in rows_of else rows_of[b].numel()
                                         for b in preds if b not in cached),
                           batch=B, cached=len(cached))
-        if self._reference in preds:
+        if self._reference in preds and statistics_enabled():
             ref = ctx.pred(self._reference, self.output_space)
             g, r = guided.reshape(B, -1).float(), ref.reshape(B, -1).float()
             if excluding:  # statistics over the tokens both allow
@@ -339,3 +345,19 @@ class Guider(BranchBatching):
             state.history.append(stats)
             state.step += 1
         return GuidedOutput(guided, renoise, self.output_space, stats, preds)
+
+    def _check_outputs(self, out: torch.Tensor, branches: list[Branch], rows: list[torch.Tensor | None],
+                       batch: int, state: GuidanceState, tau: float) -> None:
+        """One batched forward's output ``[Σ_b rows_b, ...]`` holds no NaN / +inf (nor -inf outside
+        logit spaces): one reduction for the whole forward; only a failing one is checked branch by
+        branch, to name the branch."""
+        if all_finite(out):
+            return
+        if self.converter.allows_neg_inf and not bool(torch.isnan(out).any() | torch.isposinf(out).any()) \
+                and not bool(torch.isneginf(out).all(dim=-1).any()):
+            return  # only -inf, which excludes tokens, and every distribution keeps some token
+        lo, B = 0, batch
+        for b, r in zip(branches, rows, strict=True):
+            n = B if r is None else r.numel()
+            check_branch_output(b, out[lo:lo + n], self.converter.allows_neg_inf, state.step, tau)
+            lo += n

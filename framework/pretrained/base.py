@@ -19,6 +19,7 @@ from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Family, SampleOutput
 from framework.guidance.expr import Expr
 from framework.guidance.ops.cost_grad import CostFn
+from framework.guidance.state import step_statistics
 from framework.guidance.syntax import parse
 from framework.pretrained.loading import PretrainedError
 
@@ -152,7 +153,7 @@ class PretrainedModel:
     def sample(self, conditions: Conditions | Mapping[str, Any], guidance: Expr | str | None = None, *,
                n: int | None = None, steps: int | None = None, seed: int | None = None,
                progress: bool = False, callback=None, costs: Mapping[str, CostFn] | None = None,
-               decode: bool = True) -> SampleOutput:
+               decode: bool = True, statistics: bool = False) -> SampleOutput:
         """Guided sampling of the pipeline's networks with the pipeline's scheduler / decoding.
 
         Args:
@@ -164,6 +165,9 @@ class PretrainedModel:
                 so the same seed gives the pipeline's own samples under its own guidance.
             costs: cost name → ``fn(x0 [B, *shape], conditions) -> [B]`` for cost terms.
             decode: decode samples to :attr:`SampleOutput.media` (images / audio).
+            statistics: also compare each step's guided and unguided predictions
+                (``StepStats.guidance_norm`` / ``cosine``); off by default, as the pipeline's own
+                call computes nothing of the kind (a few reductions and a host sync per step).
 
         Returns:
             :class:`SampleOutput`: ``samples`` (latents ``[n, C, h, w]`` or codes ``[n, K, T]``),
@@ -178,9 +182,10 @@ class PretrainedModel:
         steps = self.default_steps if steps is None else int(steps)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         shape = self.sample_shape(steps, conditions)
-        out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
-                                 generator=gen, progress=progress, callback=callback, device=self.device,
-                                 costs={**self.costs, **(costs or {})})
+        with step_statistics(statistics):
+            out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
+                                     generator=gen, progress=progress, callback=callback, device=self.device,
+                                     costs={**self.costs, **(costs or {})})
         if decode:
             out.media = self.decode(out.samples, gen)
         return out
