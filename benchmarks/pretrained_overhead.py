@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_options, environment, parser, write
+from _common import environment, side_by_side_main, write
 from vs_diffusers import device_or_exit, timed_ratios
 
 from framework.pretrained import tiny
@@ -157,11 +157,5 @@ def table(payload: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = parser(__doc__, quick="one repetition (smoke run)")
-    device_options(ap, reps=7)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--scale", type=int, default=1, help="network width multiplier (e.g. 4 on a GPU)")
-    args = ap.parse_args()
-    print(table(run(args.out, quick=args.quick, threads=args.threads, device=args.device, reps=args.reps,
-                    steps=args.steps, batch=args.batch, scale=args.scale)))
+    side_by_side_main(__doc__, run, table, reps=7, steps=(20, None), batch=(2, None),
+                      scale=(1, "network width multiplier (e.g. 4 on a GPU)"))

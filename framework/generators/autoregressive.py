@@ -149,7 +149,8 @@ class BranchCaches:
         self._full = full
         new = x[:, self.length:]
         # the cached prefix is fixed (as the KV cache assumes): only new tokens can add padding
-        mask = _padding_mask(x) if self._padded or _padding_mask(new) is not None else None
+        # (ids are ≥ 0 but for PAD, so one reduction of the new tokens tells)
+        mask = _padding_mask(x) if self._padded or int(new.min()) <= PAD else None
         logits = self._call(new, t, conditions, perturbations, self.cache, mask)
         self._padded = self._padded or mask is not None
         self.length = x.shape[1]
@@ -318,7 +319,8 @@ class Autoregressive(Family):
         done = torch.zeros(B, dtype=torch.bool, device=x.device)
         for i in range(total):
             out = guider.step(x, t, progress_tau(i, total), conditions, state)
-            logp = torch.log_softmax(out.denoise[:, -1].float(), dim=-1)  # renormalise: [B, V] or [B, K, V]
+            # renormalise (in float32): [B, V] or [B, K, V]
+            logp = torch.log_softmax(out.denoise[:, -1], dim=-1, dtype=torch.float32)
             if self.temperature == 0:
                 nxt = logp.argmax(-1)
             else:

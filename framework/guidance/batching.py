@@ -53,7 +53,12 @@ class BranchBatching:
         counts = [B if r is None else r.numel() for r in branch_rows]
         if not compact:
             xs = x if k == 1 else torch.cat([x] * k)  # (cat: a fraction of repeat's fixed cost)
-            ts = t if k == 1 else torch.cat([t] * k)
+            if k == 1:
+                ts = t
+            elif t.ndim == 1 and t.stride(0) == 0:  # one time broadcast to every row: keep it so
+                ts = t.as_strided((k * B,), (0,))
+            else:
+                ts = torch.cat([t] * k)
         else:
             xs = torch.cat([x if r is None else x[r] for r in branch_rows])
             ts = torch.cat([t if r is None else t[r] for r in branch_rows])
@@ -106,9 +111,10 @@ class BranchBatching:
             kwargs = dict(aware)
             if perturb is not None:
                 kwargs["perturbations"] = Perturbations(perturb.ids[sl], perturb.table)
-            c = conds if (lo, hi) == (0, rows) else conds.index(sl)
+            whole = (lo, hi) == (0, rows)
+            c = conds if whole else conds.index(sl)
             try:
-                out = model(xs[sl], ts[sl], c, **kwargs)
+                out = model(xs, ts, c, **kwargs) if whole else model(xs[sl], ts[sl], c, **kwargs)
             except TypeError as e:
                 if perturb is not None and "perturbations" in str(e):
                     raise TypeError(f"network {network!r} does not accept perturbations, but "

@@ -32,6 +32,8 @@ class StepContext:
         self._coefs: dict[int, dict[Expr, float]] = {}
         self._grads: dict[tuple[str, Branch, bool], torch.Tensor] = {}
         self.records: dict[str, float] = {}
+        #: a prediction already proven finite while evaluating (the engine skips checking it again)
+        self.known_finite: torch.Tensor | None = None
         self.backward = 0
         self.cost_evals = 0
 

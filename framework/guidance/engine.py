@@ -99,6 +99,9 @@ class Guider(BranchBatching):
             dropout.check(expr, self.specs, strict=strict)
         self._replacements: dict[tuple[str, Replace], torch.Tensor] = {}
         self._names: dict[Branch, str] = {}  # repr of each branch, made once (plans sort by it)
+        # a sum of branches (CFG, nested, negative prompts...) is finite only if every branch it
+        # evaluates is: the branch outputs are checked only when the guided prediction is not
+        self._defer_checks = all(isinstance(n, (Linear, Branch)) for n in expr.walk())
 
     def _name(self, branch: Branch) -> str:
         name = self._names.get(branch)
@@ -248,7 +251,8 @@ class Guider(BranchBatching):
     def _step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
               state: GuidanceState) -> GuidedOutput:
         B = x.shape[0]
-        t = torch.as_tensor(t, device=x.device)
+        if not isinstance(t, torch.Tensor) or t.device != x.device:
+            t = torch.as_tensor(t, device=x.device)
         t = t.expand(B) if t.ndim == 0 else t
         if t.shape != (B,):
             raise ValueError(f"t must be a scalar or shape ({B},), got {tuple(t.shape)}")
@@ -271,6 +275,7 @@ class Guider(BranchBatching):
         calls = 0
         cached: set[Branch] = set()  # served by the exact output cache, not evaluated
         shuffle: dict[int, torch.Tensor] = {}  # one ICG permutation per step, shared by all conditions
+        unchecked: list[tuple[torch.Tensor, list[Branch], list[torch.Tensor | None]]] = []
         evaluated = {b: r for b, r in partial.items()}
         rows_of = {b: r.nonzero().squeeze(1) for b, r in partial.items()}
         for network, branches in groups.items():
@@ -281,7 +286,10 @@ class Guider(BranchBatching):
                 with torch.no_grad() if needs_graph else contextlib.nullcontext():
                     out, n_calls = self._forward(network, plain, x, t, tau, conditions, state, shuffle,
                                                  **compact)
-                self._check_outputs(out, plain, rows, B, state, tau)
+                if self._defer_checks:
+                    unchecked.append((out, plain, rows))
+                else:
+                    self._check_outputs(out, plain, rows, B, state, tau)
                 calls += n_calls
                 if n_calls == 0:
                     cached.update(plain)
@@ -308,10 +316,17 @@ class Guider(BranchBatching):
         excluding = self.converter.allows_neg_inf  # logits: -inf marks a token never to choose
         ctx = StepContext(x, t, tau, state, self.converter, self.native, preds, conditions,
                            self.costs, graphs, evaluated)
-        guided = self.expr.value(ctx, self.output_space)
+        try:
+            guided = self.expr.value(ctx, self.output_space)
+        except FloatingPointError:
+            for args in unchecked:  # a bad branch output is the first error to report
+                self._check_outputs(*args, B, state, tau)
+            raise
         renoise = (self.expr.renoise.value(ctx, self.output_space)
                    if isinstance(self.expr, Renoised) else None)
-        if not all_finite(guided):
+        if guided is not ctx.known_finite and not all_finite(guided):
+            for args in unchecked:
+                self._check_outputs(*args, B, state, tau)
             if not excluding or bool(torch.isnan(guided).any() | torch.isposinf(guided).any()):
                 raise FloatingPointError(
                     f"guided prediction at step {state.step} (τ={tau:g}) is not finite, though every "

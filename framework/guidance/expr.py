@@ -255,8 +255,10 @@ class Linear(Expr):
         for _, c, v in terms:
             total = v * c if total is None else total + v * c
         # a -inf (excluded token) in any term makes the sum non-finite: one reduction tells
-        if getattr(ctx.converter, "allows_neg_inf", False) and not math.isfinite(float(total.sum())):
-            return combine_excluding(terms)
+        if getattr(ctx.converter, "allows_neg_inf", False):
+            if not math.isfinite(float(total.sum())):
+                return combine_excluding(terms)
+            ctx.known_finite = total
         return total
 
     def __repr__(self) -> str:

@@ -33,16 +33,17 @@ class LastRows:
     assembled once per run instead of once per step."""
 
     def __init__(self) -> None:
-        self._last: tuple[Conditions, Any, Any] | None = None
+        self._last: tuple[Conditions, dict[Any, Any]] | None = None
 
     def get(self, conditions: Conditions, key: Any, make: Callable[[], Any]) -> Any:
-        """``make()``, or its value from the last call if that had this ``conditions`` object and ``key``."""
+        """``make()``, or its value from an earlier call with this ``key`` and the same ``conditions``
+        object (the values of one batch are kept together; a new batch object drops them)."""
         last = self._last
-        if last is not None and last[0] is conditions and last[1] == key:
-            return last[2]
-        value = make()
-        self._last = (conditions, key, value)
-        return value
+        if last is None or last[0] is not conditions:
+            last = self._last = (conditions, {})
+        if key not in last[1]:
+            last[1][key] = make()
+        return last[1][key]
 
 
 def last_rows(owner: Any) -> LastRows:

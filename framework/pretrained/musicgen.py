@@ -98,7 +98,8 @@ class _Decoder:
         out = owner.model(decoder_input_ids=ids, cache=None if cache is None else cache.cache,
                           use_cache=cache is not None, **kwargs)
         logits = out.logits
-        logits = logits[:, -L:]  # Melody: the condition prefix's positions come first
+        if logits.shape[1] != L:
+            logits = logits[:, -L:]  # Melody: the condition prefix's positions come first
         return logits.reshape(N, K, L, -1).permute(0, 2, 1, 3)
 
 
