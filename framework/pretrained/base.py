@@ -183,10 +183,13 @@ class PretrainedModel:
         steps = self.default_steps if steps is None else int(steps)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         shape = self.sample_shape(steps, conditions)
-        with step_statistics(statistics):
-            out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
-                                     generator=gen, progress=progress, callback=callback, device=self.device,
-                                     costs={**self.costs, **(costs or {})})
+        try:
+            with step_statistics(statistics):
+                out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
+                                         generator=gen, progress=progress, callback=callback,
+                                         device=self.device, costs={**self.costs, **(costs or {})})
+        finally:  # the run's prompt rows are not held past it (nor through the decoder)
+            self.__dict__.pop("_last_rows", None)
         if decode:
             out.media = self.decode(out.samples, gen)
         return out
