@@ -102,6 +102,10 @@ class Guider(BranchBatching):
         # a sum of branches (CFG, nested, negative prompts...) is finite only if every branch it
         # evaluates is: the branch outputs are checked only when the guided prediction is not
         self._defer_checks = all(isinstance(n, (Linear, Branch)) for n in expr.walk())
+        # with constant weights too, every step plans the same branches and the mass cannot change
+        self._static = self._defer_checks and all(
+            w.constant is not None for n in expr.walk() if isinstance(n, Linear) for w, _ in n.terms)
+        self._static_plan: tuple[dict[str, list[Branch]], list, dict] | None = None
 
     def _name(self, branch: Branch) -> str:
         name = self._names.get(branch)
@@ -170,7 +174,7 @@ class Guider(BranchBatching):
 
     def plan(self, tau: float, state: GuidanceState) -> dict[str, list[Branch]]:
         """Branches to evaluate at ``τ``, grouped by network, in a deterministic order."""
-        return self._plan(tau, state)[0]
+        return {net: list(bs) for net, bs in self._plan(tau, state)[0].items()}
 
     def plan_costs(self, tau: float, state: GuidanceState) -> list[tuple[str, Branch, bool]]:
         """The cost gradients a step at ``τ`` computes: ``(cost name, branch read, through_model)``,
@@ -186,6 +190,8 @@ class Guider(BranchBatching):
               ) -> tuple[dict[str, list[Branch]], list[tuple[str, Branch, bool]], dict[Branch, torch.Tensor]]:
         if state.reference is None:
             state.reference = self._reference
+        if self._static and self._static_plan is not None:
+            return self._static_plan
         state.planned_costs, state.planned_rows = {}, {}
         try:
             renoise = self.expr.renoise.needed(tau, state) if isinstance(self.expr, Renoised) else ()
@@ -198,6 +204,8 @@ class Guider(BranchBatching):
         groups: dict[str, list[Branch]] = {}
         for b in sorted(needed | frozenset(partial), key=self._name):
             groups.setdefault(b.network, []).append(b)
+        if self._static:
+            self._static_plan = (groups, costs, partial)
         return groups, costs, partial
 
     def step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
@@ -264,7 +272,8 @@ class Guider(BranchBatching):
                     if name not in conditions.values:
                         raise unknown_error(f"condition in branch {b!r}:", name, conditions.values)
 
-        self.expr.check(taus=(tau,))  # weights are arbitrary callables of τ: check the τ actually used
+        if not self._static:  # weights are arbitrary callables of τ: check the τ actually used
+            self.expr.check(taus=(tau,))
         groups, costs, partial = self._plan(tau, state)
         if costs and self.costs is None:
             raise CostError(f"the guidance has cost terms {sorted({c[0] for c in costs})} but the "
