@@ -58,6 +58,19 @@ def device_options(ap: argparse.ArgumentParser, reps: int) -> None:
     ap.add_argument("--reps", type=int, default=None, help=f"interleaved repetitions (default {reps})")
 
 
+def side_by_side_main(doc: str | None, run: Callable[..., dict], table: Callable[[dict], str], reps: int,
+                      **options: tuple[int, str | None]) -> None:
+    """The command line of a benchmark timed side by side with a library's own call: ``--out``,
+    ``--quick`` (one repetition), ``--threads``, ``--device``, ``--reps`` and integer ``options``
+    (name → ``(default, help)``), all passed to ``run`` by name; prints the table."""
+    ap = parser(doc, quick="one repetition (smoke run)")
+    device_options(ap, reps=reps)
+    for name, (default, text) in options.items():
+        ap.add_argument(f"--{name}", type=int, default=default, help=text)
+    args = vars(ap.parse_args())
+    print(table(run(args.pop("out"), **args)))
+
+
 def main(doc: str | None, run: Callable[..., dict], table: Callable[[dict], str]) -> None:
     """The command line every benchmark shares: ``--out``, ``--quick``, ``--threads``; prints the table."""
     args = parser(doc).parse_args()

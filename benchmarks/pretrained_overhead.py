@@ -17,10 +17,14 @@ Timing as in ``vs_diffusers.py``: the two calls alternate, each repetition gives
 ours ÷ pipeline from adjacent runs, and the table reports the median ratio (target ≤ 1.02) and
 the difference per step in milliseconds: the wrapper's cost is a fixed amount per step (planning,
 condition rows, the finite checks of the guidance engine), so the ratio shrinks as the network
-grows (``--scale``); these CPU-sized networks take a few milliseconds per step. On a
-GPU (``--device cuda``) it also reports each side's peak memory (``torch.cuda.max_memory_allocated``):
-ours must not exceed the pipeline's by more than the extra branch rows (here none: both evaluate
-the same two branches in one batched call).
+grows (``--scale``); these CPU-sized networks take a few milliseconds per step.
+
+Each side's peak memory is the most bytes the call holds at once beyond what existed before it
+(``framework.pretrained.memory.peak_bytes``: ``torch.cuda.max_memory_allocated`` on a GPU; on the
+CPU every storage the operators create is followed): ours must not exceed the pipeline's by
+more than the extra branch rows (here none: both evaluate the same two branches in one batched
+call) and the condition rows the engine packs per branch (one ``[branches × batch, ...]`` copy of
+each condition's value).
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_options, environment, parser, write
+from _common import environment, side_by_side_main, write
 from vs_diffusers import device_or_exit, timed_ratios
 
 from framework.pretrained import tiny
 from framework.pretrained.amused import Amused
+from framework.pretrained.memory import peak_bytes
 from framework.pretrained.musicgen import MusicGen
 from framework.pretrained.sd3 import StableDiffusion3
 from framework.pretrained.stable_diffusion import StableDiffusion
@@ -83,16 +88,6 @@ def _musicgen_case(frames: int, batch: int, dev, width: int) -> dict:
             "parameters": sum(p.numel() for p in net.decoder.parameters())}
 
 
-def _peak(fn, dev) -> int | None:
-    if dev.type != "cuda":
-        return None
-    torch.cuda.synchronize(dev)
-    torch.cuda.reset_peak_memory_stats(dev)
-    fn()
-    torch.cuda.synchronize(dev)
-    return int(torch.cuda.max_memory_allocated(dev))
-
-
 def run(out: Path, quick: bool = False, threads: int = 2, device: str = "cpu", reps: int | None = None,
         steps: int = 20, batch: int = 2, scale: int = 1, families: tuple[str, ...] | None = None) -> dict:
     """Time every family; ``scale`` multiplies the networks' widths (1: CPU-sized)."""
@@ -121,12 +116,14 @@ def run(out: Path, quick: bool = False, threads: int = 2, device: str = "cpu", r
                                  sync=sync)
             ratios = [a / b for a, b in zip(times["ours"]["wall"], times["pipeline"]["wall"], strict=True)]
             cpu = [a / b for a, b in zip(times["ours"]["cpu"], times["pipeline"]["cpu"], strict=True)]
+            quart = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
             results.append({**case, "scale": scale, "ours_s": med(times["ours"]["wall"]),
                             "pipeline_s": med(times["pipeline"]["wall"]), "ratio": med(ratios),
-                            "ratios": ratios,
+                            "ratios": ratios, "ratio_q1": quart[0], "ratio_q3": quart[2],
+                            "ratio_of_fastest": min(times["ours"]["wall"]) / min(times["pipeline"]["wall"]),
                             "ratio_cpu": med(cpu) if dev.type == "cpu" else None, "target": TARGET,
                             "meets_target": med(ratios) <= TARGET, "max_abs_diff": diff,
-                            "peak_ours": _peak(ours, dev), "peak_pipeline": _peak(theirs, dev)})
+                            "peak_ours": peak_bytes(ours, dev), "peak_pipeline": peak_bytes(theirs, dev)})
     payload = {"benchmark": "pretrained_overhead", "reps": reps, "device": str(dev),
                "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
                "environment": environment(), "results": results}
@@ -137,31 +134,24 @@ def run(out: Path, quick: bool = False, threads: int = 2, device: str = "cpu", r
 def table(payload: dict) -> str:
     name = payload.get("device_name")
     where = payload["device"] + (f" ({name})" if name else "")
-    mem = any(r.get("peak_ours") is not None for r in payload["results"])
-    lines = [f"Pipelines sampled through polyguide vs their own call, on {where}; median of "
-             f"{payload['reps']} interleaved ratios", "",
-             "| family | pipeline | steps | batch | ours s | pipeline s | ours ÷ pipeline (wall) "
-             "| (CPU time) | target | overhead ms/step | max abs diff |"
-             + (" peak MiB ours / pipeline |" if mem else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mem else "")]
+    lines = [f"Pipelines sampled through polyguide vs their own call, on {where}; median (and quartiles) "
+             f"of {payload['reps']} interleaved ratios; peak = bytes the call allocates", "",
+             "| family | pipeline | steps | batch | ours s | pipeline s | ours ÷ pipeline (wall) | quartiles "
+             "| (CPU time) | target | overhead ms/step | max abs diff | peak KiB ours / pipeline |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in payload["results"]:
         cpu = "—" if r.get("ratio_cpu") is None else f"{r['ratio_cpu']:.3f}"
         ok = "yes" if r["meets_target"] else "NO"
-        row = (f"| {r['case']} | {r['pipeline']} | {r['steps']} | {r['batch']} | {r['ours_s']:.3f} | "
-               f"{r['pipeline_s']:.3f} | {r['ratio']:.3f} | {cpu} | ≤ {r['target']:g} ({ok}) | "
-               f"{1000 * (r['ours_s'] - r['pipeline_s']) / r['steps']:+.2f} | {r['max_abs_diff']:.1e} |")
-        if mem:
-            row += f" {r['peak_ours'] / 2**20:.1f} / {r['peak_pipeline'] / 2**20:.1f} |"
-        lines.append(row)
+        q = f"{r['ratio_q1']:.3f}–{r['ratio_q3']:.3f}" if "ratio_q1" in r else "—"
+        kib = (r.get("peak_ours"), r.get("peak_pipeline"))
+        mem = "—" if kib[0] is None else f"{kib[0] / 2**10:,.0f} / {kib[1] / 2**10:,.0f}"
+        lines.append(f"| {r['case']} | {r['pipeline']} | {r['steps']} | {r['batch']} | {r['ours_s']:.3f} | "
+                     f"{r['pipeline_s']:.3f} | {r['ratio']:.3f} | {q} | {cpu} | ≤ {r['target']:g} ({ok}) | "
+                     f"{1000 * (r['ours_s'] - r['pipeline_s']) / r['steps']:+.2f} | "
+                     f"{r['max_abs_diff']:.1e} | {mem} |")
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    ap = parser(__doc__, quick="one repetition (smoke run)")
-    device_options(ap, reps=7)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--scale", type=int, default=1, help="network width multiplier (e.g. 4 on a GPU)")
-    args = ap.parse_args()
-    print(table(run(args.out, quick=args.quick, threads=args.threads, device=args.device, reps=args.reps,
-                    steps=args.steps, batch=args.batch, scale=args.scale)))
+    side_by_side_main(__doc__, run, table, reps=7, steps=(20, None), batch=(2, None),
+                      scale=(1, "network width multiplier (e.g. 4 on a GPU)"))

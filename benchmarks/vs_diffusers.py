@@ -35,7 +35,7 @@ from diffusers import DDIMScheduler, UNet2DModel
 from diffusers.guiders import ClassifierFreeGuidance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import device_options, environment, parser, write
+from _common import environment, side_by_side_main, write
 
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Diffusion
@@ -220,10 +220,4 @@ def table(payload: dict) -> str:
 
 
 if __name__ == "__main__":
-    ap = parser(__doc__, quick="one repetition (smoke run)")
-    device_options(ap, reps=9)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=50)
-    args = ap.parse_args()
-    print(table(run(args.out, quick=args.quick, threads=args.threads, device=args.device, reps=args.reps,
-                    batch=args.batch, steps=args.steps)))
+    side_by_side_main(__doc__, run, table, reps=9, batch=(8, None), steps=(50, None))

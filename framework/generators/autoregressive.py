@@ -81,6 +81,8 @@ class BranchCaches:
         self.order: tuple[Branch, ...] = ()
         self.rows: tuple[torch.Tensor, ...] | None = None  # batch rows per branch block (None: all)
         self.length = 0  # tokens already in the cache
+        self._full: int | None = None  # rows per branch when the last call ran every branch on all rows
+        self._padded = False  # whether the cached prefix has left padding
 
     def _call(self, tokens, t, conditions, perturbations, cache, mask=None):
         kw = {"perturbations": perturbations} if perturbations is not None else {}
@@ -132,15 +134,25 @@ class BranchCaches:
         ``B`` each, or ``rows[i]`` (sorted long batch indices) for branch ``i``."""
         if not branches:
             raise ValueError("BranchCaches needs the guidance engine's branch layout")
+        full = None
         if rows is None:
-            B = x.shape[0] // len(branches)
-            full = torch.arange(B, device=x.device)
-            rows = tuple(full for _ in branches)
+            full = x.shape[0] // len(branches)
+            if full == self._full and branches == self.order:  # every row of the same branches again
+                rows = self.rows
+            else:
+                every = torch.arange(full, device=x.device)
+                rows = tuple(every for _ in branches)
         if sum(r.numel() for r in rows) != x.shape[0]:
             raise ValueError(f"rows per branch sum to {sum(r.numel() for r in rows)}, x has {x.shape[0]}")
-        if branches != self.order or not _same_rows(rows, self.rows):
+        if branches != self.order or not (rows is self.rows or _same_rows(rows, self.rows)):
             self._reorder(x, t, conditions, perturbations, branches, rows)
-        logits = self._call(x[:, self.length:], t, conditions, perturbations, self.cache, _padding_mask(x))
+        self._full = full
+        new = x[:, self.length:]
+        # the cached prefix is fixed (as the KV cache assumes): only new tokens can add padding
+        # (ids are ≥ 0 but for PAD, so one reduction of the new tokens tells)
+        mask = _padding_mask(x) if self._padded or int(new.min()) <= PAD else None
+        logits = self._call(new, t, conditions, perturbations, self.cache, mask)
+        self._padded = self._padded or mask is not None
         self.length = x.shape[1]
         return logits[:, -1:]  # next-token logits [N, 1, V]
 
@@ -307,7 +319,8 @@ class Autoregressive(Family):
         done = torch.zeros(B, dtype=torch.bool, device=x.device)
         for i in range(total):
             out = guider.step(x, t, progress_tau(i, total), conditions, state)
-            logp = torch.log_softmax(out.denoise[:, -1].float(), dim=-1)  # renormalise: [B, V] or [B, K, V]
+            # renormalise (in float32): [B, V] or [B, K, V]
+            logp = torch.log_softmax(out.denoise[:, -1], dim=-1, dtype=torch.float32)
             if self.temperature == 0:
                 nxt = logp.argmax(-1)
             else:
@@ -315,7 +328,7 @@ class Autoregressive(Family):
                                         self.top_p).exp()
                 nxt = torch.multinomial(probs, 1, generator=generator).view(logp.shape[:-1]).to(x.device)
             if pads is not None:
-                nxt = torch.where(pads[i], torch.full_like(nxt, self.pad_id), nxt)
+                nxt = nxt.masked_fill(pads[i], self.pad_id)
             if self.eos_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, self.eos_id), nxt)
                 done |= nxt == self.eos_id

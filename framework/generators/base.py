@@ -158,11 +158,11 @@ class Family:
         state = guider.new_state(generator)
         start = time.perf_counter()
         with torch.no_grad():
-            x = self.init_state(conditions.batch_size, shape, generator, device, init)
+            start_state = [self.init_state(conditions.batch_size, shape, generator, device, init)]
             bar = tqdm(total=self.progress_total(steps), disable=not progress, desc=f"{self.name} sampling",
                        leave=False)
-            try:
-                x = self.run(guider, state, x, conditions, steps, generator, bar, callback)
+            try:  # pop: the run owns the starting state; this frame does not hold it through every step
+                x = self.run(guider, state, start_state.pop(), conditions, steps, generator, bar, callback)
             finally:
                 bar.close()
         return SampleOutput(x, list(state.history), time.perf_counter() - start)

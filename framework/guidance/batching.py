@@ -50,10 +50,15 @@ class BranchBatching:
         B, k = x.shape[0], len(branches)
         branch_rows = branch_rows or [None] * k
         compact = any(r is not None for r in branch_rows)
-        counts = torch.tensor([B if r is None else r.numel() for r in branch_rows])
+        counts = [B if r is None else r.numel() for r in branch_rows]
         if not compact:
-            xs = x if k == 1 else x.repeat(k, *[1] * (x.ndim - 1))
-            ts = t if k == 1 else t.repeat(k)
+            xs = x if k == 1 else torch.cat([x] * k)  # (cat: a fraction of repeat's fixed cost)
+            if k == 1:
+                ts = t
+            elif t.ndim == 1 and t.stride(0) == 0:  # one time broadcast to every row: keep it so
+                ts = t.as_strided((k * B,), (0,))
+            else:
+                ts = torch.cat([t] * k)
         else:
             xs = torch.cat([x if r is None else x[r] for r in branch_rows])
             ts = torch.cat([t if r is None else t[r] for r in branch_rows])
@@ -61,7 +66,8 @@ class BranchBatching:
                   for b in branches]
         if any(shifts):
             ts = ts + torch.tensor(shifts, dtype=ts.dtype if ts.is_floating_point() else
-                                   torch.float32, device=ts.device).repeat_interleave(counts.to(ts.device))
+                                   torch.float32, device=ts.device).repeat_interleave(
+                torch.tensor(counts, device=ts.device))
             if self.converter.time_range is not None:  # e.g. t + 50 past the last diffusion step
                 ts = ts.clamp(*self.converter.time_range)
         # whole-batch conditions first, then the rows: ICG shuffles and prior draws do not
@@ -73,14 +79,15 @@ class BranchBatching:
         perturb = None
         if table:
             ids = torch.tensor([table.index(b.perturbation) if b.perturbation in table else -1
-                                for b in branches], device=x.device).repeat_interleave(counts.to(x.device))
+                                for b in branches], device=x.device).repeat_interleave(
+                torch.tensor(counts, device=x.device))
             perturb = Perturbations(ids, table)
         inputs = (xs, ts, conds, perturb)
         reuse = self.reuse_unchanged and not conds.cads and not torch.is_grad_enabled()
         if reuse and network in state.last_forward and _same_inputs(state.last_forward[network][0], inputs):
             return state.last_forward[network][1], 0  # 0 calls: nothing was evaluated
         model = self.models[network]
-        rows = int(counts.sum())
+        rows = sum(counts)
         step = self.max_batch or rows
         aware = {}
         if getattr(model, "branch_aware", False):
@@ -104,9 +111,10 @@ class BranchBatching:
             kwargs = dict(aware)
             if perturb is not None:
                 kwargs["perturbations"] = Perturbations(perturb.ids[sl], perturb.table)
-            c = conds if (lo, hi) == (0, rows) else conds.index(sl)
+            whole = (lo, hi) == (0, rows)
+            c = conds if whole else conds.index(sl)
             try:
-                out = model(xs[sl], ts[sl], c, **kwargs)
+                out = model(xs, ts, c, **kwargs) if whole else model(xs[sl], ts[sl], c, **kwargs)
             except TypeError as e:
                 if perturb is not None and "perturbations" in str(e):
                     raise TypeError(f"network {network!r} does not accept perturbations, but "
@@ -129,11 +137,12 @@ class BranchBatching:
         passes the same ``conditions`` object with the same branches on all rows, each keeping or
         nulling its conditions (nothing drawn, replaced or varying with τ), gets the same packed
         object: built once per run, and networks may cache what they derive from it by identity."""
-        static = all(r is None for r in branch_rows) and all(
-            b.value_of(name) in (None, KEEP) for b in branches for name in conditions.names)
         key = (network, tuple(branches))
-        if static and key in state.packed and state.packed[key][0] is conditions:
-            return state.packed[key][1]
+        full = all(r is None for r in branch_rows)
+        last = state.packed.get(key)
+        if full and last is not None and last[0] is conditions:  # stored only when static
+            return last[1]
+        static = full and all(b.value_of(name) in (None, KEEP) for b in branches for name in conditions.names)
         parts = [self._branch_conditions(b, conditions, tau, state, shuffle) for b in branches]
         conds = Conditions.cat([c if r is None else c.index(r)
                                 for c, r in zip(parts, branch_rows, strict=True)])

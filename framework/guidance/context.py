@@ -3,6 +3,8 @@ checks of branch outputs and the guided prediction for non-finite values."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from framework.guidance.branches import Branch
@@ -22,8 +24,7 @@ class StepContext:
         self.converter, self.native, self.preds = converter, native, preds
         #: branch → bool [B] rows it was evaluated on, for branches run on part of the batch
         self.evaluated: dict[Branch, torch.Tensor] = evaluated or {}
-        #: the rows of the sampled batch this context sees (long [R]; all rows at the top level)
-        self.batch_rows = torch.arange(x.shape[0], device=x.device)
+        self._batch_rows: torch.Tensor | None = None  # all rows at the top level (made when read)
         self.batch_size = x.shape[0]
         self.conditions, self.costs = conditions, costs or {}
         self.graphs: dict[Branch, tuple[torch.Tensor, torch.Tensor]] = graphs or {}
@@ -31,8 +32,17 @@ class StepContext:
         self._coefs: dict[int, dict[Expr, float]] = {}
         self._grads: dict[tuple[str, Branch, bool], torch.Tensor] = {}
         self.records: dict[str, float] = {}
+        #: a prediction already proven finite while evaluating (the engine skips checking it again)
+        self.known_finite: torch.Tensor | None = None
         self.backward = 0
         self.cost_evals = 0
+
+    @property
+    def batch_rows(self) -> torch.Tensor:
+        """The rows of the sampled batch this context sees: long ``[R]`` (all rows at the top level)."""
+        if self._batch_rows is None:
+            self._batch_rows = torch.arange(self.x.shape[0], device=self.x.device)
+        return self._batch_rows
 
     def restrict(self, rows: torch.Tensor) -> StepContext:
         """The same step seen on the rows ``rows`` (long ``[R]``, indices into this context's rows)
@@ -46,7 +56,7 @@ class StepContext:
                            self.conditions.index(rows) if self.conditions is not None else None,
                            self.costs)
         sub.records = self.records
-        sub.batch_rows, sub.batch_size = self.batch_rows[rows], self.batch_size
+        sub._batch_rows, sub.batch_size = self.batch_rows[rows], self.batch_size
         return sub
 
     def cost_gradient(self, name: str, branch: Branch, through_model: bool) -> torch.Tensor:
@@ -102,7 +112,7 @@ def all_finite(v: torch.Tensor) -> bool:
     """Whether every entry of ``v`` is finite. A sum is non-finite whenever an entry is (NaN and
     ±inf propagate), so a finite sum proves it with one reduction and no mask; only a non-finite
     (or overflowing) sum needs the element-wise test."""
-    return bool(torch.isfinite(v.sum())) or bool(torch.isfinite(v).all())
+    return math.isfinite(float(v.sum())) or bool(torch.isfinite(v).all())
 
 
 def check_branch_output(branch: Branch, pred: torch.Tensor, excluding: bool, step: int, tau: float) -> None:

@@ -40,7 +40,7 @@ from framework.guidance.ops.cfg_pp import Renoised
 from framework.guidance.ops.cost_grad import CostError, CostFn, find_costs
 from framework.guidance.ops.cost_grad import unknown_cost as _unknown_cost
 from framework.guidance.spaces import SpaceConverter, SpaceError
-from framework.guidance.state import GuidanceState, GuidedOutput, Perturbations, StepStats
+from framework.guidance.state import GuidanceState, GuidedOutput, Perturbations, StepStats, statistics_enabled
 
 __all__ = ["GuidanceState", "GuidedOutput", "Guider", "Perturbations", "StepStats"]
 
@@ -98,6 +98,20 @@ class Guider(BranchBatching):
                 expr = Linear.of((1.0, expr), (0.0, self._reference))
             dropout.check(expr, self.specs, strict=strict)
         self._replacements: dict[tuple[str, Replace], torch.Tensor] = {}
+        self._names: dict[Branch, str] = {}  # repr of each branch, made once (plans sort by it)
+        # a sum of branches (CFG, nested, negative prompts...) is finite only if every branch it
+        # evaluates is: the branch outputs are checked only when the guided prediction is not
+        self._defer_checks = all(isinstance(n, (Linear, Branch)) for n in expr.walk())
+        # with constant weights too, every step plans the same branches and the mass cannot change
+        self._static = self._defer_checks and all(
+            w.constant is not None for n in expr.walk() if isinstance(n, Linear) for w, _ in n.terms)
+        self._static_plan: tuple[dict[str, list[Branch]], list, dict] | None = None
+
+    def _name(self, branch: Branch) -> str:
+        name = self._names.get(branch)
+        if name is None:
+            name = self._names[branch] = repr(branch)
+        return name
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
@@ -160,7 +174,7 @@ class Guider(BranchBatching):
 
     def plan(self, tau: float, state: GuidanceState) -> dict[str, list[Branch]]:
         """Branches to evaluate at ``τ``, grouped by network, in a deterministic order."""
-        return self._plan(tau, state)[0]
+        return {net: list(bs) for net, bs in self._plan(tau, state)[0].items()}
 
     def plan_costs(self, tau: float, state: GuidanceState) -> list[tuple[str, Branch, bool]]:
         """The cost gradients a step at ``τ`` computes: ``(cost name, branch read, through_model)``,
@@ -176,6 +190,8 @@ class Guider(BranchBatching):
               ) -> tuple[dict[str, list[Branch]], list[tuple[str, Branch, bool]], dict[Branch, torch.Tensor]]:
         if state.reference is None:
             state.reference = self._reference
+        if self._static and self._static_plan is not None:
+            return self._static_plan
         state.planned_costs, state.planned_rows = {}, {}
         try:
             renoise = self.expr.renoise.needed(tau, state) if isinstance(self.expr, Renoised) else ()
@@ -186,8 +202,10 @@ class Guider(BranchBatching):
         finally:
             state.planned_costs, state.planned_rows = None, None
         groups: dict[str, list[Branch]] = {}
-        for b in sorted(needed | frozenset(partial), key=repr):
+        for b in sorted(needed | frozenset(partial), key=self._name):
             groups.setdefault(b.network, []).append(b)
+        if self._static:
+            self._static_plan = (groups, costs, partial)
         return groups, costs, partial
 
     def step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
@@ -241,7 +259,8 @@ class Guider(BranchBatching):
     def _step(self, x: torch.Tensor, t: torch.Tensor | float, tau: float, conditions: Conditions,
               state: GuidanceState) -> GuidedOutput:
         B = x.shape[0]
-        t = torch.as_tensor(t, device=x.device)
+        if not isinstance(t, torch.Tensor) or t.device != x.device:
+            t = torch.as_tensor(t, device=x.device)
         t = t.expand(B) if t.ndim == 0 else t
         if t.shape != (B,):
             raise ValueError(f"t must be a scalar or shape ({B},), got {tuple(t.shape)}")
@@ -253,7 +272,8 @@ class Guider(BranchBatching):
                     if name not in conditions.values:
                         raise unknown_error(f"condition in branch {b!r}:", name, conditions.values)
 
-        self.expr.check(taus=(tau,))  # weights are arbitrary callables of τ: check the τ actually used
+        if not self._static:  # weights are arbitrary callables of τ: check the τ actually used
+            self.expr.check(taus=(tau,))
         groups, costs, partial = self._plan(tau, state)
         if costs and self.costs is None:
             raise CostError(f"the guidance has cost terms {sorted({c[0] for c in costs})} but the "
@@ -264,6 +284,7 @@ class Guider(BranchBatching):
         calls = 0
         cached: set[Branch] = set()  # served by the exact output cache, not evaluated
         shuffle: dict[int, torch.Tensor] = {}  # one ICG permutation per step, shared by all conditions
+        unchecked: list[tuple[torch.Tensor, list[Branch], list[torch.Tensor | None]]] = []
         evaluated = {b: r for b, r in partial.items()}
         rows_of = {b: r.nonzero().squeeze(1) for b, r in partial.items()}
         for network, branches in groups.items():
@@ -274,6 +295,10 @@ class Guider(BranchBatching):
                 with torch.no_grad() if needs_graph else contextlib.nullcontext():
                     out, n_calls = self._forward(network, plain, x, t, tau, conditions, state, shuffle,
                                                  **compact)
+                if self._defer_checks:
+                    unchecked.append((out, plain, rows))
+                else:
+                    self._check_outputs(out, plain, rows, B, state, tau)
                 calls += n_calls
                 if n_calls == 0:
                     cached.update(plain)
@@ -291,21 +316,26 @@ class Guider(BranchBatching):
                 with torch.enable_grad():
                     xg = x.detach().requires_grad_(True)
                     out, n_calls = self._forward(network, graph, xg, t, tau, conditions, state, shuffle)
+                    self._check_outputs(out.detach(), graph, [None] * len(graph), B, state, tau)
                     for i, b in enumerate(graph):  # sliced under autograd: a slice keeps the graph
                         graphs[b] = (out[i * B:(i + 1) * B], xg)
                         preds[b] = graphs[b][0].detach()
                 calls += n_calls
 
         excluding = self.converter.allows_neg_inf  # logits: -inf marks a token never to choose
-        for b, p in preds.items():
-            check_branch_output(b, p if b not in evaluated else p[evaluated[b]], excluding,
-                                 state.step, tau)
         ctx = StepContext(x, t, tau, state, self.converter, self.native, preds, conditions,
                            self.costs, graphs, evaluated)
-        guided = self.expr.value(ctx, self.output_space)
+        try:
+            guided = self.expr.value(ctx, self.output_space)
+        except FloatingPointError:
+            for args in unchecked:  # a bad branch output is the first error to report
+                self._check_outputs(*args, B, state, tau)
+            raise
         renoise = (self.expr.renoise.value(ctx, self.output_space)
                    if isinstance(self.expr, Renoised) else None)
-        if not all_finite(guided):
+        if guided is not ctx.known_finite and not all_finite(guided):
+            for args in unchecked:
+                self._check_outputs(*args, B, state, tau)
             if not excluding or bool(torch.isnan(guided).any() | torch.isposinf(guided).any()):
                 raise FloatingPointError(
                     f"guided prediction at step {state.step} (τ={tau:g}) is not finite, though every "
@@ -313,13 +343,13 @@ class Guider(BranchBatching):
                     f"between spaces or combining {self.expr!r} overflowed at t={t[0].item():g}")
             check_some_token_left(guided, f"the guided prediction of {self.expr!r}", state.step, tau)
         stats = StepStats(step=state.step, tau=float(tau),
-                          branches=tuple(repr(b) for bs in groups.values() for b in bs),
+                          branches=tuple(self._name(b) for bs in groups.values() for b in bs),
                           nfe=len(preds) - len(cached), forward_calls=calls, backward=ctx.backward,
                           cost_evals=ctx.cost_evals, extras=ctx.records,
                           row_evals=sum(B if b not in rows_of else rows_of[b].numel()
                                         for b in preds if b not in cached),
                           batch=B, cached=len(cached))
-        if self._reference in preds:
+        if self._reference in preds and statistics_enabled():
             ref = ctx.pred(self._reference, self.output_space)
             g, r = guided.reshape(B, -1).float(), ref.reshape(B, -1).float()
             if excluding:  # statistics over the tokens both allow
@@ -339,3 +369,19 @@ class Guider(BranchBatching):
             state.history.append(stats)
             state.step += 1
         return GuidedOutput(guided, renoise, self.output_space, stats, preds)
+
+    def _check_outputs(self, out: torch.Tensor, branches: list[Branch], rows: list[torch.Tensor | None],
+                       batch: int, state: GuidanceState, tau: float) -> None:
+        """One batched forward's output ``[Σ_b rows_b, ...]`` holds no NaN / +inf (nor -inf outside
+        logit spaces): one reduction for the whole forward; only a failing one is checked branch by
+        branch, to name the branch."""
+        if all_finite(out):
+            return
+        if self.converter.allows_neg_inf and not bool(torch.isnan(out).any() | torch.isposinf(out).any()) \
+                and not bool(torch.isneginf(out).all(dim=-1).any()):
+            return  # only -inf, which excludes tokens, and every distribution keeps some token
+        lo, B = 0, batch
+        for b, r in zip(branches, rows, strict=True):
+            n = B if r is None else r.numel()
+            check_branch_output(b, out[lo:lo + n], self.converter.allows_neg_inf, state.step, tau)
+            lo += n

@@ -251,12 +251,14 @@ class Linear(Expr):
         terms = [(leaf, c, leaf.value(ctx, space)) for leaf, c in ctx.coefficients(self).items()]
         if not terms:
             raise AffineError(f"every term of {self!r} has weight 0 at τ={ctx.tau:g}")
-        if getattr(ctx.converter, "allows_neg_inf", False) and any(
-                bool(torch.isneginf(v).any()) for _, _, v in terms):
-            return combine_excluding(terms)
         total = None
         for _, c, v in terms:
             total = v * c if total is None else total + v * c
+        # a -inf (excluded token) in any term makes the sum non-finite: one reduction tells
+        if getattr(ctx.converter, "allows_neg_inf", False):
+            if not math.isfinite(float(total.sum())):
+                return combine_excluding(terms)
+            ctx.known_finite = total
         return total
 
     def __repr__(self) -> str:

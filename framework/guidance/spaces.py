@@ -195,5 +195,6 @@ class DiscreteSpaces(SpaceConverter):
             return value
         self._require(src, dst)
         if dst == "logprobs" and mass != 0.0:
-            return torch.log_softmax(value.float(), dim=-1).to(value.dtype)
+            out = torch.log_softmax(value, dim=-1, dtype=torch.float32)  # in float32 whatever the input
+            return out if out.dtype == value.dtype else out.to(value.dtype)
         return value

@@ -5,6 +5,9 @@ its output (:class:`GuidedOutput`) and the state one sampling run carries (:clas
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +20,28 @@ if TYPE_CHECKING:
     from framework.guidance.expr import Expr
     from framework.guidance.ops.cost_grad import CostGrad
 
-__all__ = ["GuidanceState", "GuidedOutput", "Perturbations", "StepStats"]
+__all__ = ["GuidanceState", "GuidedOutput", "Perturbations", "StepStats", "statistics_enabled",
+           "step_statistics"]
+
+_STATISTICS: ContextVar[bool] = ContextVar("guidance_step_statistics", default=True)
+
+
+@contextlib.contextmanager
+def step_statistics(enabled: bool) -> Iterator[None]:
+    """Within the block, guided steps compute (``True``, the default) or skip (``False``) the
+    comparison of the guided and unguided predictions (:attr:`StepStats.guidance_norm`,
+    :attr:`StepStats.cosine`, left ``None``): a few full-size reductions and a host sync per step
+    that nothing in sampling needs. The counts (NFE, rows, calls) are always kept."""
+    token = _STATISTICS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _STATISTICS.reset(token)
+
+
+def statistics_enabled() -> bool:
+    """Whether guided steps compute the guided-vs-unguided statistics here (:func:`step_statistics`)."""
+    return _STATISTICS.get()
 
 
 @dataclass(frozen=True)
@@ -74,8 +98,9 @@ class StepStats:
     row_evals: int = 0  # rows evaluated, summed over branches
     batch: int = 0  # B, the rows of the sampled batch
     cached: int = 0  # branch evaluations reused from the exact output cache (not in nfe)
-    guidance_norm: float | None = None  # mean ‖guided − unguided‖ when the reference was evaluated
-    cosine: float | None = None  # mean cos(guided, unguided)
+    #: mean ‖guided − unguided‖ when the reference was evaluated (``None`` under ``step_statistics(False)``)
+    guidance_norm: float | None = None
+    cosine: float | None = None  # mean cos(guided, unguided), likewise
     extras: dict[str, float] = field(default_factory=dict)
 
     @property

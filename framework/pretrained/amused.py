@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators.base import Family, progress_tau
 from framework.guidance.spaces import DiscreteSpaces
+from framework.pretrained.base import last_rows
 from framework.pretrained.loading import PretrainedError
 from framework.pretrained.stable_diffusion import StableDiffusion
 
@@ -71,9 +72,13 @@ class UVitDenoiser:
         if perturbations is not None:
             raise PretrainedError("in-network perturbations are not supported on aMUSEd's transformer")
         m = self.model
-        rows = m.prompt_rows(conditions)
-        states, pooled = rows[:, :-1, :m.embed_dim], rows[:, -1, :m.pooled_dim]
-        micro = m.micro_conds(x.shape[0], states.dtype)
+
+        def inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            rows = m.prompt_rows(conditions)
+            states, pooled = rows[:, :-1, :m.embed_dim], rows[:, -1, :m.pooled_dim]
+            return states, pooled, m.micro_conds(x.shape[0], states.dtype)
+
+        states, pooled, micro = last_rows(m).get(conditions, "transformer inputs", inputs)
         return m.pipe.transformer(x, micro_conds=micro, pooled_text_emb=pooled, encoder_hidden_states=states)
 
 

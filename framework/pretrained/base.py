@@ -19,6 +19,7 @@ from framework.core.conditions import Conditions, ConditionSpec
 from framework.generators import Family, SampleOutput
 from framework.guidance.expr import Expr
 from framework.guidance.ops.cost_grad import CostFn
+from framework.guidance.state import step_statistics
 from framework.guidance.syntax import parse
 from framework.pretrained.loading import PretrainedError
 
@@ -32,16 +33,17 @@ class LastRows:
     assembled once per run instead of once per step."""
 
     def __init__(self) -> None:
-        self._last: tuple[Conditions, Any, Any] | None = None
+        self._last: tuple[Conditions, dict[Any, Any]] | None = None
 
     def get(self, conditions: Conditions, key: Any, make: Callable[[], Any]) -> Any:
-        """``make()``, or its value from the last call if that had this ``conditions`` object and ``key``."""
+        """``make()``, or its value from an earlier call with this ``key`` and the same ``conditions``
+        object (the values of one batch are kept together; a new batch object drops them)."""
         last = self._last
-        if last is not None and last[0] is conditions and last[1] == key:
-            return last[2]
-        value = make()
-        self._last = (conditions, key, value)
-        return value
+        if last is None or last[0] is not conditions:
+            last = self._last = (conditions, {})
+        if key not in last[1]:
+            last[1][key] = make()
+        return last[1][key]
 
 
 def last_rows(owner: Any) -> LastRows:
@@ -152,7 +154,7 @@ class PretrainedModel:
     def sample(self, conditions: Conditions | Mapping[str, Any], guidance: Expr | str | None = None, *,
                n: int | None = None, steps: int | None = None, seed: int | None = None,
                progress: bool = False, callback=None, costs: Mapping[str, CostFn] | None = None,
-               decode: bool = True) -> SampleOutput:
+               decode: bool = True, statistics: bool = False) -> SampleOutput:
         """Guided sampling of the pipeline's networks with the pipeline's scheduler / decoding.
 
         Args:
@@ -164,6 +166,9 @@ class PretrainedModel:
                 so the same seed gives the pipeline's own samples under its own guidance.
             costs: cost name → ``fn(x0 [B, *shape], conditions) -> [B]`` for cost terms.
             decode: decode samples to :attr:`SampleOutput.media` (images / audio).
+            statistics: also compare each step's guided and unguided predictions
+                (``StepStats.guidance_norm`` / ``cosine``); off by default, as the pipeline's own
+                call computes nothing of the kind (a few reductions and a host sync per step).
 
         Returns:
             :class:`SampleOutput`: ``samples`` (latents ``[n, C, h, w]`` or codes ``[n, K, T]``),
@@ -178,9 +183,13 @@ class PretrainedModel:
         steps = self.default_steps if steps is None else int(steps)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         shape = self.sample_shape(steps, conditions)
-        out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
-                                 generator=gen, progress=progress, callback=callback, device=self.device,
-                                 costs={**self.costs, **(costs or {})})
+        try:
+            with step_statistics(statistics):
+                out = self.family.sample(self.networks(), expr, conditions, shape, steps, specs=self.specs,
+                                         generator=gen, progress=progress, callback=callback,
+                                         device=self.device, costs={**self.costs, **(costs or {})})
+        finally:  # the run's prompt rows are not held past it (nor through the decoder)
+            self.__dict__.pop("_last_rows", None)
         if decode:
             out.media = self.decode(out.samples, gen)
         return out

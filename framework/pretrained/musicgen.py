@@ -92,14 +92,14 @@ class _Decoder:
         owner = self.owner
         N, L, K = tokens.shape
         start = owner.start_id
-        ids = torch.where(tokens >= owner.family.vocab_size, torch.full_like(tokens, start), tokens)
+        ids = tokens.masked_fill(tokens >= owner.family.vocab_size, start)
         ids = ids.permute(0, 2, 1).reshape(N * K, L)  # the decoder's [B·K, L] layout
-        fresh = cache is None or cache.length == 0
-        kwargs = owner.condition_inputs(conditions, fresh)
+        kwargs = owner.condition_inputs(conditions, cache)
         out = owner.model(decoder_input_ids=ids, cache=None if cache is None else cache.cache,
                           use_cache=cache is not None, **kwargs)
         logits = out.logits
-        logits = logits[:, -L:]  # Melody: the condition prefix's positions come first
+        if logits.shape[1] != L:
+            logits = logits[:, -L:]  # Melody: the condition prefix's positions come first
         return logits.reshape(N, K, L, -1).permute(0, 2, 1, 3)
 
 
@@ -202,8 +202,9 @@ class MusicGen(PretrainedModel):
         """Per row: ``text`` where kept, else ``negative_text`` where kept, else zeros (the null)."""
         return prompt_rows(conditions, torch.zeros((), device=self.device), "decoder")
 
-    def condition_inputs(self, conditions: Conditions, fresh: bool) -> dict[str, Any]:
-        """Keyword arguments of the model's forward for these rows (every call: cross-attention)."""
+    def condition_inputs(self, conditions: Conditions, cache: Any = None) -> dict[str, Any]:
+        """Keyword arguments of the model's forward for these rows (every call: cross-attention;
+        ``cache``, the rows' KV cache, does not matter here)."""
         from transformers.modeling_outputs import BaseModelOutput
 
         def make() -> dict[str, Any]:
@@ -342,9 +343,10 @@ class MusicGenMelody(MusicGen):
             out.present["melody"] = torch.zeros(n, dtype=torch.bool, device=self.device)
         return Conditions(out.values, out.present)
 
-    def condition_inputs(self, conditions: Conditions, fresh: bool) -> dict[str, Any]:
-        """The prefix (first call of a sequence only; it then lives in the KV cache)."""
-        if not fresh:
+    def condition_inputs(self, conditions: Conditions, cache: Any = None) -> dict[str, Any]:
+        """The prefix (first call of a sequence, ``cache`` empty or ``None``; it then lives in the
+        KV cache)."""
+        if cache is not None and cache.length > 0:
             return {}
         n = conditions.batch_size
         melody = torch.where(conditions.present["melody"].view(-1, 1, 1), conditions.values["melody"],

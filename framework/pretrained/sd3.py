@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from framework.core.conditions import Conditions
 from framework.generators.base import Family, progress_tau
 from framework.guidance.spaces import FlowSpaces
+from framework.pretrained.base import last_rows
 from framework.pretrained.loading import PretrainedError
 from framework.pretrained.stable_diffusion import StableDiffusion
 
@@ -65,11 +66,10 @@ class PipelineFlow(Family):
     def run(self, guider, state, x, conditions, steps, generator, bar, callback):
         sched = self.pipe.scheduler
         B = x.shape[0]
-        timesteps = sched.timesteps
+        timesteps, sigmas = sched.timesteps, sched.sigmas.to(x.device)
         for i, t in enumerate(timesteps):
             self.timestep = t
-            sigma = sched.sigmas[i].to(x.device)
-            out = guider.step(x, sigma.expand(B), progress_tau(i, len(timesteps)), conditions, state)
+            out = guider.step(x, sigmas[i].expand(B), progress_tau(i, len(timesteps)), conditions, state)
             if out.renoise is not None:
                 raise PretrainedError("a separate renoise prediction (CFG++) is not supported with a "
                                       "pipeline's scheduler")
@@ -91,8 +91,12 @@ class SD3Denoiser:
         if perturbations is not None:
             raise PretrainedError("in-network perturbations are not supported on a pipeline's transformer")
         m = self.model
-        rows = m.prompt_rows(conditions)
-        embeds, pooled = rows[:, :-1, :m.embed_dim], rows[:, -1, :m.pooled_dim]
+
+        def split() -> tuple[torch.Tensor, torch.Tensor]:
+            rows = m.prompt_rows(conditions)
+            return rows[:, :-1, :m.embed_dim], rows[:, -1, :m.pooled_dim]
+
+        embeds, pooled = last_rows(m).get(conditions, "transformer inputs", split)
         step = m.family.timestep.expand(x.shape[0])
         return m.pipe.transformer(hidden_states=x, timestep=step, encoder_hidden_states=embeds,
                                   pooled_projections=pooled, return_dict=False)[0]

@@ -112,14 +112,17 @@ class UNetDenoiser:
         if perturbations is not None:
             raise PretrainedError("in-network perturbations (PAG, SEG, skip layers) are not supported on "
                                   "a pipeline's UNet")
-        pipe = self.model.pipe
-        step = t[0] if bool((t == t[0]).all()) else t
+        m = self.model
+        pipe = m.pipe
+        # one time for every row (the sampler's t, broadcast: stride 0), as the pipeline passes it
+        step = t[0] if t.stride(0) == 0 or bool((t == t[0]).all()) else t
         xin = pipe.scheduler.scale_model_input(x, step)
-        extra = self.model.extra_input(conditions)
+        extra, states, embedding = last_rows(m).get(conditions, "unet inputs", lambda: (
+            m.extra_input(conditions), m.prompt_rows(conditions), m.guidance_embedding(conditions)))
         if extra is not None:
             xin = torch.cat([xin, extra], dim=1)
-        return pipe.unet(xin, step, encoder_hidden_states=self.model.prompt_rows(conditions),
-                         timestep_cond=self.model.guidance_embedding(conditions), return_dict=False)[0]
+        return pipe.unet(xin, step, encoder_hidden_states=states, timestep_cond=embedding,
+                         return_dict=False)[0]
 
 
 class StableDiffusion(PretrainedModel):
