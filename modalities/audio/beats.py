@@ -42,7 +42,7 @@ import torch
 from framework.core.conditions import ConditionError
 
 from .chroma import chromagram
-from .features import SAMPLE_RATE, AudioFileError, read_wav
+from .features import SAMPLE_RATE, wave_of
 
 __all__ = ["BEAT_DIM", "FPS", "FRAMES", "MUSIC_DIM", "Beats", "beat_features", "beats_encoder",
            "estimate_beats", "load_music", "music_encoder", "music_features", "onset_envelope",
@@ -173,18 +173,7 @@ def load_music(value: str | Path | torch.Tensor, seconds: float = FRAMES / FPS) 
     """A music source (audio file path or 16-kHz waveform ``[T]``) → mono ``[seconds · 16000]``:
     longer audio is cut, shorter padded with silence. Errors name the file or the shape."""
     samples = round(seconds * SAMPLE_RATE)
-    if isinstance(value, (str, Path)):
-        try:
-            wave = read_wav(value)[0]
-        except AudioFileError as e:
-            raise AudioFileError(f"{e} (music is an audio file: WAV, FLAC or OGG)") from e
-    else:
-        wave = torch.as_tensor(value, dtype=torch.float32)
-        if wave.ndim == 2 and wave.shape[0] <= 2:
-            wave = wave.mean(0)
-        if wave.ndim != 1:
-            raise ConditionError(f"a music waveform must be [T] or [channels, T] at {SAMPLE_RATE} Hz, "
-                                 f"got shape {tuple(wave.shape)}")
+    wave = wave_of(value, "music", "music is an audio file: WAV, FLAC or OGG")
     if wave.shape[0] == 0 or float(wave.abs().max()) == 0.0:
         raise ConditionError(f"music {value if isinstance(value, (str, Path)) else 'waveform'} is silent "
                              f"or empty: there are no beats to dance to")

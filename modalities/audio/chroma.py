@@ -18,7 +18,7 @@ import torch
 
 from framework.core.conditions import ConditionError
 
-from .features import SAMPLE_RATE, AudioFileError, as_mono, read_wav
+from .features import SAMPLE_RATE, AudioFileError, as_mono, wave_of
 
 __all__ = ["CHROMA_FRAMES", "CLIP_SECONDS", "PITCH_CLASSES", "SCORE_SUFFIXES", "MelodyLengthWarning",
            "chromagram", "melody", "score_wave"]
@@ -109,21 +109,10 @@ def _clip(value: str | Path | torch.Tensor, samples: int) -> torch.Tensor:
     if isinstance(value, (str, Path)) and Path(value).suffix.lower() in SCORE_SUFFIXES:
         wave, length = score_wave(value, samples / SAMPLE_RATE)
         where = f"melody score {str(value)!r}"
-    elif isinstance(value, (str, Path)):
-        try:
-            wave = read_wav(value)[0]  # any rate → 16 kHz, stereo mixed down; errors name the file
-        except AudioFileError as e:
-            raise AudioFileError(f"{e} (a melody is an audio file — WAV, FLAC, OGG — or a score: "
-                                 f"{', '.join(SCORE_SUFFIXES)})") from e
-        where = f"melody file {str(value)!r}"
     else:
-        wave = torch.as_tensor(value, dtype=torch.float32)
-        if wave.ndim == 2 and wave.shape[0] <= 2:
-            wave = wave.mean(0)
-        if wave.ndim != 1:
-            raise ConditionError(f"a melody waveform must be [T] or [channels, T] at {SAMPLE_RATE} Hz, "
-                                 f"got shape {tuple(wave.shape)}")
-        where = "melody waveform"
+        wave = wave_of(value, "melody", f"a melody is an audio file — WAV, FLAC, OGG — or a score: "
+                                        f"{', '.join(SCORE_SUFFIXES)}")
+        where = f"melody file {str(value)!r}" if isinstance(value, (str, Path)) else "melody waveform"
     if wave.shape[0] == 0:
         raise ConditionError(f"{where} holds no samples")
     seconds = length if length is not None else wave.shape[0] / SAMPLE_RATE

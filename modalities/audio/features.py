@@ -40,6 +40,26 @@ def as_mono(wave: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected audio [B, T] or [B, channels, T], got shape {tuple(wave.shape)}")
 
 
+def wave_of(value: str | Path | torch.Tensor, what: str, formats: str) -> torch.Tensor:
+    """An audio condition's value → 16-kHz mono ``[T]``: a file path is read (any rate, channels
+    mixed down; the error names the file and ``formats``), a waveform ``[T]`` or ``[channels, T]``
+    is mixed down; any other shape is a :class:`ConditionError` naming ``what``."""
+    from framework.core.conditions import ConditionError
+
+    if isinstance(value, (str, Path)):
+        try:
+            return read_wav(value)[0]
+        except AudioFileError as e:
+            raise AudioFileError(f"{e} ({formats})") from e
+    wave = torch.as_tensor(value, dtype=torch.float32)
+    if wave.ndim == 2 and wave.shape[0] <= 2:
+        wave = wave.mean(0)
+    if wave.ndim != 1:
+        raise ConditionError(f"a {what} waveform must be [T] or [channels, T] at {SAMPLE_RATE} Hz, "
+                             f"got shape {tuple(wave.shape)}")
+    return wave
+
+
 def clipped_fraction(wave: torch.Tensor) -> torch.Tensor:
     """Per clip, the fraction ``[B]`` of samples of audio ``[B, (C,) T]`` at full scale
     (``|x| ≥`` :data:`FULL_SCALE`: written as ±32767 in a 16-bit WAV, or beyond)."""
