@@ -23,7 +23,6 @@ Writes ``image_validity.{json,md}`` and ``image_frontier.png`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -244,12 +243,10 @@ def run(out: Path, n: int, frontier_n: int, steps: int, part: str, resume: bool,
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("docs/results"))
-    ap.add_argument("--n", type=int, default=256, help="requests per table row")
+    from report_args import report_parser  # the sibling module
+
+    ap = report_parser(__doc__, n=256, seed=SEED)
     ap.add_argument("--frontier-n", type=int, default=512, help="requests per frontier point (masked: half)")
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=SEED, help="the requests' and the noise's seed")
     ap.add_argument("--part", choices=("table", "frontier", "position", "all"), default="all")
     ap.add_argument("--resume", action="store_true", help="keep the parts already in image_validity.json")
     ap.add_argument("--family", action="append", choices=FAMILIES,
