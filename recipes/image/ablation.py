@@ -18,7 +18,6 @@ samples) and the rule check (``rule_valid``, ``rule_acc_all``). Rows are appende
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Iterator
@@ -126,14 +125,12 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from report_args import report_parser  # the sibling module
+
+    ap = report_parser(__doc__, n=256, seed=20261208)  # --steps: every row's but steps100
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--name", help="the row group's name (default: the checkpoint's path)")
-    ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--seed", type=int, default=20261208)
-    ap.add_argument("--steps", type=int, default=30, help="sampler steps of every row but steps100")
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
-    ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument("--fresh", action="store_true", help="discard the rows already saved")
     ap.add_argument("--grid", type=Path, help="also write a PNG of 8 samples per row here (and stop)")
     a = ap.parse_args()

@@ -17,7 +17,6 @@ other processes). Writes ``cost_guidance.{md,json,png}`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -124,11 +123,9 @@ def run(out: Path, n: int, steps: int, seed: int = 0) -> list[dict]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("docs/results"))
-    ap.add_argument("--n", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
+    from report_args import report_parser  # the sibling module
+
+    ap = report_parser(__doc__, n=128, seed=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable timings)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

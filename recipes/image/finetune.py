@@ -11,6 +11,10 @@ This stage starts from the exported weights (EMA), trains ``--steps`` more steps
 data with the learning rate decaying from ``--lr`` to 0 along a cosine, and keeps an EMA of decay
 ``--ema`` (0.999: about 1,000 steps). It writes a Lightning run under ``--out`` and the exported
 checkpoint (EMA weights) to ``--out``/``<recipe name>.ckpt``.
+
+The recipe's ``guidance``, ``dropout`` and ``dropout_rate`` replace the starting checkpoint's, so a
+second stage can train condition subsets the first stage trained rarely (the shapes recipes now drop
+the position on half the rows, because requests usually leave it free; docs/image.md).
 """
 
 from __future__ import annotations
@@ -43,9 +47,16 @@ def finetune(config: Path, init: Path, steps: int, out: Path, lr: float = 5e-4, 
     base = load_checkpoint(init)
     hp = dict(base["hyper_parameters"])
     hp.update(lr=lr, warmup_steps=1)
+    recipe = OmegaConf.load(config)
+    for key in ("guidance", "dropout", "dropout_rate", "val_guidance"):  # what to train now
+        if key in recipe.model:
+            value = recipe.model[key]
+            hp[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        elif key == "dropout":
+            hp.pop(key, None)  # derive it from the recipe's guidance
     model = GenerativeModule(**hp)
     model.load_state_dict(base["state_dict"])
-    recipe = OmegaConf.load(config)
+    print(model.dropout.table(model.dropout.record()), flush=True)
     module, _, cls = recipe.data.class_path.rpartition(".")
     data = getattr(__import__(module, fromlist=[cls]), cls)(**OmegaConf.to_container(recipe.data.init_args))
 
@@ -74,11 +85,12 @@ def main() -> None:
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay")
     p.add_argument("--out", type=Path, required=True, help="run folder; the export is <out>/<recipe>.ckpt")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seeds the data order, dropout and noise")
     a = p.parse_args()
     from framework.model.checkpoints import CheckpointError
 
     try:
-        print(finetune(a.config, a.init, a.steps, a.out, a.lr, a.ema, a.threads))
+        print(finetune(a.config, a.init, a.steps, a.out, a.lr, a.ema, a.threads, a.seed))
     except (CheckpointError, ValueError) as e:  # a user's mistake: one line, exit code 2
         p.exit(2, f"{p.prog}: {e}\n")
 

@@ -11,7 +11,6 @@ renders on the judge's features. Writes ``negative_prompt.{json,md,png}`` into `
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from framework.core.conditions import Conditions
 from framework.core.shipped import recipes_dir
+from framework.evaluation import markdown_table
 from framework.training.module import load
 from modalities.image.metrics import frechet_distance
 from modalities.image.plugin import ImageModality
@@ -90,27 +90,24 @@ def run(out: Path, n: int, steps: int, seed: int = 0, per_row: int = 8,
         grids.append(media[:per_row])
     out.mkdir(parents=True, exist_ok=True)
     (out / "negative_prompt.json").write_text(json.dumps({"n": n, "steps": steps, "rows": rows}, indent=2))
-    lines = ["| request: circle | valid | rule valid | valid circles | red | colours of the samples "
-             "| fd | NFE |",
-             "|---|---|---|---|---|---|---|---|"]
+    body = []
     for label, r in rows.items():
         ranked = sorted(r["colours"].items(), key=lambda kv: -kv[1])
         top = ", ".join(f"{c} {v:.2f}" for c, v in ranked if v >= 0.05)
-        lines.append(f"| {label} (`{r['expression']}`) | {r['valid']:.2f} | {r['rule_valid']:.2f} | "
-                     f"{r['circle']:.2f} | {r['red']:.2f} | {top} | "
-                     f"{r['fd']:.0f} | {r['nfe']} |")
-    (out / "negative_prompt.md").write_text("\n".join(lines) + "\n")
+        body.append([f"{label} (`{r['expression']}`)", f"{r['valid']:.2f}", f"{r['rule_valid']:.2f}",
+                     f"{r['circle']:.2f}", f"{r['red']:.2f}", top, f"{r['fd']:.0f}", str(r["nfe"])])
+    header = ["request: circle", "valid", "rule valid", "valid circles", "red", "colours of the samples",
+              "fd", "NFE"]
+    (out / "negative_prompt.md").write_text(markdown_table(header, body, fmt=str))
     save_grid(torch.cat(grids), out / "negative_prompt.png", rows=list(rows),
               title=f"request: circle (no colour); first {per_row} of {n} samples, seed {seed}")
     return rows
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("docs/results"))
-    ap.add_argument("--n", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
+    from report_args import report_parser  # the sibling module
+
+    ap = report_parser(__doc__, n=128, seed=0)
     ap.add_argument("--checkpoint", type=Path, default=CHECKPOINTS / "shapes_flow.ckpt")
     ap.add_argument("--only", default="", help="only the rows whose label contains one of these "
                     "comma-separated texts")

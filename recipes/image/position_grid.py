@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from framework.core.conditions import Conditions, random_requests
+from framework.core.conditions import Conditions
+from framework.evaluation import random_requests
 from framework.training.module import load
 from modalities.image.demo import CHECKPOINTS
 from modalities.image.writers import save_grid
@@ -23,9 +24,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("docs/results/image_position_cfg4.png"))
     ap.add_argument("--seed", type=int, default=20261209)
+    ap.add_argument("--checkpoint", type=Path, default=CHECKPOINTS / "shapes_flow.ckpt")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    model = load(str(CHECKPOINTS / "shapes_flow.ckpt"))
+    model = load(str(a.checkpoint))
     requested = random_requests(model.specs, ["shape", "color", "position"], 32, a.seed)
     conds = Conditions.from_raw(model.specs, dict(requested), 32)
     halves = [model.sample(conds, g, steps=30, seed=a.seed).media.float().clamp(0, 1)

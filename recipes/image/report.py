@@ -11,14 +11,13 @@ trade-off, plotted). Writes ``image.json``, ``image.md`` and PNGs into ``--out``
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from framework.evaluation import evaluate, format_table
+from framework.evaluation import evaluate, format_table, markdown_table
 from framework.training.module import load
 from modalities.image.demo import CHECKPOINTS
 from modalities.image.writers import save_grid, save_sweep_plot
@@ -100,11 +99,10 @@ def run(out: Path, n: int, steps: int, resume: bool = False) -> dict:
         print(f"sweep {method}: {time.perf_counter() - start:.0f} s")
         saved.write_text(json.dumps(results, indent=2))
     save_sweep_plot(results["sweep"], out / "image_sweep.png")
+    body = [[method, *(f"{by_w[float(w)]['acc_all']:.2f} / {by_w[float(w)]['fd']:.0f}" for w in SWEEP_W)]
+            for method, by_w in results["sweep"].items()]
     md += ["### Guidance sweep (shapes_flow)", "",
-           "| method | " + " | ".join(f"w={w:g}" for w in SWEEP_W) + " |", "|---|" + "---|" * len(SWEEP_W)]
-    for method, by_w in results["sweep"].items():
-        cells = (f"{by_w[float(w)]['acc_all']:.2f} / {by_w[float(w)]['fd']:.0f}" for w in SWEEP_W)
-        md.append(f"| {method} | " + " | ".join(cells) + " |")
+           markdown_table(["method", *(f"w={w:g}" for w in SWEEP_W)], body, fmt=str)]
     md.append("\n(cells: all-attributes accuracy / Fréchet distance)\n")
     (out / "image.json").write_text(json.dumps(results, indent=2))
     (out / "image.md").write_text("\n".join(md))
@@ -112,10 +110,9 @@ def run(out: Path, n: int, steps: int, resume: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("docs/results"))
-    ap.add_argument("--n", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=30)
+    from report_args import report_parser  # the sibling module
+
+    ap = report_parser(__doc__, n=512)
     ap.add_argument("--resume", action="store_true", help="keep the parts already in image.json")
     args = ap.parse_args()
     run(args.out, args.n, args.steps, args.resume)

@@ -12,7 +12,6 @@ names. Writes ``image_text.{json,md}`` and a grid ``image_text.png`` into ``--ou
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from framework.core.conditions import Conditions
 from framework.core.shipped import recipes_dir
+from framework.evaluation import markdown_table
 from framework.training.module import load
 from modalities.image.captions import HELD_OUT, TRAIN, Caption, evaluation_captions
 from modalities.image.plugin import ImageModality
@@ -97,14 +97,14 @@ def run(out: Path, n: int, steps: int, seed: int = 0) -> dict:
             print(set_name, label, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
     out.mkdir(parents=True, exist_ok=True)
     (out / "image_text.json").write_text(json.dumps(results, indent=2))
-    lines = ["| captions | guidance | valid | acc shape+colour | acc_shape | acc_color | acc_position (n) "
-             "| rule valid | rule acc shape+colour | NFE |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results["rows"]:
-        pos = f"{r['acc_position']:.2f} ({r['n_position']})" if r["n_position"] else "—"
-        lines.append(f"| {r['captions']} | {r['guidance']} | {r['valid']:.2f} | {r['acc_shape_color']:.2f} | "
-                     f"{r['acc_shape']:.2f} | {r['acc_color']:.2f} | {pos} | {r['rule_valid']:.2f} | "
-                     f"{r['rule_acc_shape_color']:.2f} | {r['nfe']} |")
-    (out / "image_text.md").write_text("\n".join(lines) + "\n")
+    header = ["captions", "guidance", "valid", "acc shape+colour", "acc_shape", "acc_color",
+              "acc_position (n)", "rule valid", "rule acc shape+colour", "NFE"]
+    body = [[r["captions"], r["guidance"], f"{r['valid']:.2f}", f"{r['acc_shape_color']:.2f}",
+             f"{r['acc_shape']:.2f}", f"{r['acc_color']:.2f}",
+             f"{r['acc_position']:.2f} ({r['n_position']})" if r["n_position"] else "—",
+             f"{r['rule_valid']:.2f}", f"{r['rule_acc_shape_color']:.2f}", str(r["nfe"])]
+            for r in results["rows"]]
+    (out / "image_text.md").write_text(markdown_table(header, body, fmt=str))
     # picture: held-out paraphrases and free-form captions, 8 samples each, under CFG w=3
     rows = [c for c in evaluation_captions(HELD_OUT, seed=seed + 5, n=4)] + FREE_FORM[:4]
     media = [model.sample({"text": c.text}, "cfg(text, 3)", n=8, steps=steps, seed=seed).media for c in rows]
@@ -114,10 +114,9 @@ def run(out: Path, n: int, steps: int, seed: int = 0) -> dict:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("docs/results"))
-    ap.add_argument("--n", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=30)
+    from report_args import report_parser  # the sibling module
+
+    ap = report_parser(__doc__, n=128)
     args = ap.parse_args()
     torch.set_num_threads(1)
     run(args.out, args.n, args.steps)

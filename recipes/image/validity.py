@@ -23,7 +23,6 @@ Writes ``image_validity.{json,md}`` and ``image_frontier.png`` into ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -38,11 +37,12 @@ P = "(shape, color)"
 SEED = 20261207  # fresh: no other report samples with it
 #: (label, expression) rows per shipped model; the first is unguided
 TABLE = {
-    "shapes_flow": {"no guidance": f"cond{P}", "cfg w=4 (documented until now)": f"cfg({P}, 4)",
-                    "cfg w=2": f"cfg({P}, 2)", "interval w=4, τ∈[0.5, 1]": f"interval({P}, 4, 0.5, 1.0)",
+    "shapes_flow": {"no guidance": f"cond{P}",
+                    "interval w=4, τ∈[0.5, 1] (documented)": f"interval({P}, 4, 0.5, 1.0)",
+                    "cfg w=2": f"cfg({P}, 2)", "cfg w=4": f"cfg({P}, 4)",
                     "apg w=4 (x0)": f"apg({P}, 4, space=x0)"},
-    "shapes_diffusion": {"no guidance": f"cond{P}", "cfg w=4 (documented until now)": f"cfg({P}, 4)",
-                         "cfg w=2": f"cfg({P}, 2)", "interval w=4, τ∈[0.5, 1]": f"interval({P}, 4, 0.5, 1.0)",
+    "shapes_diffusion": {"no guidance": f"cond{P}", "cfg w=2 (documented)": f"cfg({P}, 2)",
+                         "interval w=4, τ∈[0.5, 1]": f"interval({P}, 4, 0.5, 1.0)", "cfg w=4": f"cfg({P}, 4)",
                          "apg w=4 (x0)": f"apg({P}, 4, space=x0)"},
     "shapes_masked": {"no guidance": f"cond{P}", "cfg w=2 (documented)": f"cfg({P}, 2)",
                       "cfg w=1.5": f"cfg({P}, 1.5)"},
@@ -61,6 +61,7 @@ METHODS = {"cfg": f"cfg({P}, {{w}})", "apg (x0)": f"apg({P}, {{w}}, space=x0)",
            "interval τ∈[0.5, 1]": f"interval({P}, {{w}}, 0.5, 1.0)",
            "cfg-zero*": f"cfg_zero_star({P}, {{w}})", "rescale φ=0.7": f"rescale(cfg({P}, {{w}}), 0.7)"}
 FAMILIES = ("shapes_flow", "shapes_diffusion", "shapes_masked")
+MODELS = (*TABLE, "shapes_text_flow")  # what --family may name (the frontier's are FAMILIES)
 WEIGHTS = {"shapes_masked": (1, 1.5, 2, 3)}  # the masked model samples ~10× slower: fewer points
 STEPS = {"shapes_masked": 64}  # one of its 64 tokens per step
 KEEP = ("valid", "acc_all", "rule_valid", "rule_acc_all", "fd", "nfe")
@@ -70,23 +71,24 @@ def _rows(model, guidance: dict[str, str], n: int, steps: int, names=("shape", "
     return evaluate(model, guidance, n, steps, seed=SEED, cache_dir=CHECKPOINTS, names=list(names))
 
 
-def table(results: dict, n: int, steps: int, save) -> None:
-    """Fill ``results["table"]`` (model → rows), ``results["negative"]`` and ``results["text"]``."""
+def table(results: dict, n: int, steps: int, save, models: tuple[str, ...] = MODELS) -> None:
+    """Fill ``results["table"]`` (model → rows), ``results["negative"]`` (with shapes_flow) and
+    ``results["text"]`` (with shapes_text_flow), for ``models`` only."""
     for name, rows in TABLE.items():
-        if name in results["table"]:
+        if name in results["table"] or name not in models:
             continue
         model = load(str(CHECKPOINTS / f"{name}.ckpt"))
         k = STEPS.get(name, steps)
         results["table"][name] = _rows(model, rows, n if name != "shapes_masked" else max(64, n // 2), k)
         print(name, format_table(results["table"][name]), flush=True)
         save()
-    if not results.get("negative"):
+    if not results.get("negative") and "shapes_flow" in models:
         flow = load(str(CHECKPOINTS / "shapes_flow.ckpt"))
         rows = {"no guidance": "cond(shape)", **NEGATIVE}
         results["negative"] = _rows(flow, rows, n, steps, names=("shape",))
         print("negative", format_table(results["negative"]), flush=True)
         save()
-    if not results.get("text"):
+    if not results.get("text") and "shapes_text_flow" in models:
         from report_text import score  # the sibling script (run as recipes/image/validity.py)
 
         from modalities.image.captions import HELD_OUT, evaluation_captions
@@ -218,7 +220,7 @@ def markdown(results: dict) -> str:
 
 
 def run(out: Path, n: int, frontier_n: int, steps: int, part: str, resume: bool,
-        families: tuple[str, ...] = FAMILIES) -> dict:
+        families: tuple[str, ...] = MODELS) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "image_validity.json"
     results = json.loads(saved.read_text()) if resume and saved.exists() else {}
@@ -231,11 +233,11 @@ def run(out: Path, n: int, frontier_n: int, steps: int, part: str, resume: bool,
         saved.write_text(json.dumps(results, indent=2))
 
     if part in ("table", "all"):
-        table(results, n, steps, save)
+        table(results, n, steps, save, families)
     if part in ("frontier", "all"):
-        frontier(results, frontier_n, steps, save, families)
+        frontier(results, frontier_n, steps, save, tuple(f for f in families if f in FAMILIES))
     if part in ("position", "all"):
-        position(results, n, steps, save, families)
+        position(results, n, steps, save, tuple(f for f in families if f in POSITION))
     save()
     if results["frontier"]:
         plot(results, out / "image_frontier.png")
@@ -244,18 +246,16 @@ def run(out: Path, n: int, frontier_n: int, steps: int, part: str, resume: bool,
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("docs/results"))
-    ap.add_argument("--n", type=int, default=256, help="requests per table row")
+    from report_args import report_parser  # the sibling module
+
+    ap = report_parser(__doc__, n=256, seed=SEED)
     ap.add_argument("--frontier-n", type=int, default=512, help="requests per frontier point (masked: half)")
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=SEED, help="the requests' and the noise's seed")
     ap.add_argument("--part", choices=("table", "frontier", "position", "all"), default="all")
     ap.add_argument("--resume", action="store_true", help="keep the parts already in image_validity.json")
-    ap.add_argument("--family", action="append", choices=FAMILIES,
-                    help="frontier / position rows of these only (repeatable)")
+    ap.add_argument("--family", action="append", choices=MODELS,
+                    help="rows of these models only (repeatable; the frontier: flow, diffusion, masked)")
     args = ap.parse_args()
     SEED = args.seed
     torch.set_num_threads(1)
-    run(args.out, args.n, args.frontier_n, args.steps, args.part, args.resume, tuple(args.family or FAMILIES))
+    run(args.out, args.n, args.frontier_n, args.steps, args.part, args.resume, tuple(args.family or MODELS))
     print((args.out / "image_validity.md").read_text())
