@@ -22,7 +22,10 @@ predicts token 0), as an autoregressive network's does: a masked model adapted f
 next-token head (DiffuLLaMA, Dream) instead of relearning a same-position one. With ``bos`` as well,
 the network sees one more position in front (``[mask_id] + x``, the id an autoregressive source
 uses as its BOS) and token 0 is predicted from it, as in the autoregressive model, instead of from
-the last position.
+the last position. ``attention="clean_causal"`` keeps masked positions from passing anything to other
+positions and lets unmasked ones attend causally to each other (masked ones read every unmasked
+token): with ``shift`` and ``bos``, decoding left to right one token per step then asks the network
+exactly what the autoregressive network it was adapted from is asked.
 """
 
 from __future__ import annotations
