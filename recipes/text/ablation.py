@@ -37,12 +37,12 @@ from framework.training.module import load
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 GUIDANCE = "cfg(genre, 3)"
-SCRATCH, ADAPTED = "shakespeare_masked_scratch", "shakespeare_masked"
+SCRATCH, ADAPTED = "shakespeare_masked_scratch", "shakespeare_masked_noshift"  # the latter not shipped
 SHIFT, SUFFIX = "shakespeare_masked_shift", "shakespeare_masked_shift_suffix"  # not shipped
 WARM = "shakespeare_masked_shift@0"  # shakespeare_masked_shift.yaml's model warm-started, 0 steps
 BOS_WARM = "shakespeare_masked_bos@0"  # shift + a BOS position, bidirectional attention, 0 steps
-CLEAN_WARM = "shakespeare_masked_clean@0"  # shift + BOS + clean-context attention, 0 steps
-CLEAN = "shakespeare_masked_clean"  # the same, trained (1,500 steps)
+CLEAN_WARM = "shakespeare_masked@0"  # shift + BOS + clean-context attention, 0 steps
+CLEAN = "shakespeare_masked"  # the same, trained: the shipped masked text model
 RANDOM_T1 = {"order": "random", "temperature": 1.0, "top_k": None, "remask": 0.0}
 TUNED = {"order": "random", "temperature": 0.8, "top_k": 40, "remask": 0.0}
 SHIPPED = {**TUNED, "order": "left_to_right"}  # shakespeare_masked's family_args
@@ -58,10 +58,10 @@ ROWS: dict[str, tuple[str, dict, int]] = {
     "AR-adapted · random order, T=0.8, top-k 40": (ADAPTED, TUNED, 64),
     "AR-adapted · T=0.8, top-k 40, 32 steps": (ADAPTED, TUNED, 32),
     "AR-adapted · confidence order, T=0.8, top-k 40": (ADAPTED, {**TUNED, "order": "confidence"}, 64),
-    "AR-adapted · left-to-right order, T=0.8, top-k 40 (shipped)": (ADAPTED, SHIPPED, 64),
+    "AR-adapted · left-to-right order, T=0.8, top-k 40 (shipped before)": (ADAPTED, SHIPPED, 64),
     "AR-adapted · T=0.8, top-k 40, ReMDM remasking η=0.05": (ADAPTED, {**TUNED, "remask": 0.05}, 64),
     "AR-adapted · random order, T=0.6, top-k 20": (ADAPTED, {**TUNED, "temperature": 0.6, "top_k": 20}, 64),
-    "AR-adapted · left-to-right, cosine schedule (shipped)":
+    "AR-adapted · left-to-right, cosine schedule (shipped before)":
         (ADAPTED, {**SHIPPED, "schedule": "cosine"}, 64),
     "AR-adapted · left-to-right, 1 token per step": (ADAPTED, LINEAR, 64),
     "AR-adapted with shift, 0 steps (warm start only) · left-to-right, 1 token per step": (WARM, LINEAR, 64),
