@@ -19,7 +19,13 @@ step but the last also puts back the ``⌈η·n⌉`` least confident of the ``n`
 far (their confidence: the log-probability they were drawn with), to be drawn again in context.
 With ``shift`` the network's output at position ``i`` predicts token ``i + 1`` (the last position's
 predicts token 0), as an autoregressive network's does: a masked model adapted from one keeps its
-next-token head (DiffuLLaMA, Dream) instead of relearning a same-position one.
+next-token head (DiffuLLaMA, Dream) instead of relearning a same-position one. With ``bos`` as well,
+the network sees one more position in front (``[mask_id] + x``, the id an autoregressive source
+uses as its BOS) and token 0 is predicted from it, as in the autoregressive model, instead of from
+the last position. ``attention="clean_causal"`` keeps masked positions from passing anything to other
+positions and lets unmasked ones attend causally to each other (masked ones read every unmasked
+token): with ``shift`` and ``bos``, decoding left to right one token per step then asks the network
+exactly what the autoregressive network it was adapted from is asked.
 """
 
 from __future__ import annotations
@@ -71,6 +77,17 @@ class Masked(Family):
             tokens to its left; the cosine schedule commits 0 on some steps and 2 on others).
         suffix: the share of training rows masked as a suffix instead of at random (the last
             ``⌈t·L⌉`` positions at mask rate ``t``): the pattern left-to-right decoding meets.
+        bos: with ``shift``, a BOS position in front: the network input is ``[mask_id] + x``
+            (``L + 1`` positions; position 0 always holds ``mask_id``, which is an autoregressive
+            source's BOS id) and its output at position ``i`` predicts token ``i`` (the last
+            output is dropped), so token 0 is predicted from the BOS position as in the
+            autoregressive model. The backbone then has ``L + 1`` positions.
+        attention: ``full`` (bidirectional over every position) or ``clean_causal``: masked
+            positions pass nothing to others, unmasked positions attend causally to unmasked ones,
+            masked positions to every unmasked one (:class:`~framework.nn.BackboneConfig`'s
+            ``clean_context``). With ``shift``, decoding left to right one token per step then asks
+            the network exactly what an autoregressive one is asked; other orders still read the
+            unmasked tokens on both sides of a masked position.
     """
 
     name = "masked"
@@ -82,7 +99,8 @@ class Masked(Family):
                  temperature: float = 1.0, t_min: float = 1e-3, reuse_unchanged: bool = True,
                  top_k: int | None = None, remask: float = 0.0, stratified: bool = False,
                  choice_temperature: float = 0.0, shift: bool = False,
-                 suffix: float = 0.0, schedule: Literal["cosine", "linear"] = "cosine") -> None:
+                 suffix: float = 0.0, schedule: Literal["cosine", "linear"] = "cosine",
+                 bos: bool = False, attention: Literal["full", "clean_causal"] = "full") -> None:
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be ≥ 2, got {vocab_size}")
         if order not in ORDERS:
@@ -97,7 +115,13 @@ class Masked(Family):
         if not 0 <= suffix <= 1:
             raise ValueError(f"suffix must be in [0, 1], got {suffix}")
         self.choice_temperature = float(choice_temperature)
-        self.shift, self.suffix = bool(shift), float(suffix)
+        self.shift, self.suffix, self.bos = bool(shift), float(suffix), bool(bos)
+        if attention not in ("full", "clean_causal"):
+            raise ValueError(f"attention must be 'full' or 'clean_causal', got {attention!r}")
+        self.attention = attention
+        if self.bos and not self.shift:
+            raise ValueError("bos (a BOS position in front) needs shift: true (the output at position i "
+                             "then predicts token i from the tokens before it)")
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
         if not 0 <= remask < 1:
@@ -115,9 +139,24 @@ class Masked(Family):
         guider.reuse_unchanged = self.reuse_unchanged
         return guider
 
+    @property
+    def extra_positions(self) -> int:
+        """Positions the network has beyond the sequence's ``L``: 1 with ``bos``, else 0."""
+        return int(self.bos)
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[B, L]`` → the network's input: ``[B, L + 1]`` with ``mask_id`` in front with
+        ``bos``, else ``x`` itself."""
+        if not self.bos:
+            return x
+        return torch.cat([torch.full_like(x[:, :1], self.mask_id), x], dim=1)
+
     def align(self, out: torch.Tensor) -> torch.Tensor:
-        """Network output ``[B, L, V]`` → the prediction of token ``i`` at position ``i``
-        (with ``shift``, position ``i - 1``'s output; token 0 takes the last position's)."""
+        """Network output ``[B, L(+1), V]`` → the prediction of token ``i`` at position ``i``
+        ``[B, L, V]`` (with ``shift``, position ``i - 1``'s output; token 0 takes the last
+        position's, or with ``bos`` the BOS position's)."""
+        if self.bos:
+            return out[:, :-1]
         return out.roll(1, dims=1) if self.shift else out
 
     # ------------------------------------------------------------------ training
@@ -154,17 +193,23 @@ class Masked(Family):
         self._check_tokens(x0)
         t = self._mask_rates(x0.shape[0], generator, x0.device)
         xt, masked = self._train_corrupt(x0, t, generator)
-        logits = self.align(model(xt, t, conditions))
+        logits = self.align(model(self.network_input(xt), t, conditions))
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
                               reduction="none").view_as(x0)
         return ((nll * masked).sum(1) / t / x0.shape[1]).mean()
 
     def training_inputs(self, x0, generator=None):
-        """Partly masked sequences at mask rates ``t ~ U(t_min, 1)``; only masked positions count."""
+        """Partly masked sequences at mask rates ``t ~ U(t_min, 1)``, as the network sees them
+        (``[B, L + 1]`` with ``bos``); the outputs that predict a masked token count (``[B, L]``,
+        or ``[B, L + 1]`` with ``bos``, in the network's output layout: shifted with ``shift``)."""
         self._check_tokens(x0)
         t = self._mask_rates(x0.shape[0], generator, x0.device)
         xt, masked = self._train_corrupt(x0, t, generator)
-        return xt, t, masked
+        if self.bos:
+            counts = torch.cat([masked, torch.zeros_like(masked[:, :1])], dim=1)
+        else:
+            counts = masked.roll(-1, dims=1) if self.shift else masked
+        return self.network_input(xt), t, counts
 
     @torch.no_grad()
     def nll_bound(self, model, x0: torch.Tensor, conditions: Conditions, samples: int = 8,
@@ -174,7 +219,7 @@ class Masked(Family):
         for _ in range(samples):
             t = torch.rand(x0.shape[0], generator=generator).to(x0.device).clamp_min(self.t_min)
             xt, masked = self.corrupt(x0, t, generator)
-            logits = self.align(model(xt, t, conditions))
+            logits = self.align(model(self.network_input(xt), t, conditions))
             nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), x0.reshape(-1),
                                   reduction="none").view_as(x0)
             total += (nll * masked).sum(1) / t / x0.shape[1]
@@ -210,7 +255,7 @@ class Masked(Family):
         for i in range(steps):
             masked = x == self.mask_id
             t = masked.float().mean(1)  # the current mask rate is the model's time input
-            out = guider.step(x, t, progress_tau(i, steps), conditions, state)
+            out = guider.step(self.network_input(x), t, progress_tau(i, steps), conditions, state)
             logp = torch.log_softmax(self.align(out.denoise.float()) / self.temperature, dim=-1)
             if self.top_k is not None and self.top_k < self.vocab_size:
                 kth = logp.topk(self.top_k, dim=-1).values[..., -1:]

@@ -191,8 +191,11 @@ class GenerativeModel(torch.nn.Module):
         if isinstance(fam, Masked):
             if len(self.shape) != 1:
                 raise ValueError(f"masked diffusion samples shape [L]; got {list(self.shape)}")
-            return BackboneConfig(seq_len=self.shape[0], vocab_size=fam.vocab_size + 1,
-                                  out_dim=fam.vocab_size, time_scale=1000.0, **common)
+            clean = {}
+            if fam.attention == "clean_causal":
+                clean = dict(clean_context=fam.mask_id, prefix=fam.extra_positions)
+            return BackboneConfig(seq_len=self.shape[0] + fam.extra_positions, vocab_size=fam.vocab_size + 1,
+                                  out_dim=fam.vocab_size, time_scale=1000.0, **clean, **common)
         if isinstance(fam, Autoregressive):
             K = fam.codebooks
             if len(self.shape) != (1 if K == 1 else 2):

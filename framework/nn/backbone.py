@@ -50,6 +50,12 @@ class BackboneConfig:
         perturb_layers: default block indices for perturbations that name no layers (middle block).
         codebooks: parallel token streams per position (discrete input ``[B, L, K]``, output
             ``[B, L, K, out_dim]``); their embeddings are summed (multi-codebook audio tokens).
+        clean_context: masked-diffusion input (not causal): the ``[MASK]`` id. Positions holding
+            it pass nothing to other positions; unmasked positions attend causally to unmasked
+            ones (their states are an autoregressive network's over the unmasked tokens), masked
+            positions to every unmasked position, left and right, and to themselves.
+        prefix: with ``clean_context``, leading positions that are never treated as masked (a BOS
+            slot holding the ``[MASK]`` id).
     """
 
     seq_len: int
@@ -66,6 +72,8 @@ class BackboneConfig:
     conditions: Sequence[ConditionSpec] = field(default_factory=tuple)
     perturb_layers: tuple[int, ...] | None = None
     codebooks: int = 1
+    clean_context: int | None = None
+    prefix: int = 0
 
     def __post_init__(self) -> None:
         if (self.in_dim is None) == (self.vocab_size is None):
@@ -85,6 +93,8 @@ class BackboneConfig:
             self.perturb_layers = (self.depth // 2,)
         if self.codebooks > 1 and self.vocab_size is None:
             raise ValueError("codebooks > 1 needs discrete input (vocab_size)")
+        if self.clean_context is not None and (self.causal or self.vocab_size is None or self.codebooks > 1):
+            raise ValueError("clean_context needs a non-causal backbone on single-stream token ids")
 
 
 class KVCache:
@@ -176,15 +186,20 @@ class _Block(nn.Module):
         return h.view(B, L, self.heads, D // self.heads).transpose(1, 2)
 
     def attention(self, h: torch.Tensor, perturb: list[tuple[Perturbation, torch.Tensor]],
-                  cache: KVCache | None, keys: torch.Tensor | None = None) -> torch.Tensor:
-        """Self-attention; ``keys``: bool ``[B, S]`` over cached + new tokens, False at padding."""
+                  cache: KVCache | None, keys: torch.Tensor | None = None,
+                  allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention; ``keys``: bool ``[B, S]`` over cached + new tokens, False at padding;
+        ``allowed``: bool ``[B, 1, L, L]``, which keys each query sees (``clean_context``)."""
         B, L, D = h.shape
         q, k, v = (self._split(z) for z in self.qkv(h).chunk(3, dim=-1))
         if cache is not None:
             k, v = cache.append(self.index, k, v)
         causal = self.causal and L > 1
         mask = None
-        if keys is not None:
+        if allowed is not None:
+            mask = allowed
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif keys is not None:
             # causal over the cached prefix, padding keys hidden; a padding query sees itself only
             # (its output is never used, and an all-hidden row would be NaN)
             S = k.shape[2]
@@ -213,10 +228,11 @@ class _Block(nn.Module):
 
     def forward(self, h: torch.Tensor, c: torch.Tensor, seq: torch.Tensor | None,
                 perturb: list[tuple[Perturbation, torch.Tensor]], cache: KVCache | None,
-                keys: torch.Tensor | None = None) -> torch.Tensor:
+                keys: torch.Tensor | None = None, allowed: torch.Tensor | None = None) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c))[:, None].chunk(6, dim=-1)
         attn_p = [(p, r) for p, r in perturb if isinstance(p, (AttnIdentity, AttnBlur))]
-        out = h + gate1 * self.attention(self.norm1(h) * (1 + scale1) + shift1, attn_p, cache, keys)
+        out = h + gate1 * self.attention(self.norm1(h) * (1 + scale1) + shift1, attn_p, cache, keys,
+                                         allowed)
         if self.cross and seq is not None:
             B, L, D = out.shape
             q = self._split(self.xq(self.norm_x(out)))
@@ -322,13 +338,26 @@ class Backbone(nn.Module):
         for name in self.pooled:
             c = c + emb[name]
         seq = torch.cat([emb[n] for n in self.sequence], dim=1) if self.sequence else None
+        allowed = None if self.cfg.clean_context is None else self._clean_context(x)
         for block, perturb in zip(self.blocks, self._layer_perturbations(perturbations), strict=True):
-            h = block(h, c, seq, perturb, cache, keys)
+            h = block(h, c, seq, perturb, cache, keys, allowed)
         shift, scale = self.ada_out(F.silu(c))[:, None].chunk(2, dim=-1)
         out = self.head(self.norm_out(h) * (1 + scale) + shift)
         if self.cfg.codebooks > 1:
             out = out.view(B, L, self.cfg.codebooks, self.cfg.out_dim)
         return out
+
+    def _clean_context(self, x: torch.Tensor) -> torch.Tensor:
+        """Token ids ``[B, L]`` → which keys each query sees, ``[B, 1, L, L]`` (``clean_context``)."""
+        L = x.shape[1]
+        masked = x == self.cfg.clean_context
+        masked[:, :self.cfg.prefix] = False
+        left = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+        own = torch.eye(L, dtype=torch.bool, device=x.device)
+        clean_key = ~masked[:, None, :]  # [B, 1, S]
+        # a clean query: clean keys to its left (and itself); a masked query: every clean key and itself
+        allowed = clean_key & (left[None] | masked[:, :, None])
+        return (allowed | own[None])[:, None]
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         K = self.cfg.codebooks

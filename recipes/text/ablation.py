@@ -32,13 +32,17 @@ import torch
 import torch.nn.functional as F
 
 from framework.core import plugins
+from framework.evaluation import markdown_table
 from framework.training.module import load
 
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 GUIDANCE = "cfg(genre, 3)"
-SCRATCH, ADAPTED = "shakespeare_masked_scratch", "shakespeare_masked"
+SCRATCH, ADAPTED = "shakespeare_masked_scratch", "shakespeare_masked_noshift"  # the latter not shipped
 SHIFT, SUFFIX = "shakespeare_masked_shift", "shakespeare_masked_shift_suffix"  # not shipped
 WARM = "shakespeare_masked_shift@0"  # shakespeare_masked_shift.yaml's model warm-started, 0 steps
+BOS_WARM = "shakespeare_masked_bos@0"  # shift + a BOS position, bidirectional attention, 0 steps
+CLEAN_WARM = "shakespeare_masked@0"  # shift + BOS + clean-context attention, 0 steps
+CLEAN = "shakespeare_masked"  # the same, trained: the shipped masked text model
 RANDOM_T1 = {"order": "random", "temperature": 1.0, "top_k": None, "remask": 0.0}
 TUNED = {"order": "random", "temperature": 0.8, "top_k": 40, "remask": 0.0}
 SHIPPED = {**TUNED, "order": "left_to_right"}  # shakespeare_masked's family_args
@@ -54,10 +58,10 @@ ROWS: dict[str, tuple[str, dict, int]] = {
     "AR-adapted · random order, T=0.8, top-k 40": (ADAPTED, TUNED, 64),
     "AR-adapted · T=0.8, top-k 40, 32 steps": (ADAPTED, TUNED, 32),
     "AR-adapted · confidence order, T=0.8, top-k 40": (ADAPTED, {**TUNED, "order": "confidence"}, 64),
-    "AR-adapted · left-to-right order, T=0.8, top-k 40 (shipped)": (ADAPTED, SHIPPED, 64),
+    "AR-adapted · left-to-right order, T=0.8, top-k 40 (shipped before)": (ADAPTED, SHIPPED, 64),
     "AR-adapted · T=0.8, top-k 40, ReMDM remasking η=0.05": (ADAPTED, {**TUNED, "remask": 0.05}, 64),
     "AR-adapted · random order, T=0.6, top-k 20": (ADAPTED, {**TUNED, "temperature": 0.6, "top_k": 20}, 64),
-    "AR-adapted · left-to-right, cosine schedule (shipped)":
+    "AR-adapted · left-to-right, cosine schedule (shipped before)":
         (ADAPTED, {**SHIPPED, "schedule": "cosine"}, 64),
     "AR-adapted · left-to-right, 1 token per step": (ADAPTED, LINEAR, 64),
     "AR-adapted with shift, 0 steps (warm start only) · left-to-right, 1 token per step": (WARM, LINEAR, 64),
@@ -66,6 +70,14 @@ ROWS: dict[str, tuple[str, dict, int]] = {
     "AR-adapted with shift · left-to-right, blocks of 2 (32 steps)": (SHIFT, LINEAR, 32),
     "AR-adapted with shift · random order, 1 token per step": (SHIFT, {**LINEAR, "order": "random"}, 64),
     "AR-adapted with shift + suffix masks · left-to-right, 1 token per step": (SUFFIX, LINEAR, 64),
+    "shift + BOS position, 0 steps · left-to-right, 1 token per step": (BOS_WARM, LINEAR, 64),
+    "shift + BOS + clean-context attention, 0 steps · left-to-right, 1 token per step":
+        (CLEAN_WARM, LINEAR, 64),
+    "shift + BOS + clean-context attention, trained · left-to-right, 1 token per step": (CLEAN, LINEAR, 64),
+    "shift + BOS + clean-context attention, trained · left-to-right, blocks of 2 (32 steps)":
+        (CLEAN, LINEAR, 32),
+    "shift + BOS + clean-context attention, trained · random order, 1 token per step":
+        (CLEAN, {**LINEAR, "order": "random"}, 64),
 }
 AR = "shakespeare_ar"
 
@@ -106,7 +118,8 @@ def next_token_perplexity(model, batches: int = 2, positions: range = range(0, 4
             if hasattr(fam, "mask_id"):
                 xt = x.clone()
                 xt[:, j:] = fam.mask_id
-                logits = fam.align(model.backbone(xt, (xt == fam.mask_id).float().mean(1), conds))
+                t = (xt == fam.mask_id).float().mean(1)
+                logits = fam.align(model.backbone(fam.network_input(xt), t, conds))
             nll = F.cross_entropy(logits[:, j].float(), x[:, j], reduction="none")
             text = x[:, j] != model.codec.pad_id
             total, count = total + float(nll[text].sum()), count + int(text.sum())
@@ -132,8 +145,8 @@ def run(out: Path, n: int, labels: list[str], seed: int = 0) -> dict:
     models: dict = {}
     for label in labels:
         name, settings, steps = ROWS[label]
-        if name == WARM:
-            models[name] = models.get(name) or warm_started(CHECKPOINTS.parent / f"{WARM.split('@')[0]}.yaml")
+        if name.endswith("@0"):  # the recipe's warm start, no training step
+            models[name] = models.get(name) or warm_started(CHECKPOINTS.parent / f"{name.split('@')[0]}.yaml")
         if name not in models:
             path = CHECKPOINTS / f"{name}.ckpt"
             if not path.exists():
@@ -163,20 +176,19 @@ def run(out: Path, n: int, labels: list[str], seed: int = 0) -> dict:
 
 def table(results: dict) -> str:
     nt = results.get("next_token_ppl", {})
-    md = [f"{results['n']} samples per row (genres balanced, seed {results.get('seed', 0)}), "
-          f"`{results['guidance']}`.", "",
-          "| model · sampler | next-token ppl (L-to-R) | words of the plays | 4-grams of the plays "
-          "| ppl (AR) | ppl (3-gram) | genre (ours) | genre (indep.) | distinct-2 | words/sample | NFE |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
-    if AR in nt:
-        md.append(f"| {AR} (reference: its own next-token perplexity) | {nt[AR]:.1f} |" + " |" * 9)
+    header = ["model · sampler", "next-token ppl (L-to-R)", "words of the plays", "4-grams of the plays",
+              "ppl (AR)", "ppl (3-gram)", "genre (ours)", "genre (indep.)", "distinct-2", "words/sample",
+              "NFE"]
+    rows = [[f"{AR} (reference: its own next-token perplexity)", f"{nt[AR]:.1f}", *[""] * 9]
+            ] if AR in nt else []
     for label, r in results["rows"].items():
-        ntp = f"{nt[r['checkpoint']]:.1f}" if r["checkpoint"] in nt else "—"
-        md.append(f"| {label} | {ntp} | {r['vocab_share']:.3f} | {r['ngram4_overlap']:.3f} | "
-                  f"{r['ppl_ar']:.1f} | {r['ppl_ngram']:.0f} | {r['acc_genre']:.2f} | "
-                  f"{r['acc_genre_indep']:.2f} | "
-                  f"{r['distinct_2']:.2f} | {r['words_per_sample']:.1f} | {r['nfe']} |")
-    return "\n".join(md) + "\n"
+        rows.append([label, f"{nt[r['checkpoint']]:.1f}" if r["checkpoint"] in nt else "—",
+                     f"{r['vocab_share']:.3f}", f"{r['ngram4_overlap']:.3f}", f"{r['ppl_ar']:.1f}",
+                     f"{r['ppl_ngram']:.0f}", f"{r['acc_genre']:.2f}", f"{r['acc_genre_indep']:.2f}",
+                     f"{r['distinct_2']:.2f}", f"{r['words_per_sample']:.1f}", str(r["nfe"])])
+    intro = (f"{results['n']} samples per row (genres balanced, seed {results.get('seed', 0)}), "
+             f"`{results['guidance']}`.\n\n")
+    return intro + markdown_table(header, rows, fmt=str)
 
 
 if __name__ == "__main__":
