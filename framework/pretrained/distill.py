@@ -3,7 +3,7 @@ prediction in one pass, as :mod:`framework.training.distill` does for polyguide 
 
 The teacher is the pipeline wrapped as a model
 (:class:`~framework.pretrained.stable_diffusion.StableDiffusion`): the guidance engine evaluates a
-family of expressions with a ``{w}`` placeholder (:func:`framework.training.distill.family_at`,
+family of expressions with a ``{w}`` placeholder (:func:`framework.training.student.family_at`,
 e.g. ``"cfg(text, {w})"``) on the teacher's UNet. Inputs are random latents noised by the
 pipeline's scheduler, not data: this is a smoke-scale recipe, not a trained student.
 The student is the same UNet with diffusers' guidance-scale embedding (``time_cond_proj_dim``, the
@@ -26,7 +26,7 @@ import torch
 from framework.guidance import Guider
 from framework.pretrained.loading import PretrainedError
 from framework.pretrained.stable_diffusion import StableDiffusion, UNetDenoiser
-from framework.training.distill import family_at
+from framework.training.student import family_at
 
 __all__ = ["distill_guidance", "student_unet"]
 
