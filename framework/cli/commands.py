@@ -95,6 +95,19 @@ def _sample_in_batches(model, raw, guidance, n: int, seed: int, **kwargs):
     return SampleOutput(samples, outs[0].stats, sum(o.seconds for o in outs), media)
 
 
+def _sample_length(args: argparse.Namespace, model, raw, expr, n: int, seed: int, steps: int, weak):
+    """``--seconds`` / ``--fps``: the modality plugin's ``sample_length`` hook (motion), else a one-line
+    error; returns a :class:`~framework.generators.SampleOutput` whose ``media`` is the clip."""
+    hook = getattr(model.plugin, "sample_length", None)
+    if hook is None or args.prompt is not None or args.max_tokens is not None:
+        raise ArgumentError(f"--seconds/--fps: the {model.hparams.get('modality') or 'untyped'} model "
+                            f"{args.checkpoint} generates a fixed length (motion models take them)")
+    if n > MAX_BATCH:
+        raise ArgumentError(f"--n {n} with --seconds/--fps: at most {MAX_BATCH} clips a run")
+    return hook(model, raw, expr, n=n, seed=seed, steps=steps, weak=weak, seconds=args.seconds,
+                fps=args.fps, progress=not args.no_progress)
+
+
 def _check_model_args(model, args: argparse.Namespace, expr, weak) -> None:
     """What can only be checked once the model is known, still before sampling. (The guidance
     against the conditions given is checked once, by the sampler, before any work.)"""
@@ -189,8 +202,11 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"[{used}]")
         return code
     n, steps = args.n or 16, _steps_or_default(model, args.steps)
-    out = _sample_in_batches(model, raw, expr, n, seed, steps=steps, weak=weak,
-                             progress=not args.no_progress)
+    if args.seconds is not None or args.fps is not None:  # a modality's own clip length / frame rate
+        out = _sample_length(args, model, raw, expr, n, seed, steps, weak)
+    else:
+        out = _sample_in_batches(model, raw, expr, n, seed, steps=steps, weak=weak,
+                                 progress=not args.no_progress)
     print(used)
     media = out.media.cpu() if out.media is not None else None
     modality = model.plugin  # the model's own, looked up once when it was built
@@ -219,6 +235,8 @@ def _write_samples(args: argparse.Namespace, model, out, raw: dict[str, Any], me
     extra = {}
     if modality is not None and "conditions" in inspect.signature(modality.write).parameters:
         extra["conditions"] = model.conditions(raw, n)  # e.g. motion draws the requested path
+    if getattr(args, "fps", None) is not None:  # checked by the plugin's sample_length
+        extra["fps"] = int(args.fps)
     files = (modality.write(media, out_dir, title=title, **extra) if modality is not None
              else plugins.Modality().write(out.samples.cpu(), out_dir))
     record = out_dir / "samples.pt"

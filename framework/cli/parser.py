@@ -158,6 +158,12 @@ def _sample(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="checkpoint of the 'weak' network for .on(weak) branches (autoguidance, contrastive)")
     s.add_argument("--out", type=Path, default=None,
                    help="output folder (default: samples; streamed text is written only when given)")
+    s.add_argument("--seconds", default=None, metavar="S",
+                   help="motion models: clip length in seconds (overlapping windows, each in-painted on "
+                        "the last frames of the one before; default: the model's own length)")
+    s.add_argument("--fps", default=None, metavar="FPS",
+                   help="motion models: frame rate of the written GIF and BVH files (20, 30 or 60; "
+                        "default 20, the models' own)")
     s.add_argument("--prompt", type=non_empty, default=None,
                    help="text models: a prefix to continue, taken as whole words (streams the text, "
                         "which begins with the prompt)")
