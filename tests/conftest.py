@@ -9,11 +9,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # oversubscribe the machine and made the small models' training tests several times slower
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import lightning  # noqa: F401  (see below)
 import pytest
 import torch
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+# Lightning binds a log handler to sys.stderr when it is first imported. Imported first inside a
+# test that uses capsys, the handler keeps that test's stream, which pytest closes afterwards, and a
+# later "Seed set to 0" becomes a "--- Logging error ---" traceback in another test's stderr.
+# Imported here, before any test runs, it binds pytest's session-wide capture instead.
 
 from framework.toy.model import GaussianMixtureToy
 
