@@ -28,24 +28,6 @@ def _trainer(steps, tmp_path=None, **kw):
                      num_sanity_val_steps=0, **kw)
 
 
-FAMILIES = [("flow", {}, [1, 2], "points"), ("diffusion", {"prediction": "v"}, [1, 2], "points"),
-            ("masked", {"vocab_size": 12}, [8], "tokens"),
-            ("autoregressive", {"vocab_size": 12}, [8], "tokens")]
-
-
-@pytest.mark.parametrize(("family", "fargs", "shape", "kind"), FAMILIES, ids=[f[0] for f in FAMILIES])
-def test_training_reduces_the_loss(family, fargs, shape, kind):
-    torch.manual_seed(0)
-    dm = MixtureData(kind=kind, n_train=2048, n_val=256, batch_size=128, length=8)
-    model = _module(family, fargs, shape, dm)
-    assert sum(p.numel() for p in model.parameters()) < 1_000_000
-    before = model.val_loss(dm.val_dataloader())
-    _trainer(120, limit_val_batches=0).fit(model, dm)
-    after = model.val_loss(dm.val_dataloader())
-    # token data has an entropy floor near 2.2 nats/token, so the bar is a 10% drop
-    assert after < 0.9 * before, (before, after)
-
-
 def test_dropout_is_derived_from_the_guidance():
     dm = MixtureData(n_train=64, n_val=64)
     model = _module("flow", {}, [1, 2], dm)
