@@ -9,7 +9,9 @@ with a timeout so that a hang fails; the one-process and ``ddp_spawn`` runs call
 A run is the costly part (every process imports torch and Lightning), so each one is checked for as
 much as it can show: the ``ddp`` and FSDP2 runs of points_flow are made once per session (shared by
 the pytest-xdist workers, see :func:`_shared`) and serve the EMA, resume and loss checks; the
-two-node launch trains the masked family.
+two-node launch trains the masked family; the FSDP2 runs of the other families and the
+tensor-parallel error are four commands run one after another by one group of two processes
+(:func:`fsdp_families`).
 FSDP on CPU is Lightning's ``ModelParallelStrategy`` (torch's FSDP2, ``fully_shard``): its
 ``FSDPStrategy`` (FSDP1) refuses a CPU accelerator (see docs/training.md).
 """
@@ -256,20 +258,9 @@ def _fit_in_sequence(root: Path) -> None:
     commands.append(_args("points_flow", root / "tensor_parallel", "--trainer.devices", "2",
                           "--trainer.strategy", default_sizes, steps=1)[3:])
     (root / "commands.json").write_text(json.dumps(commands))
-    port = str(_free_port())
-    ranks = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("fit_sequence.py")),
-                               str(root / "commands.json"), str(root / "codes")], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK="0",
-                                       LOCAL_RANK=str(r)))
-             for r in (0, 1)]
-    try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in ranks]
-    finally:
-        for p in ranks:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in ranks] == [0, 0], [o[1][-3000:] for o in outs]
+    script = [sys.executable, str(Path(__file__).with_name("fit_sequence.py")), str(root / "commands.json"),
+              str(root / "codes")]
+    outs = _launch(script, [dict(NODE_RANK="0", LOCAL_RANK=str(r)) for r in (0, 1)])
     (root / "stderr.txt").write_text("".join(o[1] for o in outs))
 
 
@@ -302,23 +293,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launch(cmd: list[str], envs: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """Start ``cmd`` once per entry of ``envs`` (its extra environment) on the loopback address
+    (``MASTER_ADDR``, a free ``MASTER_PORT``), as a cluster's launcher would; every one must exit 0.
+    Returns each one's (standard output, standard error)."""
+    port = str(_free_port())
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, **extra))
+             for extra in envs]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0] * len(procs), [o[1][-3000:] for o in outs]
+    return outs
+
+
 def test_two_nodes_on_the_loopback_address(tmp_path):
     """Two launcher processes, one per "node", as Lightning documents for a general cluster:
     ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK`` and ``--trainer.num_nodes 2``; the recipe is the
     masked family's (its ``ddp`` run on two processes)."""
-    port = str(_free_port())
     cmd = _args("tokens_masked", tmp_path, "--trainer.devices", "1", "--trainer.num_nodes", "2",
                 "--trainer.strategy", "ddp", steps=2)
-    nodes = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(r)))
-             for r in (0, 1)]
-    try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in nodes]
-    finally:
-        for p in nodes:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    outs = _launch(cmd, [dict(NODE_RANK=str(r)) for r in (0, 1)])
     assert not any("sync_dist=True" in o[1] for o in outs)
     ckpt = read_checkpoint(_last(tmp_path))
     assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == "masked"
