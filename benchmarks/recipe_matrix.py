@@ -101,6 +101,18 @@ def check(root: Path, steps: int) -> tuple[str, str]:
     return "ok", "EMA equal on both ranks"
 
 
+def git_commit() -> str:
+    """The checked-out commit (``+dirty`` with uncommitted changes), or ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def last_error(stderr: str) -> str:
     """The last line of a failed run's standard error that says something (shortened)."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith(" ")]
@@ -110,6 +122,7 @@ def last_error(stderr: str) -> str:
 def run_cell(recipe: Path, strategy: str, steps: int, timeout: int) -> dict:
     """Run one recipe under one strategy; its result row."""
     name = f"{recipe.parent.name}/{recipe.stem}"
+    commit = git_commit()
     with tempfile.TemporaryDirectory(prefix="matrix-") as tmp:
         root = Path(tmp)
         env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
@@ -117,21 +130,25 @@ def run_cell(recipe: Path, strategy: str, steps: int, timeout: int) -> dict:
         try:
             done = subprocess.run(command(recipe, strategy, root, steps), cwd=ROOT, env=env,
                                   capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:  # what it printed so far tells a hang from slowness
+            stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
             return {"recipe": name, "strategy": strategy, "status": "TIMEOUT", "wall_s": timeout,
-                    "detail": f"no exit within {timeout} s"}
+                    "detail": f"no exit within {timeout} s", "stderr_tail": stderr[-4000:],
+                    "commit": commit}
         wall = time.perf_counter() - start
         if done.returncode != 0:
             return {"recipe": name, "strategy": strategy, "status": "FAIL", "wall_s": wall,
                     "detail": f"exit {done.returncode}: {last_error(done.stderr)}",
-                    "stderr_tail": done.stderr[-4000:]}
+                    "stderr_tail": done.stderr[-4000:], "commit": commit}
         status, detail = check(root, steps)
-        return {"recipe": name, "strategy": strategy, "status": status, "wall_s": wall, "detail": detail}
+        return {"recipe": name, "strategy": strategy, "status": status, "wall_s": wall, "detail": detail,
+                "commit": commit, "load_average": os.getloadavg()[0]}
 
 
-def table(results: list[dict], strategies: list[str]) -> str:
-    """A markdown table: one row per recipe, one column per strategy (status and seconds)."""
-    rows: dict[str, dict[str, dict]] = {}
+def table(results: list[dict], strategies: list[str], names: list[str] | None = None) -> str:
+    """A markdown table: one row per recipe (those of ``names`` first, in order, then any other with
+    a result), one column per strategy (status and seconds, or ``not run``)."""
+    rows: dict[str, dict[str, dict]] = {name: {} for name in names or []}
     for r in results:
         rows.setdefault(r["recipe"], {})[r["strategy"]] = r
     lines = ["| recipe | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
@@ -163,7 +180,14 @@ def main() -> None:
                     help="keep the cells already in --out's recipe_matrix.json and run only the others")
     ap.add_argument("--retry-failed", action="store_true",
                     help="with --resume, run again the cells that did not pass (after a fix)")
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: print the table of --out's recipe_matrix.json, every selected "
+                         "recipe and strategy (cells without a result say 'not run')")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads((args.out / "recipe_matrix.json").read_text())["results"]
+        print(table(saved, args.strategies, [f"{r.parent.name}/{r.stem}" for r in recipes(args.only)]))
+        return
     results: list[dict] = []
     saved = args.out / "recipe_matrix.json"
     cells = [(r, s) for r in recipes(args.only) for s in args.strategies]

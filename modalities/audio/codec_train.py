@@ -30,6 +30,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from .codec import STATS_FILE, latent_stats
@@ -177,6 +178,26 @@ def kmeans(points: torch.Tensor, k: int, iters: int = 10,
     return centroids, sizes
 
 
+def _world() -> int:
+    """Processes training together (1 outside ``torch.distributed``)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _mean_over_processes(t: torch.Tensor) -> torch.Tensor:
+    """``t`` averaged over every process (in place; ``t`` itself with one process)."""
+    if _world() > 1:
+        dist.all_reduce(t)
+        t.div_(_world())
+    return t
+
+
+def _from_first_process(*buffers: torch.Tensor) -> None:
+    """Overwrite ``buffers`` (in place) with process 0's values (nothing with one process)."""
+    if _world() > 1:
+        for b in buffers:
+            dist.broadcast(b, 0)
+
+
 class CodecModule(L.LightningModule):
     """Trains a transformers ``EncodecModel`` built from ``config`` (``EncodecConfig`` fields).
 
@@ -224,6 +245,69 @@ class CodecModule(L.LightningModule):
         self._reservoir: list[torch.Tensor] = []  # latent frames [n, D] of the last warm-up batches
         self.register_buffer("initialised", torch.tensor(not init_from_data))  # data_init done (saved)
 
+    # ------------------------------------------------------------------ processes (ddp_spawn, FSDP2)
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (``ddp_spawn`` sends the module to its processes) as the codec's config and
+        ``state_dict``: torch refuses to pickle the weight-norm parametrisations EnCodec is built of."""
+        state = super().__getstate__()
+        modules = dict(state["_modules"])
+        model = modules.pop("model")
+        state["_modules"] = modules
+        state["_codec"] = (model.config, model.state_dict(), model.training)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from transformers import EncodecModel
+
+        config, weights, training = state.pop("_codec")
+        super().__setstate__(state)
+        model = EncodecModel(config)
+        model.load_state_dict(weights)
+        self.model = model.train(training)
+
+    def configure_model(self) -> None:
+        """Before training (every strategy; Lightning calls it in each process): the data-dependent
+        initialisation (:func:`data_init`) on the first batch of the training order, the same clips
+        and crops in every process, so the processes start from the same weights; then, under
+        Lightning's ``ModelParallelStrategy`` (torch's FSDP2), ``fully_shard`` the encoder and the
+        decoder over its data-parallel mesh (the codebooks are buffers, kept equal on every process
+        by :meth:`_quantize`). Idempotent (Lightning may call it more than once)."""
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        from framework.training.module import data_parallel_mesh
+
+        trainer = self._trainer
+        dm = getattr(trainer, "datamodule", None)
+        if (not bool(self.initialised) and dm is not None and trainer.state.fn == "fit"
+                and not isinstance(self.model.encoder, FSDPModule)):
+            audio = next(iter(dm.train_dataloader()))["media"].float().to(self.device)
+            gen = torch.Generator(device=audio.device).manual_seed(0)
+            crop = self.hparams.crop
+            if crop is not None and crop < audio.shape[-1]:
+                audio = loud_crops(audio, crop, self.hop, gen)
+            data_init(self.model, audio)
+            self.initialised.fill_(True)
+        mesh = self.device_mesh
+        if mesh is not None and not isinstance(self.model.encoder, FSDPModule):
+            mesh = data_parallel_mesh(mesh)
+            fully_shard(self.model.encoder, mesh=mesh)
+            fully_shard(self.model.decoder, mesh=mesh)
+
+    def whole_model(self):
+        """The ``EncodecModel`` with whole weights: itself, or under FSDP2 a gathered copy (a
+        collective: every process must call it)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from torch.distributed.fsdp import FSDPModule
+        from transformers import EncodecModel
+
+        if not isinstance(self.model.encoder, FSDPModule):
+            return self.model
+        weights = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
+                                                                             cpu_offload=True))
+        model = EncodecModel(self.model.config)
+        model.load_state_dict(weights)
+        return model.eval()
+
     @property
     def codebooks(self) -> int:
         return len(self.model.quantizer.layers)
@@ -251,6 +335,9 @@ class CodecModule(L.LightningModule):
             cb.cluster_size.copy_(sizes.clamp_min(1.0))
             cb.embed_avg.copy_(centroids * cb.cluster_size[:, None])
             residual = residual - F.embedding(cb.quantize(residual), cb.embed)
+        for layer in self.model.quantizer.layers:  # several processes: all start from process 0's
+            cb = layer.codebook
+            _from_first_process(cb.embed, cb.cluster_size, cb.embed_avg)
         self._reservoir = []
 
     def _quantize(self, z: torch.Tensor, update: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -268,8 +355,10 @@ class CodecModule(L.LightningModule):
             q = F.embedding(idx, cb.embed)
             if update:
                 onehot = F.one_hot(idx, cb.embed.shape[0]).type(flat.dtype)  # [B·T, V]
-                cb.cluster_size.mul_(hp.ema_decay).add_(onehot.sum(0), alpha=1 - hp.ema_decay)
-                cb.embed_avg.mul_(hp.ema_decay).add_(onehot.t() @ flat, alpha=1 - hp.ema_decay)
+                # the global batch's statistics: every process then makes the same update
+                counts, sums = _mean_over_processes(onehot.sum(0)), _mean_over_processes(onehot.t() @ flat)
+                cb.cluster_size.mul_(hp.ema_decay).add_(counts, alpha=1 - hp.ema_decay)
+                cb.embed_avg.mul_(hp.ema_decay).add_(sums, alpha=1 - hp.ema_decay)
                 n = cb.cluster_size.sum()
                 size = (cb.cluster_size + 1e-5) / (n + cb.embed.shape[0] * 1e-5) * n  # Laplace smoothing
                 cb.embed.copy_(cb.embed_avg / size[:, None])
@@ -279,6 +368,7 @@ class CodecModule(L.LightningModule):
                     cb.embed[dead] = fresh
                     cb.embed_avg[dead] = fresh * hp.dead_threshold
                     cb.cluster_size[dead] = hp.dead_threshold
+                    _from_first_process(cb.embed, cb.embed_avg)  # the same restarts on every process
             q = q.reshape(residual.shape[0], residual.shape[2], -1).transpose(1, 2)  # [B, D, T]
             codes.append(idx.reshape(residual.shape[0], -1))
             residual = residual - q
@@ -356,19 +446,24 @@ class CodecModule(L.LightningModule):
         return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr, betas=(0.5, 0.9))
 
     @torch.no_grad()
-    def stats(self, audio: torch.Tensor) -> dict[str, Any]:
-        """Latent statistics of clips ``[N, 1, samples]`` and what the codec is (for the stats file)."""
-        z = torch.cat([self.model.encoder(a) for a in audio.float().split(64)])
+    def stats(self, audio: torch.Tensor, model=None) -> dict[str, Any]:
+        """Latent statistics of clips ``[N, 1, samples]`` and what the codec is (for the stats file),
+        by ``model`` (default: this module's ``EncodecModel``)."""
+        model = self.model if model is None else model
+        z = torch.cat([model.encoder(a.to(next(model.parameters()).device)) for a in audio.float().split(64)])
         return {**latent_stats(z), "codebooks": self.codebooks, "frame_rate": self.model.config.frame_rate,
                 "bitrate_bps": self.codebooks * self.model.config.frame_rate
                 * int(torch.tensor(self.model.config.codebook_size).log2())}
 
     def on_train_end(self) -> None:
-        if self.hparams.export_to and self.trainer.is_global_zero:
+        if not self.hparams.export_to:
+            return
+        model = self.whole_model()  # every process (a collective under FSDP2); process 0 saves it
+        if self.trainer.is_global_zero:
             dm = self.trainer.datamodule
             audio = next(iter(dm.val_dataloader()))["media"] if dm is not None else None
-            stats = self.stats(audio) if audio is not None else {}
-            save_codec(self.model, self.hparams.export_to, stats)
+            stats = self.stats(audio, model) if audio is not None else {}
+            save_codec(model, self.hparams.export_to, stats)
 
 
 def export_codec(checkpoint: str | Path, dest: str | Path, audio: torch.Tensor) -> Path:

@@ -9,7 +9,9 @@ with a timeout so that a hang fails; the one-process and ``ddp_spawn`` runs call
 A run is the costly part (every process imports torch and Lightning), so each one is checked for as
 much as it can show: the ``ddp`` and FSDP2 runs of points_flow are made once per session (shared by
 the pytest-xdist workers, see :func:`_shared`) and serve the EMA, resume and loss checks; the
-two-node launch trains the masked family.
+two-node launch trains the masked family; the FSDP2 runs of the other families and the
+tensor-parallel error are four commands run one after another by one group of two processes
+(:func:`fsdp_families`).
 FSDP on CPU is Lightning's ``ModelParallelStrategy`` (torch's FSDP2, ``fully_shard``): its
 ``FSDPStrategy`` (FSDP1) refuses a CPU accelerator (see docs/training.md).
 """
@@ -235,22 +237,54 @@ def test_fsdp2_resume_on_two_processes_is_exact(fsdp_run, tmp_path):
     _resumes_exactly(fsdp_run, tmp_path, strategy=FSDP2)
 
 
-@pytest.mark.parametrize(("recipe", "family"), [("tokens_masked", "masked"), ("tokens_ar", "autoregressive"),
-                                                ("points_diffusion", "diffusion")])
-def test_fsdp2_trains_every_other_family(recipe, family, tmp_path):
+#: the FSDP2 runs of the other three families, then one with the strategy's default (tensor-parallel)
+#: sizes, all in one group of two processes (:func:`fsdp_families`)
+FAMILIES = {"tokens_masked": "masked", "tokens_ar": "autoregressive", "points_diffusion": "diffusion"}
+
+
+@pytest.fixture(scope="module")
+def fsdp_families(tmp_path_factory) -> Path:
+    """Each recipe of :data:`FAMILIES` for 2 steps on 2 processes sharded by FSDP2 (into ``<recipe>/``),
+    then points_flow with ``ModelParallelStrategy``'s default sizes (``tensor_parallel/``), as
+    ``polyguide fit`` commands run one after another by the two processes of one group that the test
+    launches itself (``fit_sequence.py``): three separate commands would start six processes."""
+    return _shared(tmp_path_factory, "fsdp-families", _fit_in_sequence)
+
+
+def _fit_in_sequence(root: Path) -> None:
+    commands = [_args(recipe, root / recipe, "--trainer.devices", "2", "--trainer.strategy", FSDP2,
+                      steps=2)[3:] for recipe in FAMILIES]
+    default_sizes = '{"class_path": "lightning.pytorch.strategies.ModelParallelStrategy"}'
+    commands.append(_args("points_flow", root / "tensor_parallel", "--trainer.devices", "2",
+                          "--trainer.strategy", default_sizes, steps=1)[3:])
+    (root / "commands.json").write_text(json.dumps(commands))
+    script = [sys.executable, str(Path(__file__).with_name("fit_sequence.py")), str(root / "commands.json"),
+              str(root / "codes")]
+    outs = _launch(script, [dict(NODE_RANK="0", LOCAL_RANK=str(r)) for r in (0, 1)])
+    (root / "stderr.txt").write_text("".join(o[1] for o in outs))
+
+
+def _codes(root: Path) -> list[list[int]]:
+    """Each process's exit codes of the commands of :func:`fsdp_families`."""
+    return [json.loads((root / f"codes.rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.parametrize(("index", "recipe"), list(enumerate(FAMILIES)))
+def test_fsdp2_trains_every_other_family(fsdp_families, index, recipe):
     """points_flow (the flow family) is the recipe of the tests above."""
-    ckpt = read_checkpoint(_fit(recipe, tmp_path, strategy=FSDP2, steps=2))
-    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == family
+    stderr = (fsdp_families / "stderr.txt").read_text()
+    assert [codes[index] for codes in _codes(fsdp_families)] == [0, 0], stderr[-3000:]
+    assert "sync_dist=True" not in stderr
+    ckpt = read_checkpoint(_last(fsdp_families / recipe))
+    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == FAMILIES[recipe]
     _check_ema_agrees(ckpt)
 
 
-def test_fsdp2_with_tensor_parallel_sizes_is_one_line(tmp_path):
+def test_fsdp2_with_tensor_parallel_sizes_is_one_line(fsdp_families):
     """The strategy's default sizes on one node mean tensor parallelism, which polyguide does not do."""
-    cmd = _args("points_flow", tmp_path, "--trainer.devices", "2", "--trainer.strategy",
-                '{"class_path": "lightning.pytorch.strategies.ModelParallelStrategy"}', steps=1)
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    assert done.returncode == 2, done.stderr[-3000:]
-    assert "tensor_parallel_size=2" in done.stderr and "Traceback" not in done.stderr
+    assert [codes[-1] for codes in _codes(fsdp_families)] == [2, 2]
+    stderr = (fsdp_families / "stderr.txt").read_text()
+    assert "tensor_parallel_size=2" in stderr and "Traceback" not in stderr
 
 
 def _free_port() -> int:
@@ -259,23 +293,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launch(cmd: list[str], envs: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """Start ``cmd`` once per entry of ``envs`` (its extra environment) on the loopback address
+    (``MASTER_ADDR``, a free ``MASTER_PORT``), as a cluster's launcher would; every one must exit 0.
+    Returns each one's (standard output, standard error)."""
+    port = str(_free_port())
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, **extra))
+             for extra in envs]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0] * len(procs), [o[1][-3000:] for o in outs]
+    return outs
+
+
 def test_two_nodes_on_the_loopback_address(tmp_path):
     """Two launcher processes, one per "node", as Lightning documents for a general cluster:
     ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK`` and ``--trainer.num_nodes 2``; the recipe is the
     masked family's (its ``ddp`` run on two processes)."""
-    port = str(_free_port())
     cmd = _args("tokens_masked", tmp_path, "--trainer.devices", "1", "--trainer.num_nodes", "2",
                 "--trainer.strategy", "ddp", steps=2)
-    nodes = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(r)))
-             for r in (0, 1)]
-    try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in nodes]
-    finally:
-        for p in nodes:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    outs = _launch(cmd, [dict(NODE_RANK=str(r)) for r in (0, 1)])
     assert not any("sync_dist=True" in o[1] for o in outs)
     ckpt = read_checkpoint(_last(tmp_path))
     assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["family"] == "masked"
