@@ -14,7 +14,6 @@ codec.prompt("To be, or not to be", n))``; the sample holds only the continuatio
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,10 +112,6 @@ class ShakespeareData(SplitData):
     def build(self) -> tuple[TextWindows, TextWindows]:
         tok = load_tokenizer(resolve_tokenizer(self.tokenizer_name, self.cache_dir))
         return self._windows(self._train_speeches, tok), self._windows(self._val_speeches, tok)
-
-    @property
-    def tokenizer_path(self) -> Path:
-        return resolve_tokenizer(self.tokenizer_name, self.cache_dir)
 
     def stats(self) -> dict[str, dict[str, dict[str, int]]]:
         """Per split and genre: plays, windows, text tokens, and windows with a speaker label."""
